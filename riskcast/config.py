@@ -1,0 +1,76 @@
+"""Settings: one typed object from defaults, an optional riskcast.toml and RISKCAST_* variables.
+
+Precedence, lowest first: built-in defaults, `<home>/riskcast.toml`, environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from riskcast.errors import ConfigError
+
+DEFAULT_HOME = "riskcast-home"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where riskcast keeps its data and how it reads sources."""
+
+    home: Path = field(default_factory=lambda: Path(DEFAULT_HOME))
+    db_url: str | None = None
+    source_timezone: str = "UTC"
+
+    @property
+    def lake_dir(self) -> Path:
+        """The append-only Parquet lake."""
+        return self.home / "lake"
+
+    @property
+    def models_dir(self) -> Path:
+        """Trained model artefacts, one directory per version."""
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Evaluation and audit reports."""
+        return self.home / "reports"
+
+    @property
+    def database_url(self) -> str:
+        """The store's SQLAlchemy URL: RISKCAST_DB_URL, else a SQLite file in the home."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.home / 'riskcast.db').resolve()}"
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from the environment (os.environ by default) and keyword overrides."""
+    env = dict(os.environ if env is None else env)
+    settings = Settings(home=Path(env.get("RISKCAST_HOME", DEFAULT_HOME)))
+    toml_path = settings.home / "riskcast.toml"
+    if toml_path.exists():
+        try:
+            file_values = tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path}: not valid TOML ({exc})") from exc
+        known = {"db_url", "source_timezone"}
+        unknown = set(file_values) - known
+        if unknown:
+            raise ConfigError(f"{toml_path}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        settings = replace(settings, **file_values)
+    if env.get("RISKCAST_DB_URL"):
+        settings = replace(settings, db_url=env["RISKCAST_DB_URL"])
+    if env.get("RISKCAST_SOURCE_TIMEZONE"):
+        settings = replace(settings, source_timezone=env["RISKCAST_SOURCE_TIMEZONE"])
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        ZoneInfo(settings.source_timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"source time zone {settings.source_timezone!r} is not an IANA zone name (e.g. 'Europe/London')"
+        ) from exc
+    return settings

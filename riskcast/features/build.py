@@ -1,0 +1,227 @@
+"""The point-in-time hourly feature matrix.
+
+One row per encounter per clock hour `time`, from the first whole hour after admission to
+discharge (or to `at`, for encounters still admitted). The row at `time` t uses only
+observations with charttime <= t: an observation at 10:20 is first seen by the 11:00 row.
+Rolling windows are half-open on the left and closed on the right: "6 h" at t means
+(t − 6 h, t]. Observations made before the first row (emergency department labs) count
+as if made in the first hour.
+
+The computation is columnar: observations are reduced to per-hour sums (count, sum, sum
+of squares, min, max, last, sums for the slope) per encounter and variable, pivoted wide,
+joined onto the hourly grid, and rolled with window expressions over each encounter. No
+Python loop runs over patients or rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from riskcast.catalog import Catalog, load_catalog
+from riskcast.errors import FeatureError
+from riskcast.features.scores import early_warning_scores, with_missing_columns
+
+HOUR = pl.duration(hours=1)
+META_COLUMNS = ["encounter_id", "patient_id", "time", "site", "ward", "sex", "race_ethnicity", "age_band"]
+VITAL_WINDOWS_HOURS = (6, 24)
+AGE_BANDS = [(0, 45, "18-44"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, "80+")]
+
+_STATS = ["n", "sum", "sumsq", "min", "max", "last", "last_time", "first", "st", "stt", "stx"]
+
+
+def _ceil_hour(column: pl.Expr) -> pl.Expr:
+    """The first clock hour at or after a time."""
+    floor = column.dt.truncate("1h")
+    return pl.when(column == floor).then(floor).otherwise(floor + HOUR)
+
+
+def hourly_grid(encounters: pl.LazyFrame, *, at: datetime | None, data_end: datetime | None) -> pl.LazyFrame:
+    """encounter_id, time: every clock hour of each stay, up to discharge or `at`.
+
+    An encounter still admitted runs to `at` when given, else to `data_end` (the latest
+    charttime in the data), so the grid never runs past what has been recorded.
+    """
+    stop = pl.col("discharge_time")
+    if at is not None:
+        stop = pl.min_horizontal(stop.fill_null(pl.lit(at)), pl.lit(at))
+    elif data_end is not None:
+        # Only open stays end at the data's end; a discharged stay runs to its discharge.
+        stop = stop.fill_null(pl.lit(data_end))
+    bounds = encounters.select(
+        "encounter_id",
+        _ceil_hour(pl.col("admit_time")).alias("grid_start"),
+        stop.dt.truncate("1h").alias("grid_end"),
+    ).filter(pl.col("grid_end").is_not_null() & (pl.col("grid_end") >= pl.col("grid_start")))
+    return bounds.with_columns(
+        pl.datetime_ranges("grid_start", "grid_end", interval="1h").alias("time")
+    ).explode("time")
+
+
+def _hourly_stats(observations: pl.LazyFrame, bounds: pl.LazyFrame, variables: list[str]) -> pl.LazyFrame:
+    """Per encounter, hour bin and variable: the sums the rolling features are built from."""
+    obs = (
+        observations.filter(pl.col("variable").is_in(variables))
+        .join(bounds, on="encounter_id", how="inner")
+        .with_columns(pl.max_horizontal(_ceil_hour(pl.col("charttime")), pl.col("grid_start")).alias("time"))
+        .filter(pl.col("time") <= pl.col("grid_end"))
+        .with_columns(((pl.col("charttime") - pl.col("grid_start")).dt.total_seconds() / 3600.0).alias("t"))
+        .sort("encounter_id", "variable", "charttime")
+    )
+    value, t = pl.col("value"), pl.col("t")
+    return obs.group_by("encounter_id", "time", "variable").agg(
+        pl.len().cast(pl.Float64).alias("n"),
+        value.sum().alias("sum"),
+        (value * value).sum().alias("sumsq"),
+        value.min().alias("min"),
+        value.max().alias("max"),
+        value.last().alias("last"),
+        pl.col("charttime").last().alias("last_time"),
+        value.first().alias("first"),
+        t.sum().alias("st"),
+        (t * t).sum().alias("stt"),
+        (t * value).sum().alias("stx"),
+    )
+
+
+def _wide(stats: pl.DataFrame, variables: list[str]) -> pl.DataFrame:
+    """Pivot per-variable stats to one row per encounter and hour: `{variable}__{stat}`."""
+    if stats.height == 0:
+        return pl.DataFrame(schema={"encounter_id": pl.String, "time": pl.Datetime("us", "UTC")})
+    wide = stats.pivot(on="variable", index=["encounter_id", "time"], values=_STATS)
+    rename = {}
+    for stat in _STATS:
+        for variable in variables:
+            name = f"{stat}_{variable}"
+            if name in wide.columns:
+                rename[name] = f"{variable}__{stat}"
+    return wide.rename(rename)
+
+
+def _variable_features(variable: str, *, is_vital: bool, present: set[str]) -> list[pl.Expr]:
+    """Features of one variable from its hourly stats columns, as window expressions."""
+    def col(stat: str) -> pl.Expr:
+        name = f"{variable}__{stat}"
+        if name in present:
+            return pl.col(name)
+        return pl.lit(None, dtype=pl.Datetime("us", "UTC") if stat == "last_time" else pl.Float64)
+
+    by = "encounter_id"
+    last = col("last").forward_fill().over(by)
+    last_time = col("last_time").forward_fill().over(by)
+    n = col("n").fill_null(0.0)
+    exprs = [
+        last.alias(f"{variable}_last"),
+        ((pl.col("time") - last_time).dt.total_seconds() / 3600.0).alias(f"{variable}_hours_since"),
+        n.rolling_sum(window_size=24, min_samples=1).over(by).alias(f"{variable}_count_24h"),
+    ]
+    if not is_vital:
+        return exprs
+    for hours in VITAL_WINDOWS_HOURS:
+        count = n.rolling_sum(window_size=hours, min_samples=1).over(by)
+        total = col("sum").fill_null(0.0).rolling_sum(window_size=hours, min_samples=1).over(by)
+        squares = col("sumsq").fill_null(0.0).rolling_sum(window_size=hours, min_samples=1).over(by)
+        mean = pl.when(count > 0).then(total / count)
+        variance = pl.when(count > 1).then(
+            ((squares - count * mean * mean) / (count - 1)).clip(lower_bound=0.0)
+        )
+        exprs += [
+            mean.alias(f"{variable}_mean_{hours}h"),
+            col("min").rolling_min(window_size=hours, min_samples=1).over(by).alias(f"{variable}_min_{hours}h"),
+            col("max").rolling_max(window_size=hours, min_samples=1).over(by).alias(f"{variable}_max_{hours}h"),
+            variance.sqrt().alias(f"{variable}_std_{hours}h"),
+        ]
+    window = 6
+    count = n.rolling_sum(window_size=window, min_samples=1).over(by)
+    s_t, s_tt, s_x, s_tx = (
+        col(s).fill_null(0.0).rolling_sum(window_size=window, min_samples=1).over(by) for s in ("st", "stt", "sum", "stx")
+    )
+    denominator = count * s_tt - s_t * s_t
+    slope = pl.when((count >= 2) & (denominator > 1e-9)).then((count * s_tx - s_t * s_x) / denominator)
+    first_value = col("first").drop_nulls().first().over(by)
+    exprs += [
+        slope.alias(f"{variable}_slope_6h"),
+        pl.when(last.is_not_null()).then(last - first_value).alias(f"{variable}_change"),
+    ]
+    return exprs
+
+
+def _demographics(encounters: pl.LazyFrame, patients: pl.LazyFrame) -> pl.LazyFrame:
+    """Per encounter: patient, site, ward, sex, race/ethnicity, age at admission and its band."""
+    age = pl.coalesce(pl.col("age"), (pl.col("admit_time").dt.year() - pl.col("birth_year")).cast(pl.Float64))
+    band = pl.lit(None, dtype=pl.String)
+    for low, high, name in reversed(AGE_BANDS):
+        band = pl.when((pl.col("age") >= low) & (pl.col("age") < high)).then(pl.lit(name)).otherwise(band)
+    return (
+        encounters.select("encounter_id", "patient_id", "admit_time", "ward", "site")
+        .join(
+            patients.select("patient_id", "age", "birth_year", "sex", "race_ethnicity"),
+            on="patient_id",
+            how="left",
+        )
+        .with_columns(age.alias("age"))
+        .with_columns(
+            band.alias("age_band"),
+            pl.when(pl.col("sex") == "male").then(1.0).when(pl.col("sex") == "female").then(0.0).alias("sex_male"),
+        )
+        .drop("birth_year")
+    )
+
+
+def build_features(
+    observations: pl.LazyFrame | pl.DataFrame,
+    encounters: pl.LazyFrame | pl.DataFrame,
+    patients: pl.LazyFrame | pl.DataFrame,
+    *,
+    at: datetime | None = None,
+    catalog: Catalog | None = None,
+    encounter_ids: list[str] | None = None,
+) -> pl.DataFrame:
+    """The hourly feature matrix (see the module docstring), sorted by encounter and time.
+
+    at: build as of this UTC time: later observations are ignored and open stays end here.
+    encounter_ids: restrict to these encounters (e.g. the admitted ones, when scoring).
+    """
+    catalog = catalog or load_catalog()
+    observations, encounters, patients = (f.lazy() for f in (observations, encounters, patients))
+    if at is not None:
+        if at.tzinfo is None:
+            raise FeatureError("`at` must be timezone-aware (UTC); got a naive datetime")
+        observations = observations.filter(pl.col("charttime") <= at)
+        encounters = encounters.filter(pl.col("admit_time") <= at)
+    if encounter_ids is not None:
+        wanted = pl.Series("encounter_id", encounter_ids, dtype=pl.String)
+        encounters = encounters.filter(pl.col("encounter_id").is_in(wanted.implode()))
+        observations = observations.filter(pl.col("encounter_id").is_in(wanted.implode()))
+    data_end = observations.select(pl.col("charttime").max()).collect().item()
+    variables = list(catalog.variables)
+    grid = hourly_grid(encounters, at=at, data_end=data_end)
+    bounds = grid.select("encounter_id", "grid_start", "grid_end").unique("encounter_id")
+    stats = _hourly_stats(observations, bounds, variables).collect()
+    wide = _wide(stats, variables)
+    present = set(wide.columns)
+    demographics = _demographics(encounters, patients)
+    frame = (
+        grid.select("encounter_id", "time")
+        .join(wide.lazy(), on=["encounter_id", "time"], how="left")
+        .sort("encounter_id", "time")
+    )
+    feature_exprs: list[pl.Expr] = []
+    for name, variable in catalog.variables.items():
+        feature_exprs += _variable_features(name, is_vital=variable.kind == "vital", present=present)
+    frame = frame.select("encounter_id", "time", *feature_exprs)
+    frame = (
+        frame.join(demographics, on="encounter_id", how="left")
+        .with_columns(((pl.col("time") - pl.col("admit_time")).dt.total_seconds() / 3600.0).alias("hours_since_admission"))
+        .drop("admit_time")
+    )
+    frame = with_missing_columns(frame).with_columns(early_warning_scores())
+    ordered = META_COLUMNS + [c for c in frame.collect_schema().names() if c not in META_COLUMNS]
+    return frame.select(ordered).sort("encounter_id", "time").collect()
+
+
+def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """The model features of a feature matrix: every column except keys and meta."""
+    names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+    return [c for c in names if c not in META_COLUMNS]

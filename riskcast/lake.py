@@ -1,0 +1,243 @@
+"""The append-only Parquet lake: one batch per ingest, committed by its manifest.
+
+Layout under the lake root:
+
+    <table>/<batch_id>.parquet      valid rows of a canonical table, with a batch_id column
+    quarantine/<batch_id>.parquet   rows that broke a rule, with the rule and source line
+    batches/<batch_id>.json         the manifest; a batch exists only once this is written
+
+Every file is written under a temporary name and renamed, and the manifest is renamed
+last, so a process that dies mid-ingest leaves nothing a reader will see. Batch ids sort
+by the time they were made, and each manifest records its place in the commit order (two
+ingests within one second get ids that differ only in their digest). For patients and
+encounters the batch committed last wins (a later feed may add a discharge time), while
+observations and outcomes accumulate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from riskcast.catalog import TABLES
+from riskcast.contracts import QUARANTINE_SCHEMA, UTC_DATETIME
+from riskcast.errors import LakeError
+
+MANIFESTS = "batches"
+QUARANTINE = "quarantine"
+
+# Columns each table keeps in the lake, in order (typed as the contracts produce them).
+LAKE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "patients": {
+        "patient_id": pl.String(),
+        "birth_year": pl.Int64(),
+        "age": pl.Float64(),
+        "sex": pl.String(),
+        "race_ethnicity": pl.String(),
+        "site": pl.String(),
+    },
+    "encounters": {
+        "encounter_id": pl.String(),
+        "patient_id": pl.String(),
+        "admit_time": UTC_DATETIME,
+        "discharge_time": UTC_DATETIME,
+        "ward": pl.String(),
+        "site": pl.String(),
+    },
+    "observations": {
+        "encounter_id": pl.String(),
+        "charttime": UTC_DATETIME,
+        "variable": pl.String(),
+        "value": pl.Float64(),
+        "unit": pl.String(),
+        "source": pl.String(),
+    },
+    "outcomes": {
+        "encounter_id": pl.String(),
+        "event_time": UTC_DATETIME,
+        "event_type": pl.String(),
+    },
+}
+LATEST_WINS = {"patients": "patient_id", "encounters": "encounter_id"}
+
+
+@dataclass(frozen=True)
+class BatchManifest:
+    """What one ingest added: its sources, and the rows accepted and quarantined."""
+
+    batch_id: str
+    created_at: str
+    sources: list[dict[str, Any]]
+    accepted: dict[str, int]
+    quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
+    sequence: int = 0  # 1 for the first batch committed to the lake, 2 for the next, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "created_at": self.created_at,
+            "sources": self.sources,
+            "accepted": self.accepted,
+            "quarantined": self.quarantined,
+            "sequence": self.sequence,
+        }
+
+
+def new_batch_id(now: datetime, content_hashes: list[str]) -> str:
+    """A batch id that sorts by time and names its content: 20260115T120000-1a2b3c4d."""
+    import hashlib
+
+    digest = hashlib.sha256("".join(sorted(content_hashes)).encode()).hexdigest()[:8]
+    return f"{now:%Y%m%dT%H%M%S}-{digest}"
+
+
+def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    frame.write_parquet(tmp, compression="zstd", statistics=True)
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Lake:
+    """The Parquet lake under one root folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ batches
+    def manifests(self) -> list[BatchManifest]:
+        """Committed batches in the order they were committed."""
+        folder = self.root / MANIFESTS
+        if not folder.exists():
+            return []
+        manifests = []
+        for path in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise LakeError(f"{path}: batch manifest is unreadable ({exc}); restore it or remove the batch") from exc
+            manifests.append(BatchManifest(**data))
+        return sorted(manifests, key=lambda m: (m.sequence, m.batch_id))
+
+    def committed_batch_ids(self) -> list[str]:
+        return [m.batch_id for m in self.manifests()]
+
+    def seen_hashes(self) -> dict[str, str]:
+        """Content hash -> batch id for every source already ingested."""
+        return {s["sha256"]: m.batch_id for m in self.manifests() for s in m.sources}
+
+    def commit_batch(
+        self,
+        batch_id: str,
+        tables: dict[str, pl.DataFrame],
+        quarantine: pl.DataFrame,
+        *,
+        sources: list[dict[str, Any]],
+        created_at: datetime,
+    ) -> BatchManifest:
+        """Write a batch's tables and quarantine, then its manifest (the commit point)."""
+        if (self.root / MANIFESTS / f"{batch_id}.json").exists():
+            raise LakeError(f"batch {batch_id} is already committed")
+        self._remove_orphans()
+        sequence = max((m.sequence for m in self.manifests()), default=0) + 1
+        accepted: dict[str, int] = {}
+        for table in TABLES:
+            frame = tables.get(table)
+            if frame is None or frame.height == 0:
+                accepted[table] = 0
+                continue
+            schema = LAKE_SCHEMAS[table]
+            stored = frame.select([pl.col(c).cast(t) for c, t in schema.items()]).with_columns(
+                pl.lit(batch_id).alias("batch_id")
+            )
+            _atomic_write_parquet(stored, self.root / table / f"{batch_id}.parquet")
+            accepted[table] = stored.height
+        quarantined: dict[str, dict[str, int]] = {}
+        if quarantine.height:
+            _atomic_write_parquet(
+                quarantine.select(list(QUARANTINE_SCHEMA)).with_columns(pl.lit(batch_id).alias("batch_id")),
+                self.root / QUARANTINE / f"{batch_id}.parquet",
+            )
+            counts = quarantine.group_by("table", "rule").len().sort("table", "rule")
+            for table, rule, count in counts.iter_rows():
+                quarantined.setdefault(table, {})[rule] = int(count)
+        manifest = BatchManifest(
+            batch_id=batch_id,
+            created_at=created_at.isoformat(),
+            sources=sources,
+            accepted=accepted,
+            quarantined=quarantined,
+            sequence=sequence,
+        )
+        _atomic_write_json(manifest.to_dict(), self.root / MANIFESTS / f"{batch_id}.json")
+        return manifest
+
+    def _remove_orphans(self) -> None:
+        """Delete temporary and uncommitted files left by a process that died mid-ingest."""
+        committed = set(self.committed_batch_ids())
+        for folder in [self.root / t for t in TABLES] + [self.root / QUARANTINE]:
+            if not folder.exists():
+                continue
+            for path in folder.iterdir():
+                if path.name.startswith(".tmp-") or (path.suffix == ".parquet" and path.stem not in committed):
+                    path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ reading
+    def _files(self, folder: str) -> list[Path]:
+        committed = set(self.committed_batch_ids())
+        directory = self.root / folder
+        if not directory.exists():
+            return []
+        return sorted(p for p in directory.glob("*.parquet") if p.stem in committed)
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        """A table's committed rows; for patients and encounters the latest batch's row wins."""
+        if table not in LAKE_SCHEMAS:
+            raise LakeError(f"unknown table {table!r}; the lake holds {', '.join(TABLES)}")
+        files = self._files(table)
+        schema = {**LAKE_SCHEMAS[table], "batch_id": pl.String()}
+        if not files:
+            return pl.LazyFrame(schema=schema)
+        frame = pl.scan_parquet(files, schema=schema)
+        key = LATEST_WINS.get(table)
+        if key:
+            committed = self.committed_batch_ids()
+            order = pl.LazyFrame(
+                {"batch_id": committed, "__commit_order": list(range(len(committed)))},
+                schema={"batch_id": pl.String, "__commit_order": pl.Int64},
+            )
+            frame = (
+                frame.join(order, on="batch_id", how="left", maintain_order="left")
+                .sort("__commit_order", maintain_order=True)
+                .unique(key, keep="last", maintain_order=True)
+                .drop("__commit_order")
+            )
+        elif table == "outcomes":
+            frame = frame.unique(["encounter_id", "event_type", "event_time"], keep="first", maintain_order=True)
+        return frame
+
+    def scan_quarantine(self) -> pl.LazyFrame:
+        """Every quarantined row with its batch, rule and source line."""
+        files = self._files(QUARANTINE)
+        schema = {**QUARANTINE_SCHEMA, "batch_id": pl.String()}
+        if not files:
+            return pl.LazyFrame(schema=schema)
+        return pl.scan_parquet(files, schema=schema)
+
+    def is_empty(self) -> bool:
+        return not self.committed_batch_ids()
