@@ -1,0 +1,291 @@
+"""A thin helper API over the store's tables: runs, quarantine, scores.
+
+Each function takes an Engine or a Connection first. With an Engine it opens its own
+write transaction (committed on return); with a Connection it works inside the caller's
+transaction, so several helpers can commit together. `now` is always passed in: the
+store never reads the clock. Every time is UTC-aware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection, Engine, exists, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from riskcast.errors import StoreError
+from riskcast.store.session import write_transaction
+from riskcast.store.tables import drivers, models, quarantine, runs, scores
+
+QUARANTINE_COLUMNS = ("table", "source_file", "source_line", "rule", "detail", "record")
+SCORE_COLUMNS = ("encounter_id", "patient_id", "ward", "site", "scored_at", "risk", "status", "missing")
+DRIVER_COLUMNS = ("encounter_id", "scored_at", "rank", "variable", "feature", "text", "contribution", "value")
+FINISHED_RUN_STATUSES = ("succeeded", "failed")
+
+UTC_DATETIME = pl.Datetime("us", "UTC")
+LATEST_SCORES_SCHEMA: dict[str, pl.DataType] = {
+    "score_id": pl.Int64(),
+    "run_id": pl.Int64(),
+    "model_version": pl.String(),
+    "encounter_id": pl.String(),
+    "patient_id": pl.String(),
+    "ward": pl.String(),
+    "site": pl.String(),
+    "scored_at": UTC_DATETIME,
+    "risk": pl.Float64(),
+    "status": pl.String(),
+    "missing": pl.String(),
+    "created_at": UTC_DATETIME,
+}
+
+
+@contextmanager
+def _writing(bind: Engine | Connection) -> Iterator[Connection]:
+    """A connection inside a transaction: a new write transaction, or the caller's."""
+    if isinstance(bind, Engine):
+        with write_transaction(bind) as connection:
+            yield connection
+    elif bind.in_transaction():
+        yield bind
+    else:
+        with bind.begin():
+            yield bind
+
+
+@contextmanager
+def _reading(bind: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(bind, Engine):
+        with bind.connect() as connection:
+            yield connection
+    else:
+        yield bind
+
+
+def _dialect_insert(connection: Connection, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the connection's backend."""
+    name = connection.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise StoreError(f"the store supports SQLite and PostgreSQL, not {name!r}")
+
+
+def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} frame lacks column(s) {missing}; expected {list(columns)}")
+
+
+def _as_utc(frame: pl.DataFrame, column: str, name: str) -> pl.Expr:
+    """`column` as Datetime('us', 'UTC'); naive or non-datetime columns are refused."""
+    dtype = frame.schema[column]
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        raise ValueError(f"{name}.{column} must be a time-zone-aware Datetime (UTC), got {dtype}")
+    return pl.col(column).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+
+
+def start_run(
+    bind: Engine | Connection,
+    kind: str,
+    *,
+    details: dict[str, Any] | None = None,
+    scheduled_for: datetime | None = None,
+    model_version: str | None = None,
+    now: datetime,
+) -> int:
+    """Record that a run of `kind` (ingest, score, train, ...) started at `now`; its id."""
+    with _writing(bind) as connection:
+        result = connection.execute(
+            insert(runs).values(
+                kind=kind,
+                started_at=now,
+                status="running",
+                scheduled_for=scheduled_for,
+                model_version=model_version,
+                details=details or {},
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def finish_run(
+    bind: Engine | Connection,
+    run_id: int,
+    *,
+    status: str,
+    details: dict[str, Any] | None = None,
+    error: str | None = None,
+    now: datetime,
+) -> None:
+    """Mark run `run_id` succeeded or failed at `now`; `details` are merged into the run's."""
+    if status not in FINISHED_RUN_STATUSES:
+        raise ValueError(f"finish_run status must be one of {list(FINISHED_RUN_STATUSES)}, got {status!r}")
+    with _writing(bind) as connection:
+        current = connection.execute(select(runs.c.details).where(runs.c.id == run_id)).one_or_none()
+        if current is None:
+            raise StoreError(f"runs: no run with id {run_id}")
+        merged = {**(current.details or {}), **(details or {})}
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(finished_at=now, status=status, details=merged, error=error)
+        )
+
+
+def write_quarantine(bind: Engine | Connection, batch_id: str, frame: pl.DataFrame, *, now: datetime) -> int:
+    """Store the quarantined rows of ingest batch `batch_id`; the number of rows written.
+
+    `frame` has the columns of riskcast.contracts' quarantine frame: table, source_file,
+    source_line, rule, detail, record. Idempotent per batch: when any row of `batch_id`
+    is already stored, nothing is written and 0 is returned (concurrent writers of the
+    same batch are serialised by the write lock on SQLite, an advisory lock on PostgreSQL).
+    """
+    _require_columns(frame, QUARANTINE_COLUMNS, "quarantine")
+    if frame.height == 0:
+        return 0
+    rows = (
+        frame.select(
+            pl.lit(batch_id).alias("batch_id"),
+            pl.col("table").cast(pl.String).alias("table_name"),
+            pl.col("source_file").cast(pl.String),
+            pl.col("source_line").cast(pl.Int64),
+            pl.col("rule").cast(pl.String),
+            pl.col("detail").cast(pl.String),
+            pl.col("record").cast(pl.String),
+        )
+        .with_columns(created_at=pl.lit(now, dtype=UTC_DATETIME))
+        .to_dicts()
+    )
+    with _writing(bind) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"riskcast.quarantine:{batch_id}"}
+            )
+        already = connection.execute(select(exists().where(quarantine.c.batch_id == batch_id))).scalar()
+        if already:
+            return 0
+        connection.execute(insert(quarantine), rows)
+    return len(rows)
+
+
+def write_scores(
+    bind: Engine | Connection,
+    run_id: int,
+    model_version: str,
+    scores_frame: pl.DataFrame,
+    drivers_frame: pl.DataFrame,
+    *,
+    now: datetime,
+) -> int:
+    """Store one run's scores and their drivers; the number of scores that were new.
+
+    `scores_frame`: encounter_id, patient_id, ward, site, scored_at (UTC, the hour the score
+    describes), risk (null or NaN when insufficient data), status, missing.
+    `drivers_frame`: encounter_id, scored_at, rank, variable, feature, text, contribution,
+    value; each row attaches to the score with the same (encounter_id, scored_at).
+
+    A score whose (model_version, encounter_id, scored_at) is already stored is skipped
+    (INSERT ... ON CONFLICT DO NOTHING), and so are its drivers: rescoring an hour writes
+    nothing new. Everything is written in one transaction with bulk inserts.
+    """
+    _require_columns(scores_frame, SCORE_COLUMNS, "scores")
+    _require_columns(drivers_frame, DRIVER_COLUMNS, "drivers")
+    if scores_frame.height == 0:
+        return 0
+    score_rows_frame = scores_frame.select(
+        pl.col("encounter_id").cast(pl.String),
+        pl.col("patient_id").cast(pl.String),
+        pl.col("ward").cast(pl.String),
+        pl.col("site").cast(pl.String),
+        _as_utc(scores_frame, "scored_at", "scores"),
+        pl.col("risk").cast(pl.Float64).fill_nan(None),
+        pl.col("status").cast(pl.String),
+        pl.col("missing").cast(pl.String),
+    )
+    duplicates = score_rows_frame.height - score_rows_frame.select("encounter_id", "scored_at").n_unique()
+    if duplicates:
+        raise ValueError(f"scores frame has {duplicates} repeated (encounter_id, scored_at) row(s)")
+    driver_rows_frame = drivers_frame.select(
+        pl.col("encounter_id").cast(pl.String),
+        _as_utc(drivers_frame, "scored_at", "drivers"),
+        pl.col("rank").cast(pl.Int64),
+        pl.col("variable").cast(pl.String),
+        pl.col("feature").cast(pl.String),
+        pl.col("text").cast(pl.String),
+        pl.col("contribution").cast(pl.Float64),
+        pl.col("value").cast(pl.Float64).fill_nan(None),
+    )
+    orphans = driver_rows_frame.join(score_rows_frame, on=["encounter_id", "scored_at"], how="anti").height
+    if orphans:
+        raise ValueError(f"drivers frame has {orphans} row(s) whose (encounter_id, scored_at) is not in the scores frame")
+
+    score_rows = score_rows_frame.with_columns(
+        run_id=pl.lit(run_id, dtype=pl.Int64),
+        model_version=pl.lit(model_version),
+        created_at=pl.lit(now, dtype=UTC_DATETIME),
+    ).to_dicts()
+    with _writing(bind) as connection:
+        statement = (
+            _dialect_insert(connection, scores)
+            .on_conflict_do_nothing(index_elements=["model_version", "encounter_id", "scored_at"])
+            .returning(scores.c.id, scores.c.encounter_id, scores.c.scored_at)
+        )
+        inserted = connection.execute(statement, score_rows).all()
+        if not inserted:
+            return 0
+        new_ids = pl.DataFrame(
+            [tuple(row) for row in inserted],
+            schema={"score_id": pl.Int64(), "encounter_id": pl.String(), "scored_at": UTC_DATETIME},
+            orient="row",
+        )
+        driver_rows = (
+            driver_rows_frame.join(new_ids, on=["encounter_id", "scored_at"], how="inner")
+            .drop("encounter_id", "scored_at")
+            .to_dicts()
+        )
+        if driver_rows:
+            connection.execute(insert(drivers), driver_rows)
+    return len(inserted)
+
+
+def latest_scores(
+    bind: Engine | Connection,
+    *,
+    ward: str | None = None,
+    at: datetime | None = None,
+    model_version: str | None = None,
+) -> pl.DataFrame:
+    """The latest score per encounter, one row each (columns: LATEST_SCORES_SCHEMA).
+
+    Scores of `model_version`; when None, of the champion model, or of any model version
+    when no champion is registered (then the most recently written score of the latest
+    hour wins). `at` keeps scores describing hours at or before `at` (UTC). `ward` keeps
+    encounters whose latest score was on that ward (a patient who moved away drops out).
+    Sorted by ward, then encounter_id.
+    """
+    with _reading(bind) as connection:
+        if model_version is None:
+            model_version = connection.execute(
+                select(models.c.version).where(models.c.is_champion.is_(True))
+            ).scalar_one_or_none()
+        position = (
+            func.row_number()
+            .over(partition_by=scores.c.encounter_id, order_by=(scores.c.scored_at.desc(), scores.c.id.desc()))
+            .label("position")
+        )
+        ranked = select(scores.c.id.label("score_id"), *[c for c in scores.c if c.name != "id"], position)
+        if model_version is not None:
+            ranked = ranked.where(scores.c.model_version == model_version)
+        if at is not None:
+            ranked = ranked.where(scores.c.scored_at <= at)
+        latest = ranked.subquery()
+        query = select(*[latest.c[name] for name in LATEST_SCORES_SCHEMA]).where(latest.c.position == 1)
+        if ward is not None:
+            query = query.where(latest.c.ward == ward)
+        rows = connection.execute(query.order_by(latest.c.ward, latest.c.encounter_id)).all()
+    return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")

@@ -1,0 +1,455 @@
+"""The store: migrations, idempotent writes, database-enforced uniqueness, UTC times.
+
+Every test that takes `db_url` runs on a SQLite file and, when a server answers at
+127.0.0.1:5432/test (users postgres or root, trust auth; or RISKCAST_TEST_POSTGRES_URL),
+on PostgreSQL in a schema of its own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, func, insert, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import NullPool
+
+from riskcast.errors import StoreError
+from riskcast.store import (
+    connect,
+    current_revision,
+    finish_run,
+    head_revision,
+    latest_scores,
+    metadata,
+    open_store,
+    session_factory,
+    start_run,
+    write_quarantine,
+    write_scores,
+    write_session,
+)
+from riskcast.store.tables import Alert, alerts, drivers, models, quarantine, runs, scores
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+POSTGRES_CANDIDATES = (
+    "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg2://root@127.0.0.1:5432/test",
+)
+
+
+# --- backends ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str | None:
+    """The first PostgreSQL URL that answers within 2 s, or None."""
+    candidates = [os.environ["RISKCAST_TEST_POSTGRES_URL"]] if os.environ.get("RISKCAST_TEST_POSTGRES_URL") else []
+    for url in [*candidates, *POSTGRES_CANDIDATES]:
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 2})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return url
+        except Exception:  # noqa: BLE001 - any failure means "not available here"
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'home' / 'riskcast.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    if admin_url is None:
+        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432/test (tried users postgres and root)")
+    schema = f"riskcast_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Engine]:
+    engine = open_store(db_url)
+    yield engine
+    engine.dispose()
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+def hourly_scores(hours: list[datetime], *, encounters: tuple[str, ...] = ("E1", "E2"), ward: str = "W1") -> pl.DataFrame:
+    """One scored row per encounter per hour; risk grows with the hour so rows differ."""
+    rows = [
+        {
+            "encounter_id": encounter,
+            "patient_id": f"P-{encounter}",
+            "ward": ward,
+            "site": "S1",
+            "scored_at": hour,
+            "risk": 0.1 + 0.01 * index,
+            "status": "scored",
+            "missing": None,
+        }
+        for index, hour in enumerate(hours)
+        for encounter in encounters
+    ]
+    return pl.DataFrame(rows, schema_overrides={"scored_at": pl.Datetime("us", "UTC"), "missing": pl.String})
+
+
+def two_drivers_each(scores_frame: pl.DataFrame) -> pl.DataFrame:
+    """Rank 1 and 2 drivers for every score; the text names the encounter to check linkage."""
+    return scores_frame.select("encounter_id", "scored_at").join(pl.DataFrame({"rank": [1, 2]}), how="cross").with_columns(
+        variable=pl.lit("heart_rate"),
+        feature=pl.lit("heart_rate_last"),
+        text=pl.format("heart rate high ({})", pl.col("encounter_id")),
+        contribution=pl.lit(0.3),
+        value=pl.lit(128.0),
+    )
+
+
+def count(engine: Engine, table: Table) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def add_model(engine: Engine, version: str, *, champion: bool) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            insert(models).values(
+                version=version,
+                engine="xgboost",
+                device="cpu",
+                created_at=NOW,
+                is_champion=champion,
+                status="champion" if champion else "challenger",
+                path=f"models/{version}",
+                metrics={"auroc": 0.8},
+                threshold=0.3,
+            )
+        )
+
+
+def raise_alert(connection: Connection, encounter_id: str, raised_for: datetime) -> None:
+    connection.execute(
+        insert(alerts).values(
+            encounter_id=encounter_id,
+            patient_id=f"P-{encounter_id}",
+            ward="W1",
+            kind="risk",
+            state="new",
+            raised_at=NOW,
+            raised_for=raised_for,
+            risk=0.6,
+            model_version="v1",
+            episode=1,
+            updated_at=NOW,
+        )
+    )
+
+
+# --- schema and migrations ---------------------------------------------------------------
+
+
+def test_migrations_create_the_schema_and_it_matches_the_metadata(store: Engine) -> None:
+    assert current_revision(store) == head_revision()
+    assert set(inspect(store).get_table_names()) == set(metadata.tables) | {"alembic_version"}
+    with store.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+
+
+def test_open_store_again_keeps_data_and_changes_nothing(db_url: str) -> None:
+    first = open_store(db_url)
+    run_id = start_run(first, "ingest", now=NOW)
+    first.dispose()
+
+    again = open_store(db_url)
+    assert current_revision(again) == head_revision()
+    assert count(again, runs) == 1
+    with again.connect() as connection:
+        assert connection.execute(select(runs.c.kind).where(runs.c.id == run_id)).scalar_one() == "ingest"
+    again.dispose()
+
+
+def test_two_callers_opening_a_fresh_store_at_once_both_succeed(db_url: str) -> None:
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def open_at_the_same_time() -> None:
+        barrier.wait()
+        try:
+            engine = open_store(db_url)
+            outcomes.append(current_revision(engine))
+            engine.dispose()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=open_at_the_same_time) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes == [head_revision(), head_revision()]
+
+
+def test_connect_creates_the_folder_of_a_sqlite_file(tmp_path: Path) -> None:
+    database = tmp_path / "does" / "not" / "exist" / "riskcast.db"
+    engine = open_store(f"sqlite:///{database}")
+    engine.dispose()
+    assert database.exists()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'riskcast.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+    engine.dispose()
+
+
+def test_unreachable_database_raises_store_error_naming_the_url() -> None:
+    with pytest.raises(StoreError, match=r"cannot reach the database postgresql://nobody@127\.0\.0\.1:1/x.*RISKCAST_DB_URL"):
+        connect("postgresql://nobody@127.0.0.1:1/x")
+
+
+def test_password_is_masked_in_the_store_error() -> None:
+    with pytest.raises(StoreError) as raised:
+        connect("postgresql://nobody:s3cret@127.0.0.1:1/x")
+    assert "s3cret" not in str(raised.value)
+
+
+def test_database_from_a_newer_riskcast_is_refused(db_url: str) -> None:
+    engine = open_store(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"revision '9999_from_the_future', which this riskcast does not know"):
+        open_store(db_url)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def test_finish_run_records_status_time_and_merges_details(store: Engine) -> None:
+    run_id = start_run(store, "score", details={"wards": 3}, model_version="v1", now=NOW)
+    finish_run(store, run_id, status="failed", details={"scored": 0}, error="no champion", now=NOW + timedelta(minutes=2))
+    with store.connect() as connection:
+        run = connection.execute(select(runs).where(runs.c.id == run_id)).one()
+    assert (run.status, run.error, run.details) == ("failed", "no champion", {"wards": 3, "scored": 0})
+    assert run.finished_at - run.started_at == timedelta(minutes=2)
+
+
+def test_finishing_an_unknown_run_names_its_id(store: Engine) -> None:
+    with pytest.raises(StoreError, match="runs: no run with id 4242"):
+        finish_run(store, 4242, status="succeeded", now=NOW)
+
+
+# --- times ---------------------------------------------------------------------------------
+
+
+def test_times_come_back_utc_aware_whatever_zone_they_were_written_in(store: Engine) -> None:
+    local_noon = datetime(2025, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    run_id = start_run(store, "ingest", now=local_noon)
+    with store.connect() as connection:
+        started_at = connection.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar_one()
+    assert started_at.utcoffset() == timedelta(0)
+    assert started_at == NOW
+
+
+def test_naive_times_are_refused(store: Engine) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        start_run(store, "ingest", now=datetime(2025, 3, 1, 12, 0))
+
+
+# --- scores and drivers --------------------------------------------------------------------
+
+
+def test_write_scores_twice_writes_nothing_new(store: Engine) -> None:
+    frame = hourly_scores([NOW - timedelta(hours=1), NOW])
+    run_id = start_run(store, "score", now=NOW)
+    assert write_scores(store, run_id, "v1", frame, two_drivers_each(frame), now=NOW) == 4
+    rerun_id = start_run(store, "score", now=NOW)
+    assert write_scores(store, rerun_id, "v1", frame, two_drivers_each(frame), now=NOW) == 0
+    assert (count(store, scores), count(store, drivers)) == (4, 8)
+
+
+def test_a_new_hour_or_a_new_model_version_is_written_with_its_drivers(store: Engine) -> None:
+    run_id = start_run(store, "score", now=NOW)
+    first = hourly_scores([NOW - timedelta(hours=1)])
+    write_scores(store, run_id, "v1", first, two_drivers_each(first), now=NOW)
+    both_hours = hourly_scores([NOW - timedelta(hours=1), NOW])
+    assert write_scores(store, run_id, "v1", both_hours, two_drivers_each(both_hours), now=NOW) == 2
+    assert write_scores(store, run_id, "v2", both_hours, two_drivers_each(both_hours), now=NOW) == 4
+    assert (count(store, scores), count(store, drivers)) == (8, 16)
+
+
+def test_each_driver_is_attached_to_the_score_of_its_encounter_and_hour(store: Engine) -> None:
+    frame = hourly_scores([NOW - timedelta(hours=1), NOW], encounters=("E1", "E2", "E3"))
+    write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame), now=NOW)
+    with store.connect() as connection:
+        pairs = connection.execute(
+            select(scores.c.encounter_id, scores.c.scored_at, drivers.c.text, drivers.c.rank).join(
+                drivers, drivers.c.score_id == scores.c.id
+            )
+        ).all()
+    assert len(pairs) == 12
+    assert all(driver_text == f"heart rate high ({encounter})" for encounter, _, driver_text, _ in pairs)
+    assert sorted({(e, t) for e, t, _, _ in pairs}) == sorted(
+        (e, h) for e in ("E1", "E2", "E3") for h in (NOW - timedelta(hours=1), NOW)
+    )
+
+
+def test_insufficient_data_scores_keep_a_null_risk_and_the_missing_vitals(store: Engine) -> None:
+    frame = hourly_scores([NOW]).with_columns(
+        risk=pl.lit(float("nan")), status=pl.lit("insufficient_data"), missing=pl.lit("resp_rate,spo2")
+    )
+    write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame).clear(), now=NOW)
+    latest = latest_scores(store)
+    assert latest["risk"].null_count() == 2
+    assert latest["missing"].to_list() == ["resp_rate,spo2", "resp_rate,spo2"]
+
+
+def test_deleting_a_score_deletes_its_drivers(store: Engine) -> None:
+    frame = hourly_scores([NOW], encounters=("E1",))
+    write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame), now=NOW)
+    with store.begin() as connection:
+        connection.execute(delete(scores))
+    assert count(store, drivers) == 0
+
+
+def test_latest_scores_gives_the_champions_latest_hour_per_encounter(store: Engine) -> None:
+    add_model(store, "v1", champion=False)
+    add_model(store, "v2", champion=True)
+    run_id = start_run(store, "score", now=NOW)
+    hours = [NOW - timedelta(hours=2), NOW - timedelta(hours=1)]
+    for version in ("v1", "v2"):
+        frame = hourly_scores(hours)
+        write_scores(store, run_id, version, frame, two_drivers_each(frame), now=NOW)
+    challenger_only = hourly_scores([NOW])
+    write_scores(store, run_id, "v1", challenger_only, two_drivers_each(challenger_only), now=NOW)
+
+    latest = latest_scores(store)
+    assert latest.select("encounter_id", "model_version", "scored_at").rows() == [
+        ("E1", "v2", NOW - timedelta(hours=1)),
+        ("E2", "v2", NOW - timedelta(hours=1)),
+    ]
+    assert latest.schema["scored_at"] == pl.Datetime("us", "UTC")
+    assert latest_scores(store, model_version="v1")["scored_at"].to_list() == [NOW, NOW]
+    assert latest_scores(store, at=NOW - timedelta(hours=2))["scored_at"].to_list() == [NOW - timedelta(hours=2)] * 2
+    assert latest_scores(store, ward="W9").height == 0
+
+
+def test_a_patient_who_moved_ward_is_listed_only_on_the_new_ward(store: Engine) -> None:
+    run_id = start_run(store, "score", now=NOW)
+    on_w1 = hourly_scores([NOW - timedelta(hours=1)], encounters=("E1",), ward="W1")
+    on_w2 = hourly_scores([NOW], encounters=("E1",), ward="W2")
+    for frame in (on_w1, on_w2):
+        write_scores(store, run_id, "v1", frame, two_drivers_each(frame), now=NOW)
+    assert latest_scores(store, ward="W1").height == 0
+    assert latest_scores(store, ward="W2")["encounter_id"].to_list() == ["E1"]
+
+
+def test_repeated_encounter_hours_in_one_scores_frame_are_refused(store: Engine) -> None:
+    frame = pl.concat([hourly_scores([NOW]), hourly_scores([NOW])])
+    with pytest.raises(ValueError, match=r"2 repeated \(encounter_id, scored_at\)"):
+        write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame).clear(), now=NOW)
+
+
+# --- alerts and models ---------------------------------------------------------------------
+
+
+def test_database_rejects_a_second_alert_for_the_same_encounter_kind_and_hour(store: Engine) -> None:
+    with store.begin() as connection:
+        raise_alert(connection, "E1", NOW)
+    with pytest.raises(IntegrityError), store.begin() as connection:
+        raise_alert(connection, "E1", NOW)
+    with store.begin() as connection:
+        raise_alert(connection, "E1", NOW + timedelta(hours=1))
+    assert count(store, alerts) == 2
+
+
+def test_concurrent_alert_updates_are_caught_by_the_version_counter(store: Engine) -> None:
+    with store.begin() as connection:
+        raise_alert(connection, "E1", NOW)
+    make_session = session_factory(store)
+    with make_session() as nurse:
+        seen_by_nurse = nurse.scalars(select(Alert)).one()
+        nurse.commit()  # the page is on screen; no transaction is held meanwhile
+        with write_session(store) as physician:
+            physician.scalars(select(Alert)).one().state = "escalated"
+        seen_by_nurse.state = "acknowledged"
+        with pytest.raises(StaleDataError):
+            nurse.commit()
+    with store.connect() as connection:
+        assert connection.execute(select(alerts.c.state, alerts.c.version_counter)).one() == ("escalated", 2)
+
+
+def test_only_one_model_can_be_champion(store: Engine) -> None:
+    add_model(store, "v1", champion=True)
+    with pytest.raises(IntegrityError, match="uq_models_one_champion|UNIQUE|unique"):
+        add_model(store, "v2", champion=True)
+    with store.begin() as connection:
+        connection.execute(update(models).where(models.c.version == "v1").values(is_champion=False))
+    add_model(store, "v2", champion=True)
+
+
+# --- quarantine ----------------------------------------------------------------------------
+
+
+def quarantined_rows() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "table": ["observations", "observations", "encounters"],
+            "source_file": ["obs.csv", "obs.csv", "enc.csv"],
+            "source_line": [3, 9, 2],
+            "rule": ["implausible_value", "unknown_unit", "missing_required"],
+            "detail": ["temperature 70 Cel outside 25..45", "unit 'mmHg' not valid for temperature", "ward is empty"],
+            "record": ['{"value":"70"}', '{"unit":"mmHg"}', '{"ward":null}'],
+        }
+    )
+
+
+def test_write_quarantine_twice_for_the_same_batch_writes_nothing_new(store: Engine) -> None:
+    assert write_quarantine(store, "batch-1", quarantined_rows(), now=NOW) == 3
+    assert write_quarantine(store, "batch-1", quarantined_rows(), now=NOW) == 0
+    assert write_quarantine(store, "batch-2", quarantined_rows().head(1), now=NOW) == 1
+    with store.connect() as connection:
+        by_batch = dict(
+            connection.execute(select(quarantine.c.batch_id, func.count()).group_by(quarantine.c.batch_id)).all()
+        )
+    assert by_batch == {"batch-1": 3, "batch-2": 1}
+
+
+def test_quarantine_rows_keep_their_table_line_rule_and_record(store: Engine) -> None:
+    write_quarantine(store, "batch-1", quarantined_rows(), now=NOW)
+    with store.connect() as connection:
+        row = connection.execute(select(quarantine).where(quarantine.c.source_line == 9)).one()
+    assert (row.table_name, row.source_file, row.rule, row.record) == (
+        "observations",
+        "obs.csv",
+        "unknown_unit",
+        '{"unit":"mmHg"}',
+    )
+    assert row.created_at == NOW
