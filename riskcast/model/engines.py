@@ -1,0 +1,263 @@
+"""The two native boosters behind RiskModel, with one small interface.
+
+Each engine trains with early stopping on validation patients, returns raw margins
+(log-odds) and SHAP contributions through the library's own TreeSHAP, and reads and
+writes its native file format. Nothing here knows about calibration or patients.
+
+After training, a booster is cut to its best iteration and passed through its native
+serialised form once, so the booster in memory is exactly what a saved artefact holds:
+a reloaded model predicts bit-for-bit the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from riskcast.errors import ModelError
+
+
+@dataclass(frozen=True)
+class BoosterSettings:
+    """Hyperparameters in engine-neutral names (see RiskModel for their meaning)."""
+
+    n_estimators: int
+    learning_rate: float
+    max_depth: int
+    num_leaves: int
+    min_child_weight: float
+    subsample: float
+    colsample: float
+    early_stopping_rounds: int | None
+    random_state: int
+    n_jobs: int | None
+    device: str
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A float64 feature matrix, 0/1 labels and per-row weights."""
+
+    X: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A booster cut to its best iteration, and how many rounds that is."""
+
+    booster: Any
+    n_rounds: int
+
+
+class XGBoostEngine:
+    """xgboost: hist trees, QuantileDMatrix for training, UBJSON on disk."""
+
+    name = "xgboost"
+    booster_file = "booster.ubj"
+
+    @staticmethod
+    def train(settings: BoosterSettings, train: TrainingSet, validation: TrainingSet | None) -> Trained:
+        """Train with early stopping on `validation` (when given) and cut to the best round."""
+        import xgboost as xgb
+
+        params = {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "tree_method": "hist",
+            "device": settings.device,
+            "learning_rate": settings.learning_rate,
+            "max_depth": settings.max_depth,
+            "min_child_weight": settings.min_child_weight,
+            "subsample": settings.subsample,
+            "colsample_bytree": settings.colsample,
+            "seed": settings.random_state,
+            "nthread": settings.n_jobs or 0,
+        }
+        dtrain = xgb.QuantileDMatrix(train.X, label=train.y, weight=train.weight, nthread=settings.n_jobs or 0)
+        evals, early = [], None
+        if validation is not None:
+            dval = xgb.QuantileDMatrix(
+                validation.X, label=validation.y, weight=validation.weight, ref=dtrain, nthread=settings.n_jobs or 0
+            )
+            evals, early = [(dval, "validation")], settings.early_stopping_rounds
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=settings.n_estimators,
+            evals=evals,
+            early_stopping_rounds=early,
+            verbose_eval=False,
+        )
+        n_rounds = booster.best_iteration + 1 if early else booster.num_boosted_rounds()
+        booster = booster[:n_rounds]
+        return Trained(XGBoostEngine.from_bytes(XGBoostEngine.to_bytes(booster), device=settings.device), n_rounds)
+
+    @staticmethod
+    def _dmatrix(booster: Any, X: np.ndarray, n_jobs: int | None) -> Any:
+        import xgboost as xgb
+
+        booster.set_param({"nthread": n_jobs or 0})
+        return xgb.DMatrix(X, missing=np.nan, nthread=n_jobs or 0)
+
+    @staticmethod
+    def margin(booster: Any, X: np.ndarray, *, n_jobs: int | None = None) -> np.ndarray:
+        """Raw log-odds per row (float64 of xgboost's float32)."""
+        dmatrix = XGBoostEngine._dmatrix(booster, X, n_jobs)
+        return booster.predict(dmatrix, output_margin=True).astype(np.float64)
+
+    @staticmethod
+    def contributions(booster: Any, X: np.ndarray, *, n_jobs: int | None = None) -> np.ndarray:
+        """TreeSHAP values (n, p + 1); the last column is the bias; rows sum to the margin."""
+        dmatrix = XGBoostEngine._dmatrix(booster, X, n_jobs)
+        return booster.predict(dmatrix, pred_contribs=True).astype(np.float64)
+
+    @staticmethod
+    def n_features(booster: Any) -> int:
+        """How many input columns the booster expects."""
+        return int(booster.num_features())
+
+    @staticmethod
+    def to_bytes(booster: Any) -> bytes:
+        """The booster in UBJSON."""
+        return bytes(booster.save_raw(raw_format="ubj"))
+
+    @staticmethod
+    def from_bytes(data: bytes, *, device: str) -> Any:
+        """A booster from UBJSON bytes, set to predict on `device`."""
+        import xgboost as xgb
+
+        booster = xgb.Booster(model_file=bytearray(data))
+        booster.set_param({"device": device})
+        return booster
+
+    @staticmethod
+    def save(booster: Any, path: Path) -> None:
+        """Write the native file (`booster.ubj`)."""
+        booster.save_model(str(path))
+
+    @staticmethod
+    def load(path: Path, *, device: str) -> Any:
+        """Read the native file."""
+        return XGBoostEngine.from_bytes(path.read_bytes(), device=device)
+
+
+class LightGBMEngine:
+    """lightgbm: leaf-wise trees, text model on disk."""
+
+    name = "lightgbm"
+    booster_file = "booster.txt"
+
+    @staticmethod
+    def train(settings: BoosterSettings, train: TrainingSet, validation: TrainingSet | None) -> Trained:
+        """Train with early stopping on `validation` (when given) and cut to the best round."""
+        import lightgbm as lgb
+
+        params = {
+            "objective": "binary",
+            "metric": "binary_logloss",
+            "device_type": settings.device,
+            "learning_rate": settings.learning_rate,
+            "num_leaves": settings.num_leaves,
+            "min_sum_hessian_in_leaf": settings.min_child_weight,
+            "bagging_fraction": settings.subsample,
+            "bagging_freq": 1 if settings.subsample < 1.0 else 0,
+            "feature_fraction": settings.colsample,
+            "seed": settings.random_state,
+            "deterministic": True,
+            "force_col_wise": True,
+            "num_threads": settings.n_jobs or 0,
+            "verbose": -1,
+        }
+        dtrain = lgb.Dataset(train.X, label=train.y, weight=train.weight, params={"verbose": -1})
+        valid_sets, callbacks = [], []
+        if validation is not None:
+            valid_sets = [lgb.Dataset(validation.X, label=validation.y, weight=validation.weight, reference=dtrain)]
+            if settings.early_stopping_rounds:
+                callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
+        booster = lgb.train(
+            params,
+            dtrain,
+            num_boost_round=settings.n_estimators,
+            valid_sets=valid_sets,
+            valid_names=["validation"] if valid_sets else None,
+            callbacks=callbacks,
+        )
+        n_rounds = booster.best_iteration if callbacks and booster.best_iteration > 0 else booster.current_iteration()
+        text = booster.model_to_string(num_iteration=n_rounds)
+        return Trained(LightGBMEngine.from_bytes(text.encode("utf-8"), device=settings.device), n_rounds)
+
+    @staticmethod
+    def margin(booster: Any, X: np.ndarray, *, n_jobs: int | None = None) -> np.ndarray:
+        """Raw log-odds per row (float64)."""
+        return np.asarray(booster.predict(X, raw_score=True, num_threads=n_jobs or 0), dtype=np.float64)
+
+    @staticmethod
+    def contributions(booster: Any, X: np.ndarray, *, n_jobs: int | None = None) -> np.ndarray:
+        """TreeSHAP values (n, p + 1); the last column is the bias; rows sum to the margin."""
+        return np.asarray(booster.predict(X, pred_contrib=True, num_threads=n_jobs or 0), dtype=np.float64)
+
+    @staticmethod
+    def n_features(booster: Any) -> int:
+        """How many input columns the booster expects."""
+        return int(booster.num_feature())
+
+    @staticmethod
+    def to_bytes(booster: Any) -> bytes:
+        """The booster as LightGBM model text (UTF-8)."""
+        return booster.model_to_string().encode("utf-8")
+
+    @staticmethod
+    def from_bytes(data: bytes, *, device: str) -> Any:
+        """A booster from model text (lightgbm always predicts on the CPU)."""
+        import lightgbm as lgb
+
+        return lgb.Booster(model_str=data.decode("utf-8"))
+
+    @staticmethod
+    def save(booster: Any, path: Path) -> None:
+        """Write the native file (`booster.txt`)."""
+        booster.save_model(str(path))
+
+    @staticmethod
+    def load(path: Path, *, device: str) -> Any:
+        """Read the native file."""
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(path))
+
+
+Engine = type[XGBoostEngine] | type[LightGBMEngine]
+_ENGINES: dict[str, Engine] = {"xgboost": XGBoostEngine, "lightgbm": LightGBMEngine}
+
+
+def engine_for(name: str) -> Engine:
+    """The engine class for "xgboost" or "lightgbm"."""
+    try:
+        return _ENGINES[name]
+    except KeyError:
+        raise ModelError(f"engine must be one of {tuple(_ENGINES)} (got {name!r})") from None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour a saved model depends on."""
+    import platform
+
+    import lightgbm
+    import sklearn
+    import xgboost
+
+    import riskcast
+
+    return {
+        "riskcast": riskcast.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "xgboost": xgboost.__version__,
+        "lightgbm": lightgbm.__version__,
+    }

@@ -1,0 +1,202 @@
+"""Choose the probability threshold at which the model raises a flag.
+
+A row is *flagged* when its calibrated risk is >= the threshold.
+
+An *alert* (for alert budgets) is an alert EPISODE: a flag turning on within an
+encounter after being off, or on the encounter's first row. Rows must be in time order
+within each encounter (encounters may be interleaved; the order of rows that share an
+encounter id is what counts). A flag that stays on for ten hours is one alert; one that
+goes off and on again is two.
+
+Patient-days are exposure time: `rows * hours_per_row / 24` (with hourly rows, 24 rows
+are one patient-day). The alert rate is `100 * alert episodes / patient-days`.
+
+The threshold is chosen on held-out (calibration) patients and stored with the model
+together with how it was chosen, as an OperatingPoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskcast.errors import ModelError
+
+ALERT_BUDGET = "alert_budget"
+SENSITIVITY = "sensitivity"
+FIXED = "fixed"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A threshold and how it was chosen.
+
+    `rule` is "alert_budget" (target and achieved in alert episodes per 100
+    patient-days), "sensitivity" (target and achieved as the fraction of positive rows
+    flagged) or "fixed" (set by hand). `flag_rate` is the fraction of rows flagged at
+    the threshold on the rows it was chosen on; `n_rows` counts those rows.
+    """
+
+    threshold: float
+    rule: str
+    target: float | None
+    achieved: float | None
+    flag_rate: float | None
+    n_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready numbers and strings."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OperatingPoint:
+        """Inverse of to_dict."""
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"operating point is malformed: {exc!r}") from exc
+
+
+def fixed_operating_point(threshold: float) -> OperatingPoint:
+    """An operating point set by hand (e.g. from the alert policy file)."""
+    if not (0.0 <= threshold <= 1.0):
+        raise ModelError(f"threshold must be a probability in [0, 1] (got {threshold!r})")
+    return OperatingPoint(threshold=float(threshold), rule=FIXED, target=None, achieved=None, flag_rate=None, n_rows=0)
+
+
+def _as_risk(risk: Any) -> np.ndarray:
+    array = np.asarray(risk, dtype=np.float64)
+    if array.ndim != 1 or len(array) == 0:
+        raise ModelError(f"risk must be a non-empty 1-D array of probabilities (got shape {array.shape})")
+    if np.isnan(array).any():
+        raise ModelError(f"risk has {int(np.isnan(array).sum())} NaN value(s)")
+    return array
+
+
+def _time_ordered_by_encounter(encounter_ids: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, first): a stable order grouping rows by encounter, and which rows start one."""
+    ids = np.asarray(encounter_ids)
+    if ids.ndim != 1 or len(ids) != n_rows:
+        raise ModelError(f"encounter_ids has {len(ids)} values but risk has {n_rows}")
+    codes, _ = pd.factorize(ids)
+    if (codes < 0).any():
+        raise ModelError(f"encounter_ids has {int((codes < 0).sum())} missing value(s)")
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    first = np.ones(n_rows, dtype=bool)
+    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    return order, first
+
+
+def alert_episodes(flags: Any, *, encounter_ids: Any) -> int:
+    """Number of alert episodes: flags turning on within an encounter (see module doc)."""
+    flags = np.asarray(flags, dtype=bool)
+    order, first = _time_ordered_by_encounter(encounter_ids, len(flags))
+    on = flags[order]
+    previous_on = np.zeros_like(on)
+    previous_on[1:] = on[:-1]
+    return int(np.sum(on & (first | ~previous_on)))
+
+
+def alerts_per_100_patient_days(
+    risk: Any, threshold: float, *, encounter_ids: Any, hours_per_row: float = 1.0
+) -> float:
+    """Alert episodes per 100 patient-days when flagging risk >= threshold."""
+    risk = _as_risk(risk)
+    patient_days = len(risk) * hours_per_row / 24.0
+    return 100.0 * alert_episodes(risk >= threshold, encounter_ids=encounter_ids) / patient_days
+
+
+def threshold_for_alert_budget(
+    risk: Any,
+    *,
+    hours_per_row: float = 1.0,
+    encounter_ids: Any,
+    alerts_per_100_patient_days: float,
+) -> OperatingPoint:
+    """The lowest threshold whose alert rate, and that of every higher threshold, is within budget.
+
+    The episode count is not monotone in the threshold (raising it can split one long
+    episode into two), so candidates are scanned from the top down and the scan stops
+    at the first threshold over budget: the chosen threshold has margin above it, not
+    just a lucky dip. Candidates are the distinct risk values; if even flagging only
+    the highest risk is over budget, the threshold sits just above the maximum (no
+    flags on these rows).
+    """
+    if hours_per_row <= 0:
+        raise ModelError(f"hours_per_row must be positive (got {hours_per_row!r})")
+    budget = float(alerts_per_100_patient_days)
+    if budget < 0:
+        raise ModelError(f"alerts_per_100_patient_days must be >= 0 (got {budget!r})")
+    risk = _as_risk(risk)
+    n_rows = len(risk)
+    order, first = _time_ordered_by_encounter(encounter_ids, n_rows)
+    ordered = risk[order]
+
+    # Episodes at threshold t = #{first rows with r >= t} + #{other rows with r_prev < t <= r}.
+    candidates = np.unique(ordered)  # ascending
+    starts = np.sort(ordered[first])
+    starts_on = len(starts) - np.searchsorted(starts, candidates, side="left")
+    prev, cur = ordered[:-1][~first[1:]], ordered[1:][~first[1:]]
+    rising = prev < cur
+    low, high = np.sort(prev[rising]), np.sort(cur[rising])
+    rises_on = np.searchsorted(low, candidates, side="left") - np.searchsorted(high, candidates, side="left")
+    episodes = starts_on + rises_on
+    patient_days = n_rows * hours_per_row / 24.0
+    rates = 100.0 * episodes / patient_days
+
+    over = np.flatnonzero(rates > budget)
+    if len(over) == 0:
+        index = 0
+    elif over[-1] == len(candidates) - 1:
+        index = None
+    else:
+        index = int(over[-1]) + 1
+    if index is None:
+        threshold = float(np.nextafter(candidates[-1], np.inf))
+        achieved, flag_rate = 0.0, 0.0
+    else:
+        threshold = float(candidates[index])
+        achieved = float(rates[index])
+        flag_rate = float(np.mean(risk >= threshold))
+    return OperatingPoint(
+        threshold=threshold,
+        rule=ALERT_BUDGET,
+        target=budget,
+        achieved=achieved,
+        flag_rate=flag_rate,
+        n_rows=n_rows,
+    )
+
+
+def threshold_for_sensitivity(risk: Any, y: Any, *, target: float) -> OperatingPoint:
+    """The highest threshold that flags at least `target` of the positive rows.
+
+    Sensitivity here is row-level: the fraction of rows with y == 1 whose risk is >=
+    the threshold. Ties at the threshold are all flagged, so the achieved value can
+    exceed the target.
+    """
+    if not (0.0 < target <= 1.0):
+        raise ModelError(f"target sensitivity must be in (0, 1] (got {target!r})")
+    risk = _as_risk(risk)
+    y = np.asarray(y)
+    if y.shape != risk.shape:
+        raise ModelError(f"y has {len(y)} values but risk has {len(risk)}")
+    positive_risk = np.sort(risk[y == 1])[::-1]
+    n_pos = len(positive_risk)
+    if n_pos == 0:
+        raise ModelError(f"cannot choose a threshold for sensitivity: none of the {len(risk)} rows is positive")
+    needed = max(1, math.ceil(target * n_pos - 1e-9))
+    threshold = float(positive_risk[needed - 1])
+    return OperatingPoint(
+        threshold=threshold,
+        rule=SENSITIVITY,
+        target=float(target),
+        achieved=float(np.mean(positive_risk >= threshold)),
+        flag_rate=float(np.mean(risk >= threshold)),
+        n_rows=len(risk),
+    )
