@@ -127,6 +127,8 @@ class Lake:
             return []
         manifests = []
         for path in sorted(folder.glob("*.json")):
+            if path.name.startswith(".tmp-"):  # a manifest whose write never finished
+                continue
             try:
                 data = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
@@ -190,7 +192,7 @@ class Lake:
     def _remove_orphans(self) -> None:
         """Delete temporary and uncommitted files left by a process that died mid-ingest."""
         committed = set(self.committed_batch_ids())
-        for folder in [self.root / t for t in TABLES] + [self.root / QUARANTINE]:
+        for folder in [self.root / t for t in TABLES] + [self.root / QUARANTINE, self.root / MANIFESTS]:
             if not folder.exists():
                 continue
             for path in folder.iterdir():

@@ -1,7 +1,7 @@
 """The `riskcast` command. Each area's commands live in their own module and register
 themselves on the group in riskcast.cli.app."""
 
-from riskcast.cli import data  # noqa: F401  (registers commands)
+from riskcast.cli import data, demo, modelling  # noqa: F401  (registers commands)
 from riskcast.cli.app import cli
 
 

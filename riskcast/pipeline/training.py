@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
-from riskcast.errors import LakeError
-from riskcast.features.build import build_features
+from riskcast.errors import LakeError, ModelError
+from riskcast.evaluate import evaluate
+from riskcast.explain import global_importance
+from riskcast.features.build import build_features, feature_columns
+from riskcast.model import ModelRegistry, RiskModel
 from riskcast.labels import challenge_labels, make_labels
 from riskcast.lake import Lake
 
@@ -45,4 +54,168 @@ def feature_matrix(
     frame = frame.join(labels, on=["encounter_id", "time"], how="inner")
     if outcome == "sepsis":
         frame = frame.join(challenge_labels(labels, lake.scan("outcomes")), on=["encounter_id", "time"], how="left")
-    return frame
+    return frame.sort("encounter_id", "time")
+
+
+# --------------------------------------------------------------------------- training
+
+HELD_OUT_FILE = "heldout_patients.json"
+# Baselines scored beside the model: name -> (feature column, alert threshold).
+BASELINE_COLUMNS = {"NEWS2": ("news2", 5.0), "NEWS2 (high)": ("news2", 7.0), "qSOFA": ("qsofa", 2.0), "SIRS": ("sirs", 2.0)}
+INTENDED_USE = (
+    "Flag hospitalised adults whose risk of deterioration within the horizon is high, as an aid to the "
+    "ward team's judgement. Not a diagnosis; not for patients outside the training population."
+)
+LIMITS = [
+    "Validated on held-out patients of the training site only; check calibration and thresholds at a new site "
+    "(`riskcast evaluate --data`) before use.",
+    "Scores describe the data recorded: a patient whose essential vitals are stale gets 'insufficient data', not a score.",
+    "Measurement-process features (how often things are measured) partly reflect clinicians' worry.",
+]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained, registered model and its held-out evaluation."""
+
+    version: str
+    promoted: bool
+    report: Any  # riskcast.evaluate.EvaluationReport
+    n_rows: int
+    n_patients: int
+    n_test_patients: int
+    device: str
+    report_paths: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "promoted": self.promoted,
+            "rows": self.n_rows,
+            "patients": self.n_patients,
+            "test_patients": self.n_test_patients,
+            "device": self.device,
+            "reports": self.report_paths,
+            "evaluation": self.report.to_dict(),
+        }
+
+
+def test_patients(frame: pl.DataFrame, *, test_fraction: float, temporal: bool, seed: int = 0) -> set[str]:
+    """Held-out patients: a random share, or (temporal) the patients admitted last."""
+    if not 0 < test_fraction < 1:
+        raise ModelError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    first_seen = frame.group_by("patient_id").agg(pl.col("time").min().alias("first_time")).sort("first_time", "patient_id")
+    n_test = max(1, int(round(first_seen.height * test_fraction)))
+    if temporal:
+        chosen = first_seen.tail(n_test)
+    else:
+        chosen = first_seen.sample(n=n_test, seed=seed, shuffle=True)
+    return set(chosen["patient_id"].to_list())
+
+
+def evaluation_frame(frame: pl.DataFrame, risk: np.ndarray) -> pl.DataFrame:
+    """Predictions with labels and the baseline scores, as riskcast.evaluate expects."""
+    columns = ["encounter_id", "patient_id", "time", "label", "event_time"]
+    if "sepsis_label" in frame.columns:
+        columns.append("sepsis_label")
+    out = frame.select(columns).with_columns(pl.Series("risk", risk, dtype=pl.Float64))
+    return out.with_columns(
+        [frame[source].cast(pl.Float64).alias(name) for name, (source, _) in BASELINE_COLUMNS.items() if source in frame.columns]
+    )
+
+
+def baselines_of(frame: pl.DataFrame) -> dict[str, float]:
+    return {name: threshold for name, (source, threshold) in BASELINE_COLUMNS.items() if name in frame.columns}
+
+
+def train_and_register(
+    lake: Lake,
+    registry: ModelRegistry,
+    *,
+    now: datetime,
+    outcome: str = "deterioration",
+    horizon_hours: float = 12.0,
+    engine: str = "xgboost",
+    device: str = "auto",
+    alerts_per_100_patient_days: float | None = None,
+    target_sensitivity: float | None = None,
+    test_fraction: float = 0.2,
+    temporal: bool = False,
+    search: bool = False,
+    n_boot: int = 200,
+    promote: bool | None = None,
+    reports_dir: Path | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] = lambda message: None,
+) -> TrainResult:
+    """Build labelled features, train on most patients, evaluate on held-out patients, register.
+
+    The operating point is chosen on the model's own calibration patients from an alert
+    budget or a target sensitivity (default: 80 % sensitivity). The first model becomes
+    champion; later ones only when `promote` is True.
+    """
+    progress("building features and labels")
+    frame = feature_matrix(lake, outcome=outcome, horizon_hours=horizon_hours).filter(pl.col("label").is_not_null())
+    if frame.height == 0 or frame["label"].sum() == 0:
+        raise ModelError(f"no labelled rows with a {outcome!r} event in the lake; check the outcomes table")
+    held_out = test_patients(frame, test_fraction=test_fraction, temporal=temporal, seed=seed)
+    is_test = pl.col("patient_id").is_in(pl.Series(list(held_out), dtype=pl.String).implode())
+    train, test = frame.filter(~is_test), frame.filter(is_test)
+    features = feature_columns(frame.drop("label", "event_time", "sepsis_label", strict=False))
+    if alerts_per_100_patient_days is not None:
+        rule, target = "alert_budget", alerts_per_100_patient_days
+    else:
+        rule, target = "sensitivity", target_sensitivity if target_sensitivity is not None else 0.8
+    model = RiskModel(engine=engine, device=device, threshold_rule=rule, threshold_target=target, random_state=seed)
+    progress(f"training {engine} on {train.height:,} rows of {train['patient_id'].n_unique():,} patients ({rule} {target})")
+    X = train.select(features).to_pandas()
+    if search:
+        model.search(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy())
+    model.fit(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy(), encounter_ids=train["encounter_id"].to_numpy())
+    progress(f"evaluating on {len(held_out):,} held-out patients ({test.height:,} rows)")
+    risk = model.predict_proba(test.select(features).to_pandas())[:, 1]
+    scored = evaluation_frame(test, risk)
+    report = evaluate(scored, threshold=model.threshold_, baselines=baselines_of(scored), n_boot=n_boot, seed=seed, outcome=outcome)
+    sample = test.select(features).sample(n=min(2000, test.height), seed=seed)
+    importance = global_importance(model.contributions(sample.to_pandas()), features)
+    metadata = {
+        "intended_use": INTENDED_USE,
+        "data": {
+            "outcome": outcome,
+            "horizon_hours": horizon_hours,
+            "rows": frame.height,
+            "patients": frame["patient_id"].n_unique(),
+            "test_patients": len(held_out),
+            "split": "temporal" if temporal else "random by patient",
+            "lake_batches": lake.committed_batch_ids(),
+        },
+        "metrics": report.to_dict(),
+        "limits": LIMITS,
+        "top_variables": importance.filter(pl.col("level") == "variable").head(10).select("name", "mean_abs_contribution").to_dicts(),
+        "outcome": outcome,
+        "horizon_hours": horizon_hours,
+    }
+    version = registry.register(model, metadata=metadata, now=now)
+    # Pseudonymous ids only: lets `riskcast evaluate` re-check the same held-out patients later.
+    (registry.path_of(version) / HELD_OUT_FILE).write_text(json.dumps(sorted(held_out)))
+    should_promote = promote if promote is not None else registry.champion() is None
+    if should_promote:
+        registry.promote(version, by="riskcast train", reason="first model" if registry.champion() is None else "--promote", now=now)
+    paths: dict[str, str] = {}
+    if reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        json_path = reports_dir / f"evaluation-{version}.json"
+        md_path = reports_dir / f"evaluation-{version}.md"
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+        md_path.write_text(f"# Evaluation of {version}\n\n" + report.to_markdown())
+        paths = {"json": str(json_path), "markdown": str(md_path)}
+    return TrainResult(
+        version=version,
+        promoted=should_promote,
+        report=report,
+        n_rows=frame.height,
+        n_patients=frame["patient_id"].n_unique(),
+        n_test_patients=len(held_out),
+        device=model.device_,
+        report_paths=paths,
+    )

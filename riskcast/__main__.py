@@ -1,0 +1,5 @@
+"""`python -m riskcast` is the `riskcast` command."""
+
+from riskcast.cli import main
+
+main()

@@ -1,0 +1,198 @@
+"""Model commands: train, score, evaluate, predict, models."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.lake import Lake
+
+
+def _progress(ctx: click.Context):
+    def say(message: str) -> None:
+        if not ctx.obj.get("json"):
+            click.echo(f"… {message}", err=True)
+    return say
+
+
+@cli.command()
+@click.option("--outcome", default="deterioration", show_default=True, help="deterioration (ICU transfer, death, rapid response, arrest), sepsis, …")
+@click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=12.0, show_default=True)
+@click.option("--engine", type=click.Choice(["xgboost", "lightgbm"]), default="xgboost", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--alerts-per-100-patient-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Choose the threshold from this alert budget.")
+@click.option("--target-sensitivity", type=click.FloatRange(0, 1), default=None,
+              help="Choose the threshold for this row-level sensitivity (default 0.8 when no budget is given).")
+@click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True, help="Share of patients held out.")
+@click.option("--temporal", is_flag=True, help="Hold out the patients admitted last instead of a random share.")
+@click.option("--search", is_flag=True, help="Run a small hyperparameter search first.")
+@click.option("--promote/--no-promote", default=None, help="Make it champion (default: only if there is none).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+@friendly_errors
+def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, device: str,
+          alerts_per_100_patient_days: float | None, target_sensitivity: float | None, test_fraction: float,
+          temporal: bool, search: bool, promote: bool | None, seed: int) -> None:
+    """Train, calibrate and evaluate a model on held-out patients, and register it."""
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.training import train_and_register
+
+    settings = settings_of(ctx)
+    started = time.perf_counter()
+    result = train_and_register(
+        Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=now_utc(), outcome=outcome,
+        horizon_hours=horizon_hours, engine=engine, device=device,
+        alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
+        test_fraction=test_fraction, temporal=temporal, search=search, promote=promote,
+        reports_dir=settings.reports_dir, seed=seed, progress=_progress(ctx),
+    )
+    data = result.to_dict() | {"seconds": round(time.perf_counter() - started, 1)}
+    emit(ctx, data, lambda: _train_text(data))
+
+
+def _fmt_ci(metric: dict) -> str:
+    return f"{metric['estimate']:.3f} ({metric['low']:.3f}–{metric['high']:.3f})"
+
+
+def _train_text(data: dict) -> str:
+    ev = data["evaluation"]
+    model = ev.get("model", {})
+    disc = model.get("discrimination", {})
+    lines = [
+        f"registered {data['version']}{' (champion)' if data['promoted'] else ''} on {data['device']} in {data['seconds']} s",
+        f"  {data['rows']:,} rows, {data['patients']:,} patients; evaluated on {data['test_patients']:,} held-out patients",
+    ]
+    if disc:
+        lines.append(f"  AUROC {_fmt_ci(disc['auroc'])}   AUPRC {_fmt_ci(disc['auprc'])}")
+    for name, baseline in ev.get("baselines", {}).items():
+        bd = baseline.get("discrimination", {})
+        if bd:
+            lines.append(f"  {name:<9} AUROC {_fmt_ci(bd['auroc'])}")
+    if data["reports"]:
+        lines.append(f"  report: {data['reports']['markdown']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--at", "at_text", default=None, help="Score as of this hour (ISO 8601; default: now).")
+@click.option("--model", "model_version", default=None, help="Model version (default: the champion).")
+@click.pass_context
+@friendly_errors
+def score(ctx: click.Context, at_text: str | None, model_version: str | None) -> None:
+    """Score every admitted patient at an hour and store scores and drivers."""
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.scoring import score_admitted
+    from riskcast.store import open_store
+
+    settings = settings_of(ctx)
+    now = now_utc()
+    engine = open_store(settings.database_url)
+    try:
+        summary = score_admitted(
+            Lake(settings.lake_dir), ModelRegistry(settings.models_dir), engine,
+            at=parse_time(at_text) or now, now=now, model_version=model_version,
+        )
+    finally:
+        engine.dispose()
+    data = summary.to_dict()
+    emit(ctx, data, lambda: (
+        f"scored {data['admitted']:,} admitted patients at {data['at']} with {data['model_version']}: "
+        f"{data['scored']:,} scored, {data['insufficient_data']:,} insufficient data, "
+        f"{data['flagged']:,} at or above the alert threshold {data['threshold']:.3f}; {data['written']:,} new scores stored"
+    ))
+
+
+@cli.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Another site's data to validate on (ingested into a scratch workspace).")
+@click.option("--model", "model_version", default=None, help="Model version (default: the champion).")
+@click.option("--outcome", default=None, help="Outcome (default: the model's).")
+@click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report (JSON, or Markdown if .md).")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(0), default=200, show_default=True)
+@click.pass_context
+@friendly_errors
+def evaluate(ctx: click.Context, data_path: Path | None, model_version: str | None, outcome: str | None,
+             horizon_hours: float | None, out: Path | None, n_boot: int) -> None:
+    """Evaluate a model: on its held-out patients, or on another site's data (--data)."""
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.external import evaluate_model
+
+    settings = settings_of(ctx)
+    report, meta = evaluate_model(
+        settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
+        outcome=outcome, horizon_hours=horizon_hours, n_boot=n_boot, now=now_utc(), progress=_progress(ctx),
+    )
+    data = meta | {"evaluation": report.to_dict()}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.to_markdown() if out.suffix == ".md" else json.dumps(data, indent=2))
+    emit(ctx, data, lambda: f"# {meta['model_version']} on {meta['data']}\n\n" + report.to_markdown())
+
+
+@cli.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="Data to score (any ingestable format).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet, or CSV if the name ends in .csv.")
+@click.option("--model", "model_version", default=None, help="Model version (default: the champion).")
+@click.pass_context
+@friendly_errors
+def predict(ctx: click.Context, data_path: Path, out: Path, model_version: str | None) -> None:
+    """Score every encounter-hour of another dataset: encounter_id, time, risk, flagged."""
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.external import predict_dataset
+
+    settings = settings_of(ctx)
+    predictions, meta = predict_dataset(
+        settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
+        now=now_utc(), progress=_progress(ctx),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    if out.suffix == ".csv":
+        predictions.write_csv(tmp)
+    else:
+        predictions.write_parquet(tmp)
+    tmp.replace(out)
+    data = meta | {"out": str(out), "rows": predictions.height}
+    emit(ctx, data, f"wrote {predictions.height:,} predictions ({meta['flagged']:,} flagged) to {out}")
+
+
+@cli.group()
+def models() -> None:
+    """List and promote model versions."""
+
+
+@models.command("list")
+@click.pass_context
+@friendly_errors
+def models_list(ctx: click.Context) -> None:
+    """Registered model versions; the champion is marked."""
+    from riskcast.model import ModelRegistry
+
+    versions = ModelRegistry(settings_of(ctx).models_dir).versions()
+    data = {"versions": [
+        {"version": v.version, "engine": v.engine, "created_at": v.created_at.isoformat(), "champion": v.is_champion,
+         "threshold": v.threshold} for v in versions
+    ]}
+    emit(ctx, data, lambda: "\n".join(
+        f"{'*' if v['champion'] else ' '} {v['version']}  threshold {v['threshold']:.3f}" for v in data["versions"]
+    ) or "no models yet: run `riskcast train`")
+
+
+@models.command("promote")
+@click.argument("version")
+@click.option("--by", required=True, help="Who promotes.")
+@click.option("--reason", required=True, help="Why.")
+@click.pass_context
+@friendly_errors
+def models_promote(ctx: click.Context, version: str, by: str, reason: str) -> None:
+    """Make VERSION the champion."""
+    from riskcast.model import ModelRegistry
+
+    ModelRegistry(settings_of(ctx).models_dir).promote(version, by=by, reason=reason, now=now_utc())
+    emit(ctx, {"champion": version}, f"{version} is now the champion")
