@@ -51,3 +51,7 @@ class StoreError(RiskcastError):
 
 class EvaluationError(RiskcastError):
     """Metrics cannot be computed (no positives, no patients)."""
+
+
+class AlertError(RiskcastError):
+    """An alert action is not allowed in the alert's state."""
