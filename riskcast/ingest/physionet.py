@@ -15,7 +15,7 @@ to the catalogue's canonical units.
 Time. The challenge has no clock times, only ICULOS. Each stay gets a fixed, synthetic
 admission time: 2000-01-01T00:00Z plus the numeric part of its id in hours (p000042 is
 admitted at 2000-01-02T18:00Z), so later ids are admitted later and a split by time is
-possible. A row's charttime is admit_time + ICULOS hours; discharge_time is the charttime of
+possible (a file whose stem has no number is placed by its position among the files read). A row's charttime is admit_time + ICULOS hours; discharge_time is the charttime of
 the stay's last hour. All times are UTC.
 
 Sepsis. `SepsisLabel` is already shifted by the challenge: it is 1 from 6 hours *before* the
@@ -105,6 +105,7 @@ SEPSIS_ONSET_AFTER_FIRST_LABEL_HOURS = 6
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 _US_PER_HOUR = 3_600_000_000
+_MAX_ID_HOURS = 10_000_000  # about 1,100 years after the anchor
 _ANCHOR_US = int(ADMISSION_ANCHOR.timestamp()) * 1_000_000
 _SITE_FROM_NAME = re.compile(r"training_?set_?([a-z])$", re.IGNORECASE)
 
@@ -219,10 +220,10 @@ def _read_files(path: Path, *, limit: int | None) -> tuple[list[_PsvFile], str]:
     kind = _archive_kind(path) if path.is_file() else None
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.is_file() and _is_psv_name(p.name))[:limit]
-        files = [_PsvFile(f"{path.name}/{p.relative_to(path).as_posix()}", p.stem, p.read_bytes()) for p in found]
+        files = [_PsvFile(f"{path.name}/{p.relative_to(path).as_posix()}", p.stem, _read_bytes(p)) for p in found]
         source_name = path.resolve().name
     elif _is_psv_name(path.name):
-        files = [_PsvFile(path.name, path.stem, path.read_bytes())]
+        files = [_PsvFile(path.name, path.stem, _read_bytes(path))]
         source_name = path.resolve().parent.name
     elif kind is not None:
         files = _read_archive(path, kind, limit=limit)
@@ -235,6 +236,13 @@ def _read_files(path: Path, *, limit: int | None) -> tuple[list[_PsvFile], str]:
     if not files:
         raise IngestError(f"{path.name}: no .psv files found (PhysioNet 2019 files are named like p000001.psv)")
     return files, source_name
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{path.name}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def _read_archive(path: Path, kind: str, *, limit: int | None) -> list[_PsvFile]:
@@ -262,7 +270,9 @@ def _stay_frame(files: list[_PsvFile]) -> pl.DataFrame:
     hours = []
     for position, file in enumerate(files):
         digits = re.findall(r"\d+", file.stem)
-        hours.append(int(digits[-1]) if digits else position + 1)
+        number = int(digits[-1]) if digits else 0
+        # A stem without a usable number (none, or absurdly large) is placed by its position.
+        hours.append(number if 0 < number < _MAX_ID_HOURS else position + 1)
     return pl.DataFrame(
         {
             "_file": pl.Series(range(len(files)), dtype=pl.UInt32),
