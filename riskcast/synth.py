@@ -134,13 +134,13 @@ PHYSIOLOGICAL_LIMITS = {
 AVPU_LETTERS = np.array(["A", "C", "V", "P", "U"])
 # How a deterioration shows: respiratory failure, sepsis, or haemodynamic (cardiac, bleeding).
 DRIFT_KINDS = ("respiratory", "sepsis", "haemodynamic")
-DRIFT_KIND_MIX = (0.5, 0.32, 0.18)
+DRIFT_KIND_MIX = (0.55, 0.3, 0.15)
 # Change per unit of severity: (admission illness and transient episodes, deterioration by kind).
 EFFECTS = {
-    "heart_rate": (28.0, (18.0, 32.0, 28.0)),
-    "resp_rate": (8.0, (12.0, 9.0, 6.0)),
-    "sbp": (-25.0, (-8.0, -32.0, -38.0)),
-    "spo2": (-7.0, (-17.0, -7.0, -5.0)),
+    "heart_rate": (28.0, (14.0, 32.0, 28.0)),
+    "resp_rate": (8.0, (8.0, 9.0, 6.0)),
+    "sbp": (-25.0, (-5.0, -32.0, -38.0)),
+    "spo2": (-7.0, (-18.0, -7.0, -5.0)),
     "lactate": (2.5, (1.5, 4.0, 3.5)),
 }
 

@@ -25,9 +25,9 @@ def _progress(ctx: click.Context):
 @click.option("--engine", type=click.Choice(["xgboost", "lightgbm"]), default="xgboost", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--alerts-per-100-patient-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Choose the threshold from this alert budget.")
+              help="Choose the threshold from this alert budget (default 15).")
 @click.option("--target-sensitivity", type=click.FloatRange(0, 1), default=None,
-              help="Choose the threshold for this row-level sensitivity (default 0.8 when no budget is given).")
+              help="Choose the threshold for this row-level sensitivity instead of an alert budget.")
 @click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True, help="Share of patients held out.")
 @click.option("--temporal", is_flag=True, help="Hold out the patients admitted last instead of a random share.")
 @click.option("--search", is_flag=True, help="Run a small hyperparameter search first.")
@@ -55,24 +55,25 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
     emit(ctx, data, lambda: _train_text(data))
 
 
-def _fmt_ci(metric: dict) -> str:
-    return f"{metric['estimate']:.3f} ({metric['low']:.3f}–{metric['high']:.3f})"
+def _fmt_ci(result: dict, metric: str) -> str:
+    low, high = result[f"{metric}_ci"]
+    interval = f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    return f"{result[metric]:.3f}{interval}"
 
 
 def _train_text(data: dict) -> str:
     ev = data["evaluation"]
-    model = ev.get("model", {})
-    disc = model.get("discrimination", {})
+    scores = ev.get("discrimination", {})
+    disc = scores.get("risk", {})
     lines = [
         f"registered {data['version']}{' (champion)' if data['promoted'] else ''} on {data['device']} in {data['seconds']} s",
         f"  {data['rows']:,} rows, {data['patients']:,} patients; evaluated on {data['test_patients']:,} held-out patients",
     ]
     if disc:
-        lines.append(f"  AUROC {_fmt_ci(disc['auroc'])}   AUPRC {_fmt_ci(disc['auprc'])}")
-    for name, baseline in ev.get("baselines", {}).items():
-        bd = baseline.get("discrimination", {})
-        if bd:
-            lines.append(f"  {name:<9} AUROC {_fmt_ci(bd['auroc'])}")
+        lines.append(f"  model        AUROC {_fmt_ci(disc, 'auroc')}   AUPRC {_fmt_ci(disc, 'auprc')}")
+    for name, baseline in scores.items():
+        if name != "risk":
+            lines.append(f"  {name:<12} AUROC {_fmt_ci(baseline, 'auroc')}   AUPRC {_fmt_ci(baseline, 'auprc')}")
     if data["reports"]:
         lines.append(f"  report: {data['reports']['markdown']}")
     return "\n".join(lines)

@@ -60,16 +60,16 @@ class DemoSummary:
 
 def _evaluation_summary(report: dict[str, Any], test_patients: int) -> dict[str, Any]:
     disc = report["discrimination"]
-    model = disc["risk"]["auroc"]
-    news2 = disc.get("NEWS2", {}).get("auroc", {})
+    model = disc["risk"]
+    news2 = disc.get("NEWS2", {})
     comparison = report.get("comparisons", {}).get("NEWS2", {})
     baseline_metrics = comparison.get("baseline_metrics") or {}
     model_metrics = comparison.get("model_metrics") or {}
     return {
-        "model_auroc": model["estimate"],
-        "model_auroc_low": model["low"],
-        "model_auroc_high": model["high"],
-        "news2_auroc": news2.get("estimate", float("nan")),
+        "model_auroc": model["auroc"],
+        "model_auroc_low": model["auroc_ci"][0],
+        "model_auroc_high": model["auroc_ci"][1],
+        "news2_auroc": news2.get("auroc"),
         "test_patients": test_patients,
         "news2_alert_rate": baseline_metrics.get("alerts_per_100_patient_days"),
         "news2_sensitivity": baseline_metrics.get("sensitivity"),
