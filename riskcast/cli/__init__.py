@@ -1,8 +1,14 @@
-"""The `riskcast` command. Each area's commands live in their own module and register
-themselves on the group in riskcast.cli.app."""
+"""The `riskcast` command. Each area's commands live in their own module of this package
+and register themselves on the group in riskcast.cli.app; every module here is loaded."""
 
-from riskcast.cli import data, demo, modelling  # noqa: F401  (registers commands)
+import importlib
+import pkgutil
+
 from riskcast.cli.app import cli
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "app":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ writes nothing new (the store's unique key on model version, encounter and hour)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from riskcast.alerts.policy import PolicySet, load_policy
+from riskcast.alerts.state import process_scores
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import LakeError
 from riskcast.explain import drivers_frame, top_drivers
@@ -41,9 +44,11 @@ class ScoreSummary:
     flagged: int
     written: int
     threshold: float
+    alerts: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "alerts": self.alerts,
             "run_id": self.run_id,
             "at": self.at.isoformat(),
             "model_version": self.model_version,
@@ -116,8 +121,13 @@ def score_admitted(
     at: datetime,
     now: datetime,
     model_version: str | None = None,
+    policy_set: PolicySet | None = None,
 ) -> ScoreSummary:
-    """Score every encounter admitted at the hour `at` (truncated to the hour) and store it."""
+    """Score every encounter admitted at the hour `at` (truncated to the hour) and store it.
+
+    Scores of the champion then go through the alert policy (riskcast.alerts): new alerts,
+    re-alerts, stale-data alerts and escalations are written in the same run.
+    """
     if lake.is_empty():
         raise LakeError(f"the lake at {lake.root} is empty: run `riskcast ingest PATH` first")
     at = at.replace(minute=0, second=0, microsecond=0)
@@ -152,8 +162,19 @@ def score_admitted(
         written = write_scores(engine, run_id, version, scores, drivers, now=now)
         n_scored = int((scores["status"] == SCORED).sum())
         flagged = int((scores["risk"].fill_null(0.0) >= model.threshold_).sum())
+        alerts = None
+        if version == registry.champion():  # challengers are scored in shadow: no alerts
+            processed = process_scores(
+                engine,
+                scores.with_columns(pl.lit(version).alias("model_version")),
+                policy_set=policy_set or load_policy(),
+                model_threshold=float(model.threshold_),
+                now=now,
+            )
+            alerts = dataclasses.asdict(processed)
         summary = ScoreSummary(
-            run_id, at, version, admitted.height, n_scored, scores.height - n_scored, flagged, written, float(model.threshold_)
+            run_id, at, version, admitted.height, n_scored, scores.height - n_scored, flagged, written,
+            float(model.threshold_), alerts,
         )
         finish_run(engine, run_id, status="succeeded", details=summary.to_dict(), now=now)
         return summary

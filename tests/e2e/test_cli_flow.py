@@ -105,3 +105,25 @@ def test_demo_runs_end_to_end_without_serving(tmp_path: Path) -> None:
     assert summary["score"]["admitted"] > 0
     assert 0.0 <= summary["evaluation"]["model_auroc"] <= 1.0  # 500 encounters: too few events to judge quality
     assert Path(summary["report"]).exists()
+
+
+def test_scoring_raises_alerts_that_staff_acknowledge_from_the_command_line(trained_home: Path) -> None:
+    scored = json.loads(run(trained_home, "score", "--at", "2026-01-15T11:00Z").stdout)
+    assert scored["alerts"] is not None, "the champion's scores go through the alert policy"
+    open_alerts = json.loads(run(trained_home, "alerts", "list").stdout)["alerts"]
+    assert open_alerts, "a 600-encounter cohort has patients above the threshold"
+    first = open_alerts[0]
+    acked = json.loads(
+        run(trained_home, "alerts", "ack", str(first["alert_id"]), "--role", "nurse", "--by", "sam", "--reason", "seen").stdout
+    )
+    assert acked["state"] == "acknowledged"
+    history = json.loads(run(trained_home, "alerts", "history", first["encounter_id"]).stdout)["events"]
+    assert [e["action"] for e in history if e["alert_id"] == first["alert_id"]][-1] == "acknowledged"
+    assert any(e["actor"] == "sam" and e["role"] == "nurse" and e["reason"] == "seen" for e in history)
+    rescored = json.loads(run(trained_home, "score", "--at", "2026-01-15T11:00Z").stdout)
+    assert rescored["written"] == 0 and rescored["alerts"]["raised"] == 0
+
+
+def test_a_resolve_without_a_reason_is_refused(trained_home: Path) -> None:
+    result = run(trained_home, "alerts", "resolve", "1", "--role", "nurse", check=False)
+    assert result.returncode == 2 and "--reason" in result.stderr
