@@ -31,13 +31,15 @@ def _progress(ctx: click.Context):
 @click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True, help="Share of patients held out.")
 @click.option("--temporal", is_flag=True, help="Hold out the patients admitted last instead of a random share.")
 @click.option("--search", is_flag=True, help="Run a small hyperparameter search first.")
+@click.option("--ablations/--no-ablations", default=True, show_default=True,
+              help="Also fit clock-only and physiology-only models and report them at the same alert rate.")
 @click.option("--promote/--no-promote", default=None, help="Make it champion (default: only if there is none).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 @friendly_errors
 def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, device: str,
           alerts_per_100_patient_days: float | None, target_sensitivity: float | None, test_fraction: float,
-          temporal: bool, search: bool, promote: bool | None, seed: int) -> None:
+          temporal: bool, search: bool, ablations: bool, promote: bool | None, seed: int) -> None:
     """Train, calibrate and evaluate a model on held-out patients, and register it."""
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.training import train_and_register
@@ -48,7 +50,7 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
         Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=now_utc(), outcome=outcome,
         horizon_hours=horizon_hours, engine=engine, device=device,
         alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
-        test_fraction=test_fraction, temporal=temporal, search=search, promote=promote,
+        test_fraction=test_fraction, temporal=temporal, search=search, ablations=ablations, promote=promote,
         reports_dir=settings.reports_dir, seed=seed, progress=_progress(ctx),
     )
     data = result.to_dict() | {"seconds": round(time.perf_counter() - started, 1)}

@@ -25,7 +25,14 @@ from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import staleness
-from riskcast.pipeline.training import HELD_OUT_FILE, baselines_of, evaluation_frame, feature_matrix
+from riskcast.pipeline.training import (
+    HELD_OUT_FILE,
+    baselines_of,
+    evaluation_frame,
+    feature_matrix,
+    load_ablations,
+    with_ablations,
+)
 
 
 def model_outcome(registry: ModelRegistry, version: str) -> tuple[str, float]:
@@ -89,7 +96,9 @@ def evaluate_model(
     progress(f"scoring {frame.height:,} encounter-hours of {frame['patient_id'].n_unique():,} patients")
     risk = model.predict_proba(frame.select(list(model.feature_names_in_)).to_pandas())[:, 1]
     scored = evaluation_frame(frame, risk)
-    report = evaluate(scored, threshold=model.threshold_, baselines=baselines_of(scored), n_boot=n_boot, outcome=outcome)
+    ablations = load_ablations(registry.path_of(version))
+    baselines = baselines_of(scored) | with_ablations(scored, frame, ablations, threshold=model.threshold_)
+    report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, outcome=outcome)
     meta = {
         "model_version": version,
         "data": where,

@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 
 from riskcast.errors import LakeError, ModelError
-from riskcast.evaluate import evaluate
-from riskcast.explain import global_importance
+from riskcast.evaluate import alert_metrics, evaluate, threshold_at_alert_rate
+from riskcast.explain import MEASUREMENT_PROCESS_SUFFIXES, global_importance
 from riskcast.features.build import build_features, feature_columns
-from riskcast.model import ModelRegistry, RiskModel
+from riskcast.model import ModelRegistry, RiskModel, load_model, save_model
 from riskcast.labels import challenge_labels, make_labels
 from riskcast.lake import Lake
 
@@ -78,6 +78,63 @@ LIMITS = [
     "Scores describe the data recorded: a patient whose essential vitals are stale gets 'insufficient data', not a score.",
     "Measurement-process features (how often things are measured) partly reflect clinicians' worry.",
 ]
+
+
+ABLATIONS_DIR = "ablations"
+
+
+def ablation_features(name: str, features: list[str]) -> list[str]:
+    """The features an ablation model may use.
+
+    "clock only": hours since admission alone — on some data (PhysioNet 2019) the clock
+    reaches much of a trained model's utility. "physiology only": everything except the
+    measurement-process features (how long since and how often things were measured,
+    and NEWS2's count of missing components), which partly record the clinicians' worry
+    rather than the patient.
+    """
+    if name == "clock only":
+        return ["hours_since_admission"]
+    if name == "physiology only":
+        return [f for f in features if not f.endswith(MEASUREMENT_PROCESS_SUFFIXES) and f != "news2_missing"]
+    raise ModelError(f"unknown ablation {name!r}; known: clock only, physiology only")
+
+
+ABLATIONS = ("clock only", "physiology only")
+
+
+def fit_ablations(train: pl.DataFrame, features: list[str], *, engine: str, device: str, seed: int) -> dict[str, RiskModel]:
+    """Refit the model on reduced feature sets (see ablation_features), same patients and settings."""
+    models = {}
+    for name in ABLATIONS:
+        columns = ablation_features(name, features)
+        model = RiskModel(engine=engine, device=device, threshold_rule="none", random_state=seed, **TRAINING_DEFAULTS)
+        models[name] = model.fit(train.select(columns).to_pandas(), train["label"].to_numpy(), groups=train["patient_id"].to_numpy())
+    return models
+
+
+def with_ablations(scored: pl.DataFrame, frame: pl.DataFrame, ablations: dict[str, RiskModel], *, threshold: float) -> dict[str, float]:
+    """Add each ablation's risk as a column of `scored`; thresholds giving the model's alert rate.
+
+    Returns name -> threshold, for riskcast.evaluate's baselines, so every ablation is
+    measured at the same alert burden as the full model.
+    """
+    if not ablations:
+        return {}
+    rate = alert_metrics(scored, threshold=threshold).alerts_per_100_patient_days
+    thresholds = {}
+    for name, model in ablations.items():
+        risk = model.predict_proba(frame.select(list(model.feature_names_in_)).to_pandas())[:, 1]
+        scored.insert_column(scored.width, pl.Series(name, risk, dtype=pl.Float64))
+        thresholds[name] = threshold_at_alert_rate(scored, alerts_per_100_patient_days=rate, score=name)
+    return thresholds
+
+
+def load_ablations(model_dir: Path) -> dict[str, RiskModel]:
+    """The ablation models saved beside a registered model (none for older models)."""
+    folder = model_dir / ABLATIONS_DIR
+    if not folder.is_dir():
+        return {}
+    return {name: load_model(folder / name.replace(" ", "_")) for name in ABLATIONS if (folder / name.replace(" ", "_")).is_dir()}
 
 
 @dataclass(frozen=True)
@@ -148,6 +205,7 @@ def train_and_register(
     test_fraction: float = 0.2,
     temporal: bool = False,
     search: bool = False,
+    ablations: bool = True,
     n_boot: int = 200,
     promote: bool | None = None,
     reports_dir: Path | None = None,
@@ -181,10 +239,15 @@ def train_and_register(
     if search:
         model.search(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy())
     model.fit(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy(), encounter_ids=train["encounter_id"].to_numpy())
+    ablation_models: dict[str, RiskModel] = {}
+    if ablations:
+        progress("refitting ablations: clock only, physiology only (without measurement-process features)")
+        ablation_models = fit_ablations(train, features, engine=engine, device=device, seed=seed)
     progress(f"evaluating on {len(held_out):,} held-out patients ({test.height:,} rows)")
     risk = model.predict_proba(test.select(features).to_pandas())[:, 1]
     scored = evaluation_frame(test, risk)
-    report = evaluate(scored, threshold=model.threshold_, baselines=baselines_of(scored), n_boot=n_boot, seed=seed, outcome=outcome)
+    baselines = baselines_of(scored) | with_ablations(scored, test, ablation_models, threshold=model.threshold_)
+    report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, seed=seed, outcome=outcome)
     sample = test.select(features).sample(n=min(2000, test.height), seed=seed)
     importance = global_importance(model.contributions(sample.to_pandas()), features)
     metadata = {
@@ -207,6 +270,8 @@ def train_and_register(
     version = registry.register(model, metadata=metadata, now=now)
     # Pseudonymous ids only: lets `riskcast evaluate` re-check the same held-out patients later.
     (registry.path_of(version) / HELD_OUT_FILE).write_text(json.dumps(sorted(held_out)))
+    for name, ablation in ablation_models.items():
+        save_model(ablation, registry.path_of(version) / ABLATIONS_DIR / name.replace(" ", "_"), metadata={"ablation": name})
     should_promote = promote if promote is not None else registry.champion() is None
     if should_promote:
         registry.promote(version, by="riskcast train", reason="first model" if registry.champion() is None else "--promote", now=now)
