@@ -563,16 +563,26 @@ def profile_stages(tables: dict[str, pl.DataFrame], *, repeats: int) -> dict[str
         return result
 
     data_end = stage("data_end (max charttime)", lambda: obs.select(pl.col("charttime").max()).collect().item())
-    grid = stage("hourly grid", lambda: build.hourly_grid(enc, at=None, data_end=data_end).collect())
-    bounds = grid.select("encounter_id", "grid_start", "grid_end").unique("encounter_id").lazy()
-    stats = stage("hourly stats (filter, join, sort, group_by)", lambda: build._hourly_stats(obs, bounds, variables).collect())
-    wide = stage("pivot wide", lambda: build._wide(stats, variables))
-    frame = stage(
-        "join grid + sort",
-        lambda: grid.lazy().select("encounter_id", "time").join(wide.lazy(), on=["encounter_id", "time"], how="left")
-        .sort("encounter_id", "time").collect(),
-    )  # fmt: skip
-    present = set(wide.columns)
+    def bounds_and_grid() -> tuple[pl.DataFrame, pl.DataFrame]:
+        bounds = (
+            build.grid_bounds(enc, at=None, data_end=data_end)
+            .sort("encounter_id")
+            .with_columns(((pl.col("grid_end") - pl.col("grid_start")).dt.total_hours() + 1).alias("n_rows"))
+            .with_columns((pl.col("n_rows").cum_sum() - pl.col("n_rows")).alias("row_offset"))
+            .collect()
+        )
+        grid = bounds.select(
+            "encounter_id", pl.datetime_ranges("grid_start", "grid_end", interval="1h").alias("time")
+        ).explode("time")
+        return bounds, grid
+
+    bounds, grid = stage("hourly grid", bounds_and_grid)
+    stats = stage(
+        "hourly stats (filter, join, sort, group_by)", lambda: build._hourly_stats(obs, bounds.lazy(), variables).collect()
+    )
+    wide = stage("scatter stats onto the grid", lambda: build._scatter_wide(stats, bounds, grid.height))
+    frame = grid.with_columns(wide)
+    present = {column.name for column in wide}
     exprs: list[pl.Expr] = []
     for name, variable in catalog.variables.items():
         exprs += build._variable_features(name, is_vital=variable.kind == "vital", present=present)
@@ -581,7 +591,7 @@ def profile_stages(tables: dict[str, pl.DataFrame], *, repeats: int) -> dict[str
     stage(
         "demographics + scores + column order",
         lambda: with_missing_columns(
-            features.lazy().join(demographics, on="encounter_id", how="left")
+            features.lazy().join(demographics, on="encounter_id", how="left", maintain_order="left")
         ).with_columns(early_warning_scores()).collect(),
     )  # fmt: skip
     return {
@@ -589,7 +599,7 @@ def profile_stages(tables: dict[str, pl.DataFrame], *, repeats: int) -> dict[str
         "observation_rows": tables["observations"].height,
         "grid_rows": grid.height,
         "hourly_stats_rows": stats.height,
-        "wide_columns": wide.width,
+        "wide_columns": len(wide),
         "seconds": stages,
         "cpu_seconds": cpu,
         "total_seconds": sum(stages.values()),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
 from riskcast.catalog import Catalog, load_catalog
@@ -37,8 +38,8 @@ def _ceil_hour(column: pl.Expr) -> pl.Expr:
     return pl.when(column == floor).then(floor).otherwise(floor + HOUR)
 
 
-def hourly_grid(encounters: pl.LazyFrame, *, at: datetime | None, data_end: datetime | None) -> pl.LazyFrame:
-    """encounter_id, time: every clock hour of each stay, up to discharge or `at`.
+def grid_bounds(encounters: pl.LazyFrame, *, at: datetime | None, data_end: datetime | None) -> pl.LazyFrame:
+    """encounter_id, grid_start, grid_end: the first and last clock hour of each stay's grid.
 
     An encounter still admitted runs to `at` when given, else to `data_end` (the latest
     charttime in the data), so the grid never runs past what has been recorded.
@@ -49,12 +50,16 @@ def hourly_grid(encounters: pl.LazyFrame, *, at: datetime | None, data_end: date
     elif data_end is not None:
         # Only open stays end at the data's end; a discharged stay runs to its discharge.
         stop = stop.fill_null(pl.lit(data_end))
-    bounds = encounters.select(
+    return encounters.select(
         "encounter_id",
         _ceil_hour(pl.col("admit_time")).alias("grid_start"),
         stop.dt.truncate("1h").alias("grid_end"),
     ).filter(pl.col("grid_end").is_not_null() & (pl.col("grid_end") >= pl.col("grid_start")))
-    return bounds.with_columns(
+
+
+def hourly_grid(encounters: pl.LazyFrame, *, at: datetime | None, data_end: datetime | None) -> pl.LazyFrame:
+    """encounter_id, grid_start, grid_end, time: every clock hour of each stay (see grid_bounds)."""
+    return grid_bounds(encounters, at=at, data_end=data_end).with_columns(
         pl.datetime_ranges("grid_start", "grid_end", interval="1h").alias("time")
     ).explode("time")
 
@@ -85,18 +90,36 @@ def _hourly_stats(observations: pl.LazyFrame, bounds: pl.LazyFrame, variables: l
     )
 
 
-def _wide(stats: pl.DataFrame, variables: list[str]) -> pl.DataFrame:
-    """Pivot per-variable stats to one row per encounter and hour: `{variable}__{stat}`."""
+def _scatter_wide(stats: pl.DataFrame, bounds: pl.DataFrame, n_rows: int) -> list[pl.Series]:
+    """Per-variable stats as full-length grid columns `{variable}__{stat}` (null where none).
+
+    Each stats row lands at its grid row: the encounter's first row plus the hours since
+    the encounter's grid start. Scattering into preallocated columns replaces a pivot, a
+    join and a sort (a quarter of the time and far less memory on large cohorts).
+    """
     if stats.height == 0:
-        return pl.DataFrame(schema={"encounter_id": pl.String, "time": pl.Datetime("us", "UTC")})
-    wide = stats.pivot(on="variable", index=["encounter_id", "time"], values=_STATS)
-    rename = {}
-    for stat in _STATS:
-        for variable in variables:
-            name = f"{stat}_{variable}"
-            if name in wide.columns:
-                rename[name] = f"{variable}__{stat}"
-    return wide.rename(rename)
+        return []
+    located = stats.join(bounds.select("encounter_id", "grid_start", "row_offset"), on="encounter_id", how="inner")
+    located = located.with_columns(
+        (pl.col("row_offset") + ((pl.col("time") - pl.col("grid_start")).dt.total_hours())).alias("__row")
+    )
+    columns: list[pl.Series] = []
+    for (variable,), part in located.partition_by("variable", as_dict=True).items():
+        rows = part["__row"].to_numpy()
+        for stat in _STATS:
+            name = f"{variable}__{stat}"
+            if stat == "last_time":
+                full = np.zeros(n_rows, dtype=np.int64)
+                full[rows] = part[stat].dt.epoch("us").to_numpy()
+                valid = np.zeros(n_rows, dtype=bool)
+                valid[rows] = True
+                series = pl.Series(name, full).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+                columns.append(pl.select(pl.when(pl.Series(valid)).then(series)).to_series().alias(name))
+            else:
+                full = np.full(n_rows, np.nan)
+                full[rows] = part[stat].to_numpy()
+                columns.append(pl.Series(name, full, nan_to_null=True))
+    return columns
 
 
 def _variable_features(variable: str, *, is_vital: bool, present: set[str]) -> list[pl.Expr]:
@@ -196,29 +219,33 @@ def build_features(
         observations = observations.filter(pl.col("encounter_id").is_in(wanted.implode()))
     data_end = observations.select(pl.col("charttime").max()).collect().item()
     variables = list(catalog.variables)
-    grid = hourly_grid(encounters, at=at, data_end=data_end)
-    bounds = grid.select("encounter_id", "grid_start", "grid_end").unique("encounter_id")
-    stats = _hourly_stats(observations, bounds, variables).collect()
-    wide = _wide(stats, variables)
-    present = set(wide.columns)
-    demographics = _demographics(encounters, patients)
-    frame = (
-        grid.select("encounter_id", "time")
-        .join(wide.lazy(), on=["encounter_id", "time"], how="left")
-        .sort("encounter_id", "time")
+    bounds = (
+        grid_bounds(encounters, at=at, data_end=data_end)
+        .sort("encounter_id")
+        .with_columns(((pl.col("grid_end") - pl.col("grid_start")).dt.total_hours() + 1).alias("n_rows"))
+        .with_columns((pl.col("n_rows").cum_sum() - pl.col("n_rows")).alias("row_offset"))
+        .collect()
     )
+    grid = bounds.select(
+        "encounter_id", pl.datetime_ranges("grid_start", "grid_end", interval="1h").alias("time")
+    ).explode("time")
+    stats = _hourly_stats(observations, bounds.lazy(), variables).collect()
+    wide = _scatter_wide(stats, bounds, grid.height)
+    present = {s.name for s in wide}
+    demographics = _demographics(encounters, patients)
+    frame = grid.with_columns(wide).lazy()
     feature_exprs: list[pl.Expr] = []
     for name, variable in catalog.variables.items():
         feature_exprs += _variable_features(name, is_vital=variable.kind == "vital", present=present)
     frame = frame.select("encounter_id", "time", *feature_exprs)
     frame = (
-        frame.join(demographics, on="encounter_id", how="left")
+        frame.join(demographics, on="encounter_id", how="left", maintain_order="left")
         .with_columns(((pl.col("time") - pl.col("admit_time")).dt.total_seconds() / 3600.0).alias("hours_since_admission"))
         .drop("admit_time")
     )
     frame = with_missing_columns(frame).with_columns(early_warning_scores())
     ordered = META_COLUMNS + [c for c in frame.collect_schema().names() if c not in META_COLUMNS]
-    return frame.select(ordered).sort("encounter_id", "time").collect()
+    return frame.select(ordered).collect()
 
 
 def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
