@@ -76,6 +76,9 @@ def _train_text(data: dict) -> str:
     for name, baseline in scores.items():
         if name != "risk":
             lines.append(f"  {name:<12} AUROC {_fmt_ci(baseline, 'auroc')}   AUPRC {_fmt_ci(baseline, 'auprc')}")
+    check = data.get("promise_check")
+    if check:
+        lines.append(f"  promise ({'kept' if check['kept'] else 'BROKEN'} on held-out patients): {check['promise']}")
     if data["reports"]:
         lines.append(f"  report: {data['reports']['markdown']}")
     return "\n".join(lines)
@@ -135,7 +138,11 @@ def evaluate(ctx: click.Context, data_path: Path | None, model_version: str | No
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report.to_markdown() if out.suffix == ".md" else json.dumps(data, indent=2))
-    emit(ctx, data, lambda: f"# {meta['model_version']} on {meta['data']}\n\n" + report.to_markdown())
+    from riskcast.pipeline.training import promise_markdown
+
+    check = meta.get("promise_check")
+    emit(ctx, data, lambda: f"# {meta['model_version']} on {meta['data']}\n\n"
+         + (promise_markdown(check) if check else "") + report.to_markdown())
 
 
 @cli.command()

@@ -27,7 +27,9 @@ from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import staleness
 from riskcast.pipeline.training import (
     HELD_OUT_FILE,
+    PROMISE_FILE,
     baselines_of,
+    check_promise,
     evaluation_frame,
     feature_matrix,
     load_ablations,
@@ -99,8 +101,11 @@ def evaluate_model(
     ablations = load_ablations(registry.path_of(version))
     baselines = baselines_of(scored) | with_ablations(scored, frame, ablations, threshold=model.threshold_)
     report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, outcome=outcome)
+    promise_path = registry.path_of(version) / PROMISE_FILE
+    promise_check = check_promise(json.loads(promise_path.read_text()), report) if promise_path.exists() else None
     meta = {
         "model_version": version,
+        "promise_check": promise_check,
         "data": where,
         "outcome": outcome,
         "horizon_hours": horizon_hours,

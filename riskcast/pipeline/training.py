@@ -81,6 +81,60 @@ LIMITS = [
 
 
 ABLATIONS_DIR = "ablations"
+PROMISE_FILE = "promise.json"
+# How far held-out or external data may drift from the promise before it counts as broken.
+PROMISE_TOLERANCE = 0.2
+
+
+def promise_markdown(check: dict[str, Any]) -> str:
+    """The promise check as a short Markdown section."""
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    verdict = "kept" if check["kept"] else "BROKEN"
+    return (
+        f"## Promise: {verdict}\n\nMade on the calibration patients: **{check['promise']}**.\n\n"
+        f"| | promised | observed here |\n|---|---|---|\n"
+        f"| alerts per 100 patient-days | {check['promised_alerts_per_100_patient_days']:.1f} | "
+        f"{check['observed_alerts_per_100_patient_days']:.1f} |\n"
+        f"| PPV (hours) | {pct(check['promised_ppv'])} | {pct(check['observed_ppv'])} |\n\n"
+    )
+
+
+def make_promise(scored: pl.DataFrame, *, threshold: float) -> dict[str, Any]:
+    """What the operating point promises, measured on the model's own calibration patients."""
+    metrics = alert_metrics(scored, threshold=threshold)
+    return {
+        "threshold": threshold,
+        "alerts_per_100_patient_days": metrics.alerts_per_100_patient_days,
+        "ppv": metrics.ppv,
+        "text": metrics.promise,
+        "tolerance": PROMISE_TOLERANCE,
+    }
+
+
+def check_promise(promise: dict[str, Any], report: Any) -> dict[str, Any]:
+    """Is the promise kept on this evaluation's patients? (burden and PPV within tolerance)
+
+    Kept when alerts per 100 patient-days are at most the promise × (1 + tolerance) and
+    the hourly PPV at least the promise × (1 − tolerance); the numbers are reported either way.
+    """
+    observed = report.to_dict()["operating_point"]
+    tolerance = promise["tolerance"]
+    burden_ok = observed["alerts_per_100_patient_days"] is not None and (
+        observed["alerts_per_100_patient_days"] <= promise["alerts_per_100_patient_days"] * (1 + tolerance)
+    )
+    ppv_ok = promise["ppv"] is None or (observed["ppv"] is not None and observed["ppv"] >= promise["ppv"] * (1 - tolerance))
+    return {
+        "promise": promise["text"],
+        "promised_alerts_per_100_patient_days": promise["alerts_per_100_patient_days"],
+        "observed_alerts_per_100_patient_days": observed["alerts_per_100_patient_days"],
+        "promised_ppv": promise["ppv"],
+        "observed_ppv": observed["ppv"],
+        "burden_kept": bool(burden_ok),
+        "ppv_kept": bool(ppv_ok),
+        "kept": bool(burden_ok and ppv_ok),
+    }
 
 
 def ablation_features(name: str, features: list[str]) -> list[str]:
@@ -144,6 +198,7 @@ class TrainResult:
     version: str
     promoted: bool
     report: Any  # riskcast.evaluate.EvaluationReport
+    promise_check: dict[str, Any]
     n_rows: int
     n_patients: int
     n_test_patients: int
@@ -160,6 +215,7 @@ class TrainResult:
             "device": self.device,
             "reports": self.report_paths,
             "evaluation": self.report.to_dict(),
+            "promise_check": self.promise_check,
         }
 
 
@@ -239,6 +295,11 @@ def train_and_register(
     if search:
         model.search(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy())
     model.fit(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy(), encounter_ids=train["encounter_id"].to_numpy())
+    calibration_rows = train[model.split_.held_out]
+    promise = make_promise(
+        evaluation_frame(calibration_rows, model.predict_proba(calibration_rows.select(features).to_pandas())[:, 1]),
+        threshold=model.threshold_,
+    )
     ablation_models: dict[str, RiskModel] = {}
     if ablations:
         progress("refitting ablations: clock only, physiology only (without measurement-process features)")
@@ -248,6 +309,7 @@ def train_and_register(
     scored = evaluation_frame(test, risk)
     baselines = baselines_of(scored) | with_ablations(scored, test, ablation_models, threshold=model.threshold_)
     report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, seed=seed, outcome=outcome)
+    promise_check = check_promise(promise, report)
     sample = test.select(features).sample(n=min(2000, test.height), seed=seed)
     importance = global_importance(model.contributions(sample.to_pandas()), features)
     metadata = {
@@ -262,6 +324,8 @@ def train_and_register(
             "lake_batches": lake.committed_batch_ids(),
         },
         "metrics": report.to_dict(),
+        "promise": promise,
+        "promise_check_held_out": promise_check,
         "limits": LIMITS,
         "top_variables": importance.filter(pl.col("level") == "variable").head(10).select("name", "mean_abs_contribution").to_dicts(),
         "outcome": outcome,
@@ -270,6 +334,7 @@ def train_and_register(
     version = registry.register(model, metadata=metadata, now=now)
     # Pseudonymous ids only: lets `riskcast evaluate` re-check the same held-out patients later.
     (registry.path_of(version) / HELD_OUT_FILE).write_text(json.dumps(sorted(held_out)))
+    (registry.path_of(version) / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
     for name, ablation in ablation_models.items():
         save_model(ablation, registry.path_of(version) / ABLATIONS_DIR / name.replace(" ", "_"), metadata={"ablation": name})
     should_promote = promote if promote is not None else registry.champion() is None
@@ -280,13 +345,14 @@ def train_and_register(
         reports_dir.mkdir(parents=True, exist_ok=True)
         json_path = reports_dir / f"evaluation-{version}.json"
         md_path = reports_dir / f"evaluation-{version}.md"
-        json_path.write_text(json.dumps(report.to_dict(), indent=2))
-        md_path.write_text(f"# Evaluation of {version}\n\n" + report.to_markdown())
+        json_path.write_text(json.dumps(report.to_dict() | {"promise_check": promise_check}, indent=2))
+        md_path.write_text(f"# Evaluation of {version}\n\n" + promise_markdown(promise_check) + report.to_markdown())
         paths = {"json": str(json_path), "markdown": str(md_path)}
     return TrainResult(
         version=version,
         promoted=should_promote,
         report=report,
+        promise_check=promise_check,
         n_rows=frame.height,
         n_patients=frame["patient_id"].n_unique(),
         n_test_patients=len(held_out),
