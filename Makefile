@@ -24,9 +24,14 @@ test-fast: install
 demo: install
 	$(BIN)/riskcast demo
 
+# Each benchmark prints its figures and writes JSON to bench/out/ (see bench/README.md).
 bench: install
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/score.py
+	$(BIN)/python bench/explain.py
+	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/physionet_cv.py
 
 lint: install
 	$(BIN)/lint-imports

@@ -432,3 +432,39 @@ def test_leakage_cohort_values_are_finite():
     nan_or_inf = frame.select(pl.sum_horizontal([pl.col(c).is_infinite() | pl.col(c).is_nan() for c in numeric]).sum()).item()
     assert nan_or_inf == 0
     assert not math.isnan(frame["heart_rate_mean_24h"].mean())
+
+
+# --------------------------------------------------------------------------- latest_features
+
+
+def _lake_tables_from_synth(n_encounters: int, seed: int) -> dict[str, pl.DataFrame]:
+    from riskcast.contracts import validate_encounters, validate_observations, validate_patients
+    from riskcast.synth import generate_cohort
+
+    raw = generate_cohort(n_encounters, seed=seed, malformed_rate=0.0)
+
+    def sourced(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.lit("x").alias("_source_file"), pl.int_range(2, frame.height + 2).alias("_source_line"))
+
+    encounters = validate_encounters(sourced(raw["encounters"])).valid
+    return {
+        "patients": validate_patients(sourced(raw["patients"])).valid,
+        "encounters": encounters,
+        "observations": validate_observations(sourced(raw["observations"]), encounters=encounters).valid,
+    }
+
+
+@pytest.mark.parametrize("at", ["2026-01-15T12:00:00+00:00", "2026-01-02T07:00:00+00:00", "2025-11-20T03:00:00+00:00"])
+def test_latest_features_equal_the_full_build_at_that_hour(at: str) -> None:
+    from riskcast.features.build import latest_features
+
+    tables = _lake_tables_from_synth(150, seed=5)
+    when = datetime.fromisoformat(at)
+    full = build_features(tables["observations"], tables["encounters"], tables["patients"], at=when).filter(
+        pl.col("time") == when
+    )
+    latest = latest_features(tables["observations"], tables["encounters"], tables["patients"], at=when)
+    assert latest.height == full.height
+    assert_frame_equal(
+        latest.sort("encounter_id"), full.sort("encounter_id"), check_exact=False, rel_tol=1e-9, abs_tol=1e-9
+    )

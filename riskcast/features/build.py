@@ -15,7 +15,7 @@ Python loop runs over patients or rows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -38,7 +38,9 @@ def _ceil_hour(column: pl.Expr) -> pl.Expr:
     return pl.when(column == floor).then(floor).otherwise(floor + HOUR)
 
 
-def grid_bounds(encounters: pl.LazyFrame, *, at: datetime | None, data_end: datetime | None) -> pl.LazyFrame:
+def grid_bounds(
+    encounters: pl.LazyFrame, *, at: datetime | None, data_end: datetime | None, grid_from: datetime | None = None
+) -> pl.LazyFrame:
     """encounter_id, grid_start, grid_end: the first and last clock hour of each stay's grid.
 
     An encounter still admitted runs to `at` when given, else to `data_end` (the latest
@@ -50,9 +52,12 @@ def grid_bounds(encounters: pl.LazyFrame, *, at: datetime | None, data_end: date
     elif data_end is not None:
         # Only open stays end at the data's end; a discharged stay runs to its discharge.
         stop = stop.fill_null(pl.lit(data_end))
+    start = _ceil_hour(pl.col("admit_time"))
+    if grid_from is not None:
+        start = pl.max_horizontal(start, pl.lit(grid_from))
     return encounters.select(
         "encounter_id",
-        _ceil_hour(pl.col("admit_time")).alias("grid_start"),
+        start.alias("grid_start"),
         stop.dt.truncate("1h").alias("grid_end"),
     ).filter(pl.col("grid_end").is_not_null() & (pl.col("grid_end") >= pl.col("grid_start")))
 
@@ -200,11 +205,15 @@ def build_features(
     at: datetime | None = None,
     catalog: Catalog | None = None,
     encounter_ids: list[str] | None = None,
+    grid_from: datetime | None = None,
 ) -> pl.DataFrame:
     """The hourly feature matrix (see the module docstring), sorted by encounter and time.
 
     at: build as of this UTC time: later observations are ignored and open stays end here.
     encounter_ids: restrict to these encounters (e.g. the admitted ones, when scoring).
+    grid_from: start every grid no earlier than this hour (used by latest_features; rows
+        then see earlier observations only through the first hour, so only rows at least
+        24 h after grid_from are exact).
     """
     catalog = catalog or load_catalog()
     observations, encounters, patients = (f.lazy() for f in (observations, encounters, patients))
@@ -220,7 +229,7 @@ def build_features(
     data_end = observations.select(pl.col("charttime").max()).collect().item()
     variables = list(catalog.variables)
     bounds = (
-        grid_bounds(encounters, at=at, data_end=data_end)
+        grid_bounds(encounters, at=at, data_end=data_end, grid_from=grid_from)
         .sort("encounter_id")
         .with_columns(((pl.col("grid_end") - pl.col("grid_start")).dt.total_hours() + 1).alias("n_rows"))
         .with_columns((pl.col("n_rows").cum_sum() - pl.col("n_rows")).alias("row_offset"))
@@ -246,6 +255,85 @@ def build_features(
     frame = with_missing_columns(frame).with_columns(early_warning_scores())
     ordered = META_COLUMNS + [c for c in frame.collect_schema().names() if c not in META_COLUMNS]
     return frame.select(ordered).collect()
+
+
+LONGEST_WINDOW_HOURS = max(VITAL_WINDOWS_HOURS)
+
+
+def latest_features(
+    observations: pl.LazyFrame | pl.DataFrame,
+    encounters: pl.LazyFrame | pl.DataFrame,
+    patients: pl.LazyFrame | pl.DataFrame,
+    *,
+    at: datetime,
+    encounter_ids: list[str] | None = None,
+    catalog: Catalog | None = None,
+) -> pl.DataFrame:
+    """The feature row at hour `at` of each encounter, identical to build_features' row at `at`.
+
+    Scoring needs one row per patient, not the whole stay: the windowed features are built
+    on the last 24 hours only, and the features that reach further back (last value, hours
+    since, change from the first value) come from one aggregate over the full history.
+    A test checks the result equals build_features(...) filtered to `at`.
+    """
+    catalog = catalog or load_catalog()
+    observations, encounters, patients = (f.lazy() for f in (observations, encounters, patients))
+    if at.tzinfo is None:
+        raise FeatureError("`at` must be timezone-aware (UTC); got a naive datetime")
+    if at != at.replace(minute=0, second=0, microsecond=0):
+        raise FeatureError(f"`at` must be a whole hour, got {at.isoformat()}")
+    window_start = at - timedelta(hours=LONGEST_WINDOW_HOURS)
+    # The observations whose hour bin (never before the stay's first hour) falls in the window.
+    admits = encounters.select("encounter_id", _ceil_hour(pl.col("admit_time")).alias("__first_hour"))
+    recent = (
+        observations.join(admits, on="encounter_id", how="inner")
+        .filter(pl.max_horizontal(_ceil_hour(pl.col("charttime")), pl.col("__first_hour")) > window_start)
+        .drop("__first_hour")
+    )
+    frame = build_features(
+        recent, encounters, patients, at=at, catalog=catalog, encounter_ids=encounter_ids,
+        grid_from=window_start + timedelta(hours=1),
+    ).filter(pl.col("time") == at)
+    history = observations.filter(pl.col("charttime") <= at)
+    if encounter_ids is not None:
+        history = history.filter(pl.col("encounter_id").is_in(pl.Series(encounter_ids, dtype=pl.String).implode()))
+    history = history.filter(pl.col("encounter_id").is_in(frame["encounter_id"].implode()))
+    summary = (
+        history.sort("charttime")
+        .group_by("encounter_id", "variable")
+        .agg(
+            pl.col("value").last().alias("last"),
+            pl.col("charttime").last().alias("last_time"),
+            pl.col("value").first().alias("first"),
+        )
+        .collect()
+    )
+    replaced: list[pl.Expr] = []
+    lookups = []
+    for name, variable in catalog.variables.items():
+        part = summary.filter(pl.col("variable") == name)
+        lookups.append(
+            part.select(
+                "encounter_id",
+                pl.col("last").alias(f"{name}_last"),
+                ((pl.lit(at) - pl.col("last_time")).dt.total_seconds() / 3600.0).alias(f"{name}_hours_since"),
+                *([(pl.col("last") - pl.col("first")).alias(f"{name}_change")] if variable.kind == "vital" else []),
+            )
+        )
+    columns = frame.columns
+    for lookup in lookups:
+        names = [c for c in lookup.columns if c != "encounter_id"]
+        frame = frame.drop(names).join(lookup, on="encounter_id", how="left", maintain_order="left")
+        replaced += names
+    frame = frame.drop([c for c in _score_columns() if c in frame.columns])
+    frame = with_missing_columns(frame).with_columns(early_warning_scores())
+    return frame.select(columns)
+
+
+def _score_columns() -> list[str]:
+    """Columns the early-warning scores produce (recomputed after last values change)."""
+    probe = with_missing_columns(pl.DataFrame({"encounter_id": ["x"]})).with_columns(early_warning_scores())
+    return [c for c in probe.columns if c not in ("encounter_id",) and not c.endswith("_last")]
 
 
 def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:

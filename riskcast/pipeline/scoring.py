@@ -21,7 +21,7 @@ from riskcast.alerts.state import process_scores
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import LakeError
 from riskcast.explain import drivers_frame, top_drivers
-from riskcast.features.build import build_features
+from riskcast.features.build import latest_features
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
 from riskcast.store import finish_run, start_run, write_scores
@@ -140,11 +140,10 @@ def score_admitted(
         if admitted.height == 0:
             finish_run(engine, run_id, status="succeeded", details={"admitted": 0}, now=now)
             return ScoreSummary(run_id, at, version, 0, 0, 0, 0, 0, float(model.threshold_))
-        features = build_features(
+        latest = latest_features(
             lake.scan("observations"), lake.scan("encounters"), lake.scan("patients"),
             at=at, encounter_ids=admitted["encounter_id"].to_list(),
         )
-        latest = features.filter(pl.col("time") == at)
         no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
         scores, drivers = score_latest(latest, model)
         if no_row.height:  # admitted within the last hour: no feature row yet, nothing measured
