@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-test: install
+test: install browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -31,4 +31,8 @@ def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: b
         except ImportError:
             click.echo("the dashboard is not part of this version yet; stopping after the summary", err=True)
             return
-        serve_dashboard(settings_of(ctx), port=port)
+        from riskcast.dashboards.app import shifted_clock
+        from riskcast.synth import DEFAULT_NOW
+
+        # The synthetic cohort's present is DEFAULT_NOW: show the ward as it was then.
+        serve_dashboard(settings_of(ctx), port=port, clock=shifted_clock(DEFAULT_NOW))

@@ -1,0 +1,314 @@
+"""Who may use the dashboard, and what each role may see and do.
+
+Users live in the store's `users` table (created with `riskcast users add`); passwords are
+stored only as Argon2id hashes (argon2-cffi's PasswordHasher, which salts each hash and
+records its parameters in it). A signed-in browser holds a Flask session cookie, signed
+with a secret key generated once into the riskcast home (`dashboard-secret.key`, mode
+0600), so sessions survive a restart and are refused after the key file is replaced.
+
+Roles (the store's USER_ROLES) and what they may do; `wards` on a user narrows what they
+see to those wards (a nurse must have at least one; for other roles no wards means all):
+
+    role            pages                          acts on alerts
+    nurse           ward, patient (own wards)      yes
+    physician       ward, patient, data health     yes
+    data_scientist  data health                    no
+    admin           ward, patient, data health     no
+
+Every page layout and every callback asks `page_user(page)` (or `current_user()`) and
+draws nothing for None; `install_gate` also refuses every request of a signed-out browser
+before Dash sees it. The user is read from the store on each request, so disabling a user
+or changing their password ends their sessions at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import flask
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Engine, func, insert, select, update
+
+from riskcast.dashboards.context import context
+from riskcast.errors import ConfigError
+from riskcast.store.session import write_transaction
+from riskcast.store.tables import USER_ROLES, users
+
+SECRET_KEY_FILE = "dashboard-secret.key"
+MIN_PASSWORD_LENGTH = 10
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+PAGES = ("ward", "patient", "data-health")
+ROLE_PAGES: dict[str, frozenset[str]] = {
+    "nurse": frozenset({"ward", "patient"}),
+    "physician": frozenset({"ward", "patient", "data-health"}),
+    "data_scientist": frozenset({"data-health"}),
+    "admin": frozenset({"ward", "patient", "data-health"}),
+}
+ACTING_ROLES = frozenset({"nurse", "physician"})
+"""Roles that may acknowledge, snooze and resolve alerts (clinical staff)."""
+DEMO_USERS = (("demo-nurse", "nurse"), ("demo-physician", "physician"), ("demo-admin", "admin"))
+
+_HASHER = PasswordHasher()
+# Verified against when the username is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+_SESSION_USER = "user"
+_SESSION_TAG = "tag"
+
+
+@dataclass(frozen=True)
+class DashboardUser:
+    """A signed-in user: their role and the wards they may see (empty: all, except nurses)."""
+
+    username: str
+    role: str
+    wards: tuple[str, ...]
+
+    @property
+    def visible_wards(self) -> tuple[str, ...] | None:
+        """The wards this user sees; None means every ward."""
+        return self.wards if self.wards or self.role == "nurse" else None
+
+    def may_see_ward(self, ward: str | None) -> bool:
+        """Whether a patient on `ward` is visible to this user."""
+        visible = self.visible_wards
+        return visible is None or (ward is not None and ward in visible)
+
+    def may_open(self, page: str) -> bool:
+        """Whether this user's role may open `page` (one of PAGES)."""
+        return page in ROLE_PAGES.get(self.role, frozenset())
+
+    @property
+    def may_act(self) -> bool:
+        """Whether this user may acknowledge, snooze and resolve alerts."""
+        return self.role in ACTING_ROLES
+
+    @property
+    def home(self) -> str:
+        """The page this user lands on after signing in."""
+        return "/" if self.may_open("ward") else "/data-health"
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A row of the users table as `riskcast users list` shows it (never the hash)."""
+
+    username: str
+    role: str
+    wards: tuple[str, ...]
+    active: bool
+    created_at: datetime
+
+
+# ----------------------------------------------------------------------------- passwords
+
+
+def hash_password(password: str) -> str:
+    """An Argon2id hash of `password` (salted; parameters recorded in the hash)."""
+    return _HASHER.hash(password)
+
+
+def _check_username(username: str) -> str:
+    name = (username or "").strip().lower()
+    if not USERNAME_PATTERN.match(name):
+        raise ConfigError(
+            f"username {username!r} is not allowed: use 2-63 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _check_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _check_role_and_wards(role: str, wards: Iterable[str]) -> tuple[str, ...]:
+    if role not in USER_ROLES:
+        raise ConfigError(f"role {role!r} is not one of {', '.join(USER_ROLES)}")
+    cleaned = tuple(sorted({w.strip() for w in wards if w and w.strip()}))
+    if role == "nurse" and not cleaned:
+        raise ConfigError("a nurse sees only their own wards: give at least one --ward")
+    return cleaned
+
+
+# ----------------------------------------------------------------------------------- users
+
+
+def add_user(
+    engine: Engine,
+    username: str,
+    *,
+    role: str,
+    password: str,
+    wards: Iterable[str] = (),
+    now: datetime,
+    replace: bool = False,
+) -> UserInfo:
+    """Create a dashboard user (or, with `replace`, reset an existing one's role, wards and
+    password, and activate it). Raises ConfigError for a bad name, role, ward list or
+    password, or when the user exists and `replace` is False."""
+    name = _check_username(username)
+    ward_list = _check_role_and_wards(role, wards)
+    _check_password(password)
+    values = {"password_hash": hash_password(password), "role": role, "wards": list(ward_list), "active": True}
+    with write_transaction(engine) as connection:
+        exists = connection.execute(select(users.c.username).where(users.c.username == name)).first() is not None
+        if exists and not replace:
+            raise ConfigError(f"users: {name!r} already exists; pass --replace to reset their role, wards and password")
+        if exists:
+            connection.execute(update(users).where(users.c.username == name).values(**values))
+        else:
+            connection.execute(insert(users).values(username=name, created_at=now, **values))
+        row = connection.execute(select(users).where(users.c.username == name)).one()
+    return UserInfo(row.username, row.role, tuple(row.wards or ()), bool(row.active), row.created_at)
+
+
+def set_active(engine: Engine, username: str, *, active: bool) -> None:
+    """Enable or disable a user; a disabled user's open sessions stop working at once."""
+    name = _check_username(username)
+    with write_transaction(engine) as connection:
+        changed = connection.execute(update(users).where(users.c.username == name).values(active=active)).rowcount
+    if not changed:
+        raise ConfigError(f"users: no user named {name!r}")
+
+
+def list_users(engine: Engine) -> list[UserInfo]:
+    """Every user, by name."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(users).order_by(users.c.username)).all()
+    return [UserInfo(r.username, r.role, tuple(r.wards or ()), bool(r.active), r.created_at) for r in rows]
+
+
+def count_users(engine: Engine) -> int:
+    """How many users the store holds (active or not)."""
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(users)).scalar_one())
+
+
+def _as_user(row: object) -> DashboardUser:
+    return DashboardUser(username=row.username, role=row.role, wards=tuple(row.wards or ()))  # type: ignore[attr-defined]
+
+
+def authenticate(engine: Engine, username: str, password: str) -> DashboardUser | None:
+    """The active user with this name and password, or None (wrong name, wrong password or
+    disabled: the caller cannot tell which, and each costs one Argon2 verification)."""
+    name = (username or "").strip().lower()
+    with engine.connect() as connection:
+        row = connection.execute(select(users).where(users.c.username == name)).one_or_none()
+    stored = row.password_hash if row is not None else _DUMMY_HASH
+    try:
+        _HASHER.verify(stored, password or "")
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if row is None or not row.active:
+        return None
+    if _HASHER.check_needs_rehash(stored):
+        with write_transaction(engine) as connection:
+            connection.execute(update(users).where(users.c.username == name).values(password_hash=hash_password(password)))
+    return _as_user(row)
+
+
+def _hash_tag(password_hash: str) -> str:
+    """A short fingerprint of the stored hash: a session made before a password change
+    carries the old tag and is refused."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def load_user(engine: Engine, username: str, *, tag: str | None = None) -> DashboardUser | None:
+    """The active user `username` (None when missing, disabled, or when `tag` is given and
+    their password changed since)."""
+    with engine.connect() as connection:
+        row = connection.execute(select(users).where(users.c.username == username)).one_or_none()
+    if row is None or not row.active:
+        return None
+    if tag is not None and not secrets.compare_digest(tag, _hash_tag(row.password_hash)):
+        return None
+    return _as_user(row)
+
+
+def create_demo_users(engine: Engine, *, nurse_ward: str | None, now: datetime) -> tuple[str, list[str]] | None:
+    """When the store has no users at all: create DEMO_USERS with one new random password
+    (the nurse on `nurse_ward`; no nurse without a ward). Returns (password, usernames) so
+    the caller can print them once; None when users already exist."""
+    if count_users(engine):
+        return None
+    password = secrets.token_urlsafe(12)
+    created = []
+    for username, role in DEMO_USERS:
+        if role == "nurse" and nurse_ward is None:
+            continue
+        add_user(engine, username, role=role, password=password, wards=[nurse_ward] if role == "nurse" else [], now=now)
+        created.append(username)
+    return password, created
+
+
+# ------------------------------------------------------------------------------ secret key
+
+
+def secret_key(home: Path) -> bytes:
+    """The session-signing key kept in `<home>/dashboard-secret.key`, created on first use
+    (64 random hex characters, file mode 0600). Raises ConfigError when the file is readable
+    by others or too short."""
+    path = Path(home) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ConfigError(f"{path} holds no usable key ({len(key)} characters); delete it to make a new one")
+    return key.encode()
+
+
+# --------------------------------------------------------------------------------- session
+
+
+def sign_in(user: DashboardUser, engine: Engine) -> None:
+    """Start a session for `user` in this request's cookie (a new session: no fixation)."""
+    with engine.connect() as connection:
+        password_hash = connection.execute(select(users.c.password_hash).where(users.c.username == user.username)).scalar_one()
+    flask.session.clear()
+    flask.session.permanent = True
+    flask.session[_SESSION_USER] = user.username
+    flask.session[_SESSION_TAG] = _hash_tag(password_hash)
+
+
+def sign_out() -> None:
+    """End this browser's session."""
+    flask.session.clear()
+
+
+def current_user() -> DashboardUser | None:
+    """The signed-in user of this request (read from the store once per request), or None."""
+    if "riskcast_user" in flask.g:
+        return flask.g.riskcast_user
+    user = None
+    username = flask.session.get(_SESSION_USER)
+    if isinstance(username, str):
+        user = load_user(context().engine, username, tag=flask.session.get(_SESSION_TAG))
+    flask.g.riskcast_user = user
+    return user
+
+
+def page_user(page: str) -> DashboardUser | None:
+    """The signed-in user when their role may open `page`; None otherwise (draw nothing)."""
+    user = current_user()
+    if user is None or not user.may_open(page):
+        return None
+    return user

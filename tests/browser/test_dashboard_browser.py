@@ -1,0 +1,249 @@
+"""The dashboard in a real headless Chromium, over data made by the real flow.
+
+One small home per module: a synthetic cohort of 300 encounters is ingested, a model is
+trained with fast settings (10 bootstrap rounds, a generous alert budget so that a few
+alerts are raised) and the admitted patients are scored 24 h before the cohort's present
+and hourly over its last three hours, which raises alerts through the real alert policy.
+The app runs in a thread on a free port with a clock starting 10 minutes after that present.
+
+Set RISKCAST_SCREENSHOTS=docs/screenshots to keep the ward and patient screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from werkzeug.serving import make_server
+
+from riskcast.alerts.state import alert_history, list_alerts
+from riskcast.config import Settings
+from riskcast.dashboards import auth
+from riskcast.dashboards.app import create_app, shifted_clock
+from riskcast.lake import Lake
+from riskcast.model import ModelRegistry
+from riskcast.pipeline import views
+from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.scoring import score_admitted
+from riskcast.pipeline.store_sync import record_quarantine
+from riskcast.pipeline.training import train_and_register
+from riskcast.store import open_store
+from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "night shift 0300"
+SCORED_HOURS_BEFORE_NOW = (24, 3, 2, 1, 0)
+WAIT_SECONDS = 40
+
+
+@dataclass(frozen=True)
+class Served:
+    """The running app and the facts the tests check against."""
+
+    base: str
+    settings: Settings
+    engine: Any
+    nurse_ward: str
+    alert_encounter: str
+    other_encounter: str
+    physician_alert_encounter: str
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _build_home(home: Path) -> Settings:
+    settings = Settings(home=home)
+    write_cohort(generate_cohort(300, seed=5), home / "cohort")
+    lake = Lake(settings.lake_dir)
+    summary, quarantine = ingest_paths([home / "cohort"], lake=lake, now=DEFAULT_NOW)
+    if summary.batch_id and quarantine.height:
+        record_quarantine(settings, summary.batch_id, quarantine, now=DEFAULT_NOW)
+    registry = ModelRegistry(settings.models_dir)
+    train_and_register(lake, registry, now=DEFAULT_NOW, n_boot=10, alerts_per_100_patient_days=40.0, seed=5)
+    engine = open_store(settings.database_url)
+    try:
+        for hours in SCORED_HOURS_BEFORE_NOW:
+            at = DEFAULT_NOW - timedelta(hours=hours)
+            score_admitted(lake, registry, engine, at=at, now=at + timedelta(minutes=5))
+    finally:
+        engine.dispose()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def served(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    settings = _build_home(tmp_path_factory.mktemp("browser-home"))
+    app = create_app(settings, clock=shifted_clock(DEFAULT_NOW + timedelta(minutes=10)))
+    engine = app.server.extensions["riskcast"].engine
+    waiting = list_alerts(engine, states=["new", "escalated"]).filter(pl.col("kind") == "risk")
+    if waiting.height < 2:
+        pytest.fail(f"the fixture raised {waiting.height} risk alert(s) needing action; the tests need 2 on different wards")
+    nurse_ward = str(waiting["ward"].mode().sort()[0])
+    alert_encounter = str(waiting.filter(pl.col("ward") == nurse_ward)["encounter_id"][0])
+    elsewhere = waiting.filter(pl.col("ward") != nurse_ward)
+    board = views.ward_board(engine, model_version=ModelRegistry(settings.models_dir).champion(), now=DEFAULT_NOW)
+    other = board.filter(pl.col("ward") != nurse_ward)["encounter_id"][0]
+    auth.add_user(engine, "nina", role="nurse", wards=[nurse_ward], password=PASSWORD, now=DEFAULT_NOW)
+    auth.add_user(engine, "phil", role="physician", password=PASSWORD, now=DEFAULT_NOW)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Served(
+            base=f"http://127.0.0.1:{server.server_port}",
+            settings=settings,
+            engine=engine,
+            nurse_ward=nurse_ward,
+            alert_encounter=alert_encounter,
+            other_encounter=str(other),
+            physician_alert_encounter=str(elsewhere["encounter_id"][0]),
+        )
+    finally:
+        server.shutdown()
+        thread.join()
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def wait_for(driver: Any, condition: Any, what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition, message=f"waiting for {what}")
+
+
+def css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def text_of(driver: Any, selector: str) -> str:
+    found = css(driver, selector)
+    return found[0].text if found else ""
+
+
+def sign_in(driver: Any, served: Served, username: str) -> None:
+    """A fresh browser session signed in as `username`, on their start page with its grid drawn."""
+    driver.get(f"{served.base}/logout")
+    wait_for(driver, lambda d: css(d, "#username"), "the sign-in form")
+    css(driver, "#username")[0].send_keys(username)
+    css(driver, "#password")[0].send_keys(PASSWORD)
+    css(driver, "#signin-submit")[0].click()
+    wait_for(driver, lambda d: css(d, "#ward-grid .ag-row"), "the ward grid's rows")
+
+
+def grid_ids(driver: Any, grid: str) -> list[str]:
+    return [row.get_attribute("row-id") for row in css(driver, f"#{grid} .ag-center-cols-container .ag-row")]
+
+
+def save_screenshot(driver: Any, name: str, tmp_path: Path) -> Path:
+    """Full-page screenshot to tmp_path (and to $RISKCAST_SCREENSHOTS when set)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1440, max(900, int(height) + 40))
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    target = os.environ.get("RISKCAST_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(target) / name)
+    driver.set_window_size(1440, 1000)
+    return path
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def test_ward_and_patient_views_render_for_the_screenshots(browser, served, tmp_path):
+    """First, while the nurse's alert still waits for someone: the views as they meet her."""
+    sign_in(browser, served, "nina")
+    wait_for(browser, lambda d: "Scores for" in text_of(d, "#ward-freshness"), "the freshness line")
+    ward = save_screenshot(browser, "ward.png", tmp_path)
+    browser.get(f"{served.base}/patient/{served.alert_encounter}")
+    wait_for(browser, lambda d: css(d, "#patient-history .ag-row"), "the patient's alert history")
+    wait_for(browser, lambda d: css(d, "#patient-vitals .main-svg"), "the vitals chart")
+    patient = save_screenshot(browser, "patient.png", tmp_path)
+    for path in (ward, patient):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
+def test_a_nurse_signs_in_and_sees_her_ward_most_urgent_first(browser, served):
+    sign_in(browser, served, "nina")
+    expected = views.ward_board(
+        served.engine, model_version=ModelRegistry(served.settings.models_dir).champion(), now=DEFAULT_NOW,
+        wards=[served.nurse_ward],
+    )["encounter_id"].to_list()  # fmt: skip
+    wait_for(browser, lambda d: grid_ids(d, "ward-grid") == expected, f"the ward's {len(expected)} patients in order")
+    first = css(browser, f'#ward-grid .ag-center-cols-container .ag-row[row-id="{expected[0]}"]')[0]
+    assert "rc-row-action" in first.get_attribute("class")
+    assert served.nurse_ward in text_of(browser, "#shell-user")
+
+
+def test_a_nurse_sees_no_patient_of_another_ward_in_the_list_or_by_url(browser, served):
+    sign_in(browser, served, "nina")
+    assert served.other_encounter not in browser.page_source
+    browser.get(f"{served.base}/patient/{served.other_encounter}")
+    wait_for(browser, lambda d: "No patient with that id on your wards." in d.page_source, "the not-found notice")
+    assert not css(browser, "#patient-header") and not css(browser, "#patient-risk")
+
+
+def test_a_nurse_opens_a_patient_and_acknowledges_the_alert_with_a_reason(browser, served):
+    sign_in(browser, served, "nina")
+    css(browser, f'#ward-grid .ag-row[row-id="{served.alert_encounter}"] a')[0].click()
+    wait_for(browser, lambda d: d.current_url.endswith(f"/patient/{served.alert_encounter}"), "the patient page")
+    wait_for(browser, lambda d: css(d, "#patient-ack") and css(d, "#patient-ack")[0].is_enabled(), "the Acknowledge button")
+    assert "Risk alert" in text_of(browser, "#patient-action-target")
+    css(browser, "#patient-reason")[0].send_keys("Reviewed at bedside, obs every 30 min")
+    css(browser, "#patient-ack")[0].click()
+    wait_for(browser, lambda d: "Acknowledged at" in text_of(d, "#patient-action-message"), "the confirmation")
+    wait_for(browser, lambda d: "Reviewed at bedside" in text_of(d, "#patient-history"), "the history row")
+    assert "nina (Nurse)" in text_of(browser, "#patient-history")
+    alerts = list_alerts(served.engine).filter(pl.col("encounter_id") == served.alert_encounter, pl.col("kind") == "risk")
+    alert_id = int(alerts["alert_id"][0])
+    last = alert_history(served.engine, alert_id=alert_id).row(-1, named=True)
+    assert (last["actor"], last["role"], last["action"], last["reason"]) == (
+        "nina", "nurse", "acknowledged", "Reviewed at bedside, obs every 30 min"
+    )  # fmt: skip
+
+
+def test_a_physician_snoozes_an_alert_from_the_ward_view(browser, served):
+    sign_in(browser, served, "phil")
+    encounter = served.physician_alert_encounter
+    wait_for(browser, lambda d: css(d, f'#ward-grid .ag-row[row-id="{encounter}"]'), "the alert's row")
+    css(browser, f'#ward-grid .ag-center-cols-container .ag-row[row-id="{encounter}"] [col-id="risk_label"]')[0].click()
+    wait_for(browser, lambda d: encounter in text_of(d, "#ward-action-target"), "the chosen alert")
+    css(browser, "#ward-reason")[0].send_keys("Consultant review booked")
+    wait_for(browser, lambda d: css(d, "#ward-snooze")[0].is_enabled(), "the Snooze button")
+    css(browser, "#ward-snooze")[0].click()
+    wait_for(browser, lambda d: "Snoozed until" in text_of(d, "#ward-action-message"), "the confirmation")
+    state = list_alerts(served.engine).filter(pl.col("encounter_id") == encounter, pl.col("kind") == "risk")["state"][0]
+    assert state == "snoozed"
+
+
+def test_signed_out_requests_for_a_page_or_a_callback_get_nothing(served):
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as page:
+        opener.open(f"{served.base}/patient/{served.alert_encounter}")
+    assert page.value.code == 302 and page.value.headers["Location"] == "/login"
+    assert served.alert_encounter.encode() not in page.value.read()
+    payload = b'{"output":"ward-grid.rowData","outputs":{"id":"ward-grid","property":"rowData"},"inputs":[],"changedPropIds":[]}'
+    request = urllib.request.Request(f"{served.base}/_dash-update-component", data=payload,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as callback:
+        opener.open(request)
+    assert callback.value.code == 401 and callback.value.read() == b""
