@@ -75,7 +75,7 @@ def _card(model: RiskModel, metadata: Mapping[str, Any], training: Mapping[str, 
             "device": model.device_,
             "n_rounds": model.n_rounds_,
             "n_features": model.n_features_in_,
-            "calibration": model.calibration,
+            "calibration": getattr(model, "calibration_method_", model.calibration),
             "threshold": model.threshold_,
             "threshold_rule": None if point is None else point.rule,
             "threshold_target": None if point is None else point.target,
@@ -218,6 +218,7 @@ def load_model(path: Path, *, device: str | None = None) -> RiskModel:
     model.device_message_ = choice.message
     model.scale_pos_weight_ = float(config["scale_pos_weight"])
     model.calibrator_ = calibrator_from_dict(_read_json(path / "calibrator.json"))
+    model.calibration_method_ = model.calibrator_.method
     model.operating_point_ = None if point is None else OperatingPoint.from_dict(point)
     model.threshold_ = float(config["threshold"])
     model.fingerprint_ = DataFingerprint.from_dict(_read_json(path / "fingerprint.json"))

@@ -51,6 +51,7 @@ from riskcast.model.splits import split_patients
 logger = logging.getLogger(__name__)
 
 THRESHOLD_RULES: tuple[str, ...] = (SENSITIVITY, ALERT_BUDGET, "none")
+AUTO_ISOTONIC_MIN_POSITIVES = 1000  # calibration="auto" uses isotonic from this many positive rows
 DEFAULT_THRESHOLD = 0.5  # used by predict() only when no operating point was chosen
 
 
@@ -159,8 +160,8 @@ class RiskModel(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         engine_for(self.engine)
-        if self.calibration not in CALIBRATION_METHODS:
-            raise ModelError(f"calibration must be one of {CALIBRATION_METHODS} (got {self.calibration!r})")
+        if self.calibration not in (*CALIBRATION_METHODS, "auto"):
+            raise ModelError(f"calibration must be one of {(*CALIBRATION_METHODS, 'auto')} (got {self.calibration!r})")
         if self.threshold_rule not in THRESHOLD_RULES:
             raise ModelError(f"threshold_rule must be one of {THRESHOLD_RULES} (got {self.threshold_rule!r})")
         if not (isinstance(self.n_estimators, int | np.integer) and self.n_estimators >= 1):
@@ -173,6 +174,17 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         spw = self.scale_pos_weight
         if not (spw is None or spw == "auto" or (isinstance(spw, int | float) and spw > 0)):
             raise ModelError(f"scale_pos_weight must be 'auto', a positive number or None (got {spw!r})")
+
+    def _calibration_method(self, y_calibration: np.ndarray) -> str:
+        """"auto": isotonic with enough positive rows to shape its steps, else Platt.
+
+        Isotonic regression on a few hundred positives collapses risk into a handful of
+        levels (ties that cost discrimination and make thresholds coarse); Platt's two
+        parameters need far fewer.
+        """
+        if self.calibration != "auto":
+            return self.calibration
+        return "isotonic" if int(np.sum(y_calibration)) >= AUTO_ISOTONIC_MIN_POSITIVES else "platt"
 
     def _positive_weight(self, y_train: np.ndarray) -> float:
         if self.scale_pos_weight is None:
@@ -275,10 +287,12 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         if self.calibration != "none":
             cal_margin = engine.margin(self.booster_, matrix[calibration_rows], n_jobs=self.n_jobs)
             cal_y = labels[calibration_rows]
-            self.calibrator_ = fit_calibrator(cal_margin, cal_y, method=self.calibration)
+            self.calibration_method_ = self._calibration_method(cal_y)
+            self.calibrator_ = fit_calibrator(cal_margin, cal_y, method=self.calibration_method_)
             metrics["calibration_brier_uncalibrated"] = _brier(cal_y, expit(cal_margin))
             metrics["calibration_brier_calibrated"] = _brier(cal_y, self.calibrator_.predict(cal_margin))
         else:
+            self.calibration_method_ = "none"
             self.calibrator_ = fit_calibrator(np.zeros(0), np.zeros(0), method="none")
         self.training_metrics_ = metrics
 

@@ -65,7 +65,7 @@ HELD_OUT_FILE = "heldout_patients.json"
 DEFAULT_ALERT_BUDGET = 15.0
 # Shallow, column-subsampled trees: deterioration events are rare, so deep trees overfit
 # (held-out AUROC 0.85 vs 0.83 at depth 6 on a 1,500-encounter synthetic cohort).
-TRAINING_DEFAULTS = {"max_depth": 4, "min_child_weight": 5.0, "colsample": 0.5}
+TRAINING_DEFAULTS = {"max_depth": 4, "min_child_weight": 5.0, "colsample": 0.5, "calibration": "auto"}
 # Baselines scored beside the model: name -> (feature column, alert threshold).
 BASELINE_COLUMNS = {"NEWS2": ("news2", 5.0), "NEWS2 (high)": ("news2", 7.0), "qSOFA": ("qsofa", 2.0), "SIRS": ("sirs", 2.0)}
 INTENDED_USE = (
@@ -81,9 +81,46 @@ LIMITS = [
 
 
 ABLATIONS_DIR = "ablations"
+
+
+def _finite(value: Any) -> Any:
+    """The same structure with NaN and infinities as None, so the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
 PROMISE_FILE = "promise.json"
 # How far held-out or external data may drift from the promise before it counts as broken.
 PROMISE_TOLERANCE = 0.2
+
+
+TRADEOFF_POINTS = 40
+
+
+def threshold_tradeoff(scored: pl.DataFrame, *, score: str = "risk", points: int = TRADEOFF_POINTS) -> list[dict[str, Any]]:
+    """Sensitivity, PPV and alert burden across thresholds, for choosing an alert budget by eye.
+
+    Thresholds are quantiles of the score among the riskier rows (where alerting happens),
+    measured on held-out patients.
+    """
+    values = scored[score].drop_nulls()
+    quantiles = np.unique(np.quantile(values.to_numpy(), np.linspace(0.5, 0.999, points)))
+    rows = []
+    for threshold in quantiles:
+        metrics = alert_metrics(scored, threshold=float(threshold), score=score)
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "alerts_per_100_patient_days": metrics.alerts_per_100_patient_days,
+                "sensitivity": metrics.sensitivity,
+                "ppv": metrics.ppv,
+                "encounter_sensitivity": metrics.encounter_sensitivity,
+            }
+        )
+    return rows
 
 
 def promise_markdown(check: dict[str, Any]) -> str:
@@ -345,6 +382,15 @@ def train_and_register(
         reports_dir.mkdir(parents=True, exist_ok=True)
         json_path = reports_dir / f"evaluation-{version}.json"
         md_path = reports_dir / f"evaluation-{version}.md"
+        tradeoff = {
+            "model": threshold_tradeoff(scored),
+            "news2": [
+                {"threshold": t} | alert_metrics(scored, threshold=t, score="NEWS2").to_dict()
+                for t in (3.0, 5.0, 7.0)
+                if "NEWS2" in scored.columns
+            ],
+        }
+        (reports_dir / f"tradeoff-{version}.json").write_text(json.dumps(_finite(tradeoff), indent=2, allow_nan=False))
         json_path.write_text(json.dumps(report.to_dict() | {"promise_check": promise_check}, indent=2))
         md_path.write_text(f"# Evaluation of {version}\n\n" + promise_markdown(promise_check) + report.to_markdown())
         paths = {"json": str(json_path), "markdown": str(md_path)}
