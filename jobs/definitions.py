@@ -1,0 +1,573 @@
+"""The jobs: each a function of a JobContext returning its counts (plain JSON values).
+
+| job          | what it does                                                                  |
+|--------------|-------------------------------------------------------------------------------|
+| ingest       | files settled in <home>/inbox -> one lake batch -> <home>/archive/<batch>/;   |
+|              | quarantined rows also into the store                                          |
+| score        | every admitted patient at the scheduled hour, champion model, alerts          |
+| escalate     | escalate unacknowledged risk alerts; reopen alerts whose snooze ended          |
+| monitor      | feed freshness, drift (PSI) and alert rate; problems -> system alerts         |
+| nightly      | score the hour (+ challengers in shadow if enabled), evaluate the champion on |
+|              | its held-out patients with the outcomes that have arrived, fairness audit     |
+| retrain      | train a challenger (never promoted here), evaluate and record it              |
+| housekeeping | retention of scratch workspaces, store quarantine rows, old job runs          |
+
+A job works as of its scheduled time (`ctx.scheduled_for`), so running it again for the
+same time gives the same answer; `ctx.now()` is the wall clock, for timestamps only.
+Heavy modules are imported inside the functions: `riskcast jobs list` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, select
+
+from riskcast.config import Settings
+from riskcast.errors import ConfigError, IngestError
+from riskcast.jobs.locks import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+INBOX = "inbox"
+ARCHIVE = "archive"
+SCRATCH = "scratch"
+NOT_READY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
+AUDIT_MODULE = "riskcast.pipeline.audit"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job gets: its scheduled time (UTC), settings, the store, its options, the clock.
+
+    `step(label)` records how far the run got (job_runs.counts.step) so a person, and the
+    run that resumes it after a crash, can see it.
+    """
+
+    job: str
+    scheduled_for: datetime
+    settings: Settings
+    engine: Engine
+    options: Mapping[str, Any] = field(default_factory=dict)
+    clock: Clock = utc_now
+    step: Callable[[str], None] = field(default=lambda label: None)
+
+    def now(self) -> datetime:
+        """The wall clock (UTC-aware), for timestamps; decisions use scheduled_for."""
+        return self.clock()
+
+    def option(self, name: str, default: Any) -> Any:
+        """The job's option `name` from the schedule file, or `default`."""
+        return self.options.get(name, default)
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A job: its name, its function and one line on what it does."""
+
+    name: str
+    run: Callable[[JobContext], dict[str, Any]]
+    description: str
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _newest_mtime(path: Path) -> float:
+    if path.is_file():
+        return path.stat().st_mtime
+    times = [path.stat().st_mtime] + [p.stat().st_mtime for p in path.rglob("*")]
+    return max(times)
+
+
+def ready_entries(inbox: Path, *, now: datetime, settle_seconds: float) -> list[Path]:
+    """Files and folders directly in `inbox` that are complete: not hidden, not a partial
+    download (.tmp, .part, ...), and unchanged for `settle_seconds` (their newest file)."""
+    if not inbox.is_dir():
+        return []
+    cutoff = now.timestamp() - settle_seconds
+    ready = []
+    for entry in sorted(inbox.iterdir()):
+        name = entry.name.lower()
+        if entry.name.startswith((".", "_")) or name.endswith(NOT_READY_SUFFIXES):
+            continue
+        try:
+            if _newest_mtime(entry) <= cutoff:
+                ready.append(entry)
+        except FileNotFoundError:  # moved away while we looked
+            continue
+    return ready
+
+
+def _archive(entry: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / entry.name
+    counter = 1
+    while target.exists():
+        target = folder / f"{entry.stem}-{counter}{entry.suffix}"
+        counter += 1
+    shutil.move(str(entry), str(target))
+    return target
+
+
+def _batch_of(entry: Path, sources: list[dict[str, Any]], new_batch: str | None) -> str:
+    """The batch an inbox entry went into: the new batch if any of its files was new."""
+    mine = [s for s in sources if Path(s["path"]) == entry or entry in Path(s["path"]).parents]
+    if new_batch and any(s["status"] == "new" for s in mine):
+        return new_batch
+    earlier = sorted(s["batch_id"] for s in mine if s.get("batch_id"))
+    return earlier[0] if earlier else (new_batch or "unmatched")
+
+
+def run_ingest(ctx: JobContext) -> dict[str, Any]:
+    """Ingest the settled files of the inbox as one batch and archive them under the batch id.
+
+    Files whose content is already in the lake (e.g. a run killed after the lake commit and
+    before the move) are archived under their earlier batch, and that batch's quarantine is
+    written to the store again (idempotent per batch). A file that cannot be read fails the
+    run and stays in the inbox, so nothing is lost; the failure raises a system alert.
+    """
+    from riskcast.lake import Lake
+    from riskcast.pipeline.ingest import ingest_paths
+    from riskcast.pipeline.store_sync import record_quarantine
+
+    settings = ctx.settings
+    inbox = settings.home / INBOX
+    inbox.mkdir(parents=True, exist_ok=True)
+    ready = ready_entries(inbox, now=ctx.now(), settle_seconds=float(ctx.option("settle_seconds", 60)))
+    if not ready:
+        return {"files": 0}
+    lake = Lake(settings.lake_dir)
+    summary, quarantine = ingest_paths(ready, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone)
+    ctx.step("committed")
+    stored = 0
+    if summary.batch_id is not None and quarantine.height:
+        stored += record_quarantine(settings, summary.batch_id, quarantine.drop("batch_id"), now=ctx.now())
+    earlier = sorted({s["batch_id"] for s in summary.sources if s["status"] != "new" and s.get("batch_id")})
+    if earlier:
+        import polars as pl
+
+        held = lake.scan_quarantine().filter(pl.col("batch_id").is_in(earlier)).collect()
+        for (batch,), rows in held.group_by("batch_id"):
+            stored += record_quarantine(settings, str(batch), rows.drop("batch_id"), now=ctx.now())
+    ctx.step("quarantine recorded")
+    archived = [str(_archive(entry, settings.home / ARCHIVE / _batch_of(entry, summary.sources, summary.batch_id)))
+                for entry in ready]
+    counts = {
+        "files": len(ready),
+        "batch_id": summary.batch_id,
+        "already_ingested": summary.already_ingested,
+        "accepted": summary.accepted,
+        "quarantined": summary.total_quarantined,
+        "quarantine_rows_stored": stored,
+        "archived": archived,
+    }
+    if summary.batch_id is not None and summary.total_accepted == 0:
+        raise IngestError(
+            f"batch {summary.batch_id}: no rows were accepted from {len(ready)} inbox file(s) "
+            f"({summary.total_quarantined:,} quarantined); see `riskcast quarantine --batch {summary.batch_id}`"
+        )
+    return counts
+
+
+# --------------------------------------------------------------------------- score, escalate
+
+
+def run_score(ctx: JobContext) -> dict[str, Any]:
+    """Score every admitted patient at the scheduled hour with the champion; alerts follow."""
+    from riskcast.lake import Lake
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.scoring import score_admitted
+
+    summary = score_admitted(
+        Lake(ctx.settings.lake_dir), ModelRegistry(ctx.settings.models_dir), ctx.engine,
+        at=ctx.scheduled_for, now=ctx.now(),
+    )
+    ctx.step("scored")
+    return summary.to_dict()
+
+
+def run_escalate(ctx: JobContext) -> dict[str, Any]:
+    """Reopen alerts whose snooze has ended, then escalate risk alerts left unacknowledged."""
+    from riskcast.alerts.policy import load_policy
+    from riskcast.alerts.state import escalate_due, wake_snoozed
+
+    woken = wake_snoozed(ctx.engine, now=ctx.now())
+    escalated = escalate_due(ctx.engine, policy_set=load_policy(), now=ctx.now())
+    return {"woken": len(woken), "escalated": len(escalated)}
+
+
+# --------------------------------------------------------------------------- monitor
+
+
+def _model_card(registry: Any, version: str) -> dict[str, Any]:
+    path = registry.path_of(version) / "model_card.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the model card ({exc})") from exc
+
+
+def _champion_scores(engine: Engine, version: str, *, start: datetime, end: datetime) -> tuple[list[float], int]:
+    """Risks of the champion's scored rows in (start, end], and the number of score rows (patient-hours)."""
+    from riskcast.store.tables import scores
+
+    window = and_(scores.c.model_version == version, scores.c.scored_at > start, scores.c.scored_at <= end)
+    with engine.connect() as connection:
+        risks = connection.execute(
+            select(scores.c.risk).where(window, scores.c.status == "scored", scores.c.risk.is_not(None))
+        ).scalars().all()
+        rows = connection.execute(select(func.count()).select_from(scores).where(window)).scalar_one()
+    return [float(r) for r in risks], int(rows)
+
+
+def _risk_alerts(engine: Engine, *, start: datetime, end: datetime) -> int:
+    from riskcast.store.tables import alerts
+
+    with engine.connect() as connection:
+        return int(connection.execute(
+            select(func.count()).select_from(alerts).where(
+                alerts.c.kind == "risk", alerts.c.raised_for > start, alerts.c.raised_for <= end
+            )
+        ).scalar_one())
+
+
+def _failed_runs(engine: Engine, *, start: datetime, end: datetime) -> dict[str, int]:
+    from riskcast.store.tables import job_runs
+
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(job_runs.c.job, func.count()).where(
+                job_runs.c.status == "failed", job_runs.c.scheduled_for > start, job_runs.c.scheduled_for <= end
+            ).group_by(job_runs.c.job)
+        ).all()
+    return {job: int(n) for job, n in rows}
+
+
+def _open_subjects(engine: Engine, prefix: str) -> set[str]:
+    from riskcast.jobs.system_alerts import SUBJECT_PREFIX
+    from riskcast.store.tables import alerts
+
+    with engine.connect() as connection:
+        keys = connection.execute(
+            select(alerts.c.encounter_id).where(
+                alerts.c.kind == "system", alerts.c.state != "resolved",
+                alerts.c.encounter_id.startswith(SUBJECT_PREFIX + prefix),
+            )
+        ).scalars().all()
+    return {key.removeprefix(SUBJECT_PREFIX) for key in keys}
+
+
+def run_monitor(ctx: JobContext) -> dict[str, Any]:
+    """Feed freshness per ward and variable, drift against training, alert-rate anomalies.
+
+    Each problem raises a system alert (subjects "feed:<ward>", "drift", "alert_rate") and
+    each problem that has gone resolves it. Parts that cannot be judged yet (empty lake, no
+    champion) are noted in the counts, not failed.
+    """
+    import numpy as np
+    import polars as pl
+
+    from riskcast.catalog import load_catalog
+    from riskcast.jobs import monitor
+    from riskcast.jobs.system_alerts import sync_system_alert
+    from riskcast.lake import Lake
+    from riskcast.model import ModelRegistry
+
+    at, now = ctx.scheduled_for, ctx.now()
+    window = timedelta(hours=float(ctx.option("window_hours", 24)))
+    psi_alert = float(ctx.option("psi_alert", 0.25))
+    min_values = int(ctx.option("min_values", 100))
+    lake, registry = Lake(ctx.settings.lake_dir), ModelRegistry(ctx.settings.models_dir)
+    counts: dict[str, Any] = {"at": at.isoformat()}
+    changes: dict[str, list[str]] = {"raised": [], "resolved": []}
+
+    def sync(subject: str, problem: str | None, ward: str | None = None) -> None:
+        change = sync_system_alert(ctx.engine, subject, problem, raised_for=at, now=now, ward=ward)
+        if change.action in changes:
+            changes[change.action].append(subject)
+
+    # Feeds.
+    if lake.is_empty():
+        counts["feeds"] = {"note": "the lake is empty: nothing to judge yet"}
+    else:
+        freshness = monitor.feed_freshness(
+            lake.scan("observations"), lake.scan("encounters"), at=at, catalog=load_catalog(),
+            lookback_hours=float(ctx.option("lookback_hours", 168)),
+        )
+        problems = monitor.stale_feed_problems(freshness, essential_only=not ctx.option("alert_on_non_essential", False))
+        stale = freshness.filter(pl.col("stale"))
+        counts["feeds"] = {
+            "wards": freshness["ward"].n_unique(),
+            "checked": freshness.height,
+            "stale": [
+                {"ward": r["ward"], "variable": r["variable"],
+                 "age_hours": None if r["age_hours"] is None else round(r["age_hours"], 1),
+                 "stale_after_hours": r["stale_after_hours"], "essential": r["essential"]}
+                for r in stale.head(200).iter_rows(named=True)
+            ],
+            "stale_wards": sorted(problems),
+        }
+        for ward, problem in problems.items():
+            sync(f"feed:{ward}", problem, ward=ward)
+        for subject in _open_subjects(ctx.engine, "feed:") - {f"feed:{w}" for w in problems}:
+            sync(subject, None)
+    ctx.step("feeds checked")
+
+    # Drift and alert rate, against the champion's training data and evaluation.
+    champion = registry.champion()
+    if champion is None or lake.is_empty():
+        counts["drift"] = counts["alert_rate"] = {"note": "no champion model yet: nothing to compare with"}
+    else:
+        card = _model_card(registry, champion)
+        evaluation = card.get("metrics", {}).get("evaluation", {})
+        risks, score_rows = _champion_scores(ctx.engine, champion, start=at - window, end=at)
+        drift: dict[str, Any] = {"model_version": champion, "window_hours": window.total_seconds() / 3600}
+        reliability = evaluation.get("calibration", {}).get("reliability")
+        if reliability and len(risks) >= min_values:
+            drift["score_psi"] = round(monitor.score_psi(reliability, np.asarray(risks)), 4)
+        else:
+            drift["score_psi"] = None
+        data = card.get("data", {})
+        batches = data.get("lake_batches") or data.get("description", {}).get("lake_batches") or []
+        observations = lake.scan("observations")
+        training = pl.col("batch_id").is_in(pl.Series(batches, dtype=pl.String).implode())
+        reference_end = observations.filter(training).select(pl.col("charttime").max()).collect().item()
+        if reference_end is not None:
+            reference_days = float(ctx.option("reference_days", 30))
+            reference = training & (pl.col("charttime") > reference_end - timedelta(days=reference_days))
+            current = (pl.col("charttime") > at - window) & (pl.col("charttime") <= at)
+            variables = monitor.variable_drift(observations, reference=reference, current=current, min_values=min_values)
+            drift["variables"] = {r["variable"]: round(r["psi"], 4) for r in variables.iter_rows(named=True)}
+        else:
+            drift["variables"] = {}
+        drifted = {v: p for v, p in drift["variables"].items() if p >= psi_alert}
+        drift["drifted"] = sorted(drifted)
+        problem_parts = []
+        if drift["score_psi"] is not None and drift["score_psi"] >= psi_alert:
+            problem_parts.append(f"scores of {champion} shifted from its held-out evaluation (PSI {drift['score_psi']:.2f})")
+        if drifted:
+            listed = ", ".join(f"{v} ({p:.2f})" for v, p in sorted(drifted.items(), key=lambda kv: -kv[1])[:8])
+            problem_parts.append(f"variables shifted from the training data (PSI >= {psi_alert:g}): {listed}")
+        sync("drift", "; ".join(problem_parts) or None)
+        counts["drift"] = drift
+
+        expected = evaluation.get("operating_point", {}).get("alerts_per_100_patient_days")
+        check = monitor.alert_rate_check(
+            _risk_alerts(ctx.engine, start=at - window, end=at), score_rows / 24.0, expected,
+            ratio=float(ctx.option("alert_rate_ratio", 3.0)), min_patient_days=float(ctx.option("min_patient_days", 5.0)),
+        )
+        sync("alert_rate", check.problem)
+        counts["alert_rate"] = check.to_dict()
+    counts["failed_jobs"] = _failed_runs(ctx.engine, start=at - window, end=at)
+    counts["system_alerts"] = changes
+    return counts
+
+
+# --------------------------------------------------------------------------- nightly, retrain
+
+
+def _evaluation_counts(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of an evaluation report (riskcast.evaluate's to_dict)."""
+    risk = report.get("discrimination", {}).get("risk", {})
+    point = report.get("operating_point", {})
+    calibration = report.get("calibration", {})
+    return {
+        "auroc": risk.get("auroc"),
+        "auprc": risk.get("auprc"),
+        "brier": calibration.get("brier"),
+        "ece": calibration.get("ece"),
+        "rows": report.get("n_rows"),
+        "patients": report.get("n_patients"),
+        "positives": report.get("n_positive"),
+        "alerts_per_100_patient_days": point.get("alerts_per_100_patient_days"),
+        "sensitivity": point.get("sensitivity"),
+    }
+
+
+def _fairness_audit(ctx: JobContext, registry: Any, lake: Any, version: str) -> dict[str, Any]:
+    """The fairness audit of `version` (riskcast.pipeline.audit) in brief, or why it was skipped.
+
+    Imported lazily: without the module the job still runs and records the skip.
+    """
+    try:
+        audit = importlib.import_module(AUDIT_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name and AUDIT_MODULE.startswith(exc.name):
+            return {"skipped": f"no fairness audit: {AUDIT_MODULE} is not installed"}
+        raise
+    run = audit.audit_model(ctx.settings, registry, now=ctx.now(), model_version=version, engine=ctx.engine, lake=lake)
+    brief = _jsonable(run)
+    summary = brief.get("summary") or {}
+    return {
+        **{key: brief.get(key) for key in ("model_version", "verdict", "audit_id", "run_id", "report_html")},
+        "gate_counts": summary.get("gate_counts"),
+        "findings": (summary.get("findings") or [])[:10],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_nightly(ctx: JobContext) -> dict[str, Any]:
+    """Score the hour (champion; challengers in shadow if enabled), evaluate, audit fairness."""
+    from riskcast.lake import Lake
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.external import evaluate_model
+    from riskcast.pipeline.scoring import score_admitted
+
+    settings, at = ctx.settings, ctx.scheduled_for
+    lake, registry = Lake(settings.lake_dir), ModelRegistry(settings.models_dir)
+    counts: dict[str, Any] = {}
+    summary = score_admitted(lake, registry, ctx.engine, at=at, now=ctx.now())
+    counts["score"] = {k: summary.to_dict()[k] for k in ("model_version", "admitted", "scored", "written")}
+    champion = summary.model_version
+    if ctx.option("shadow_challengers", False):
+        champion_created = next(v.created_at for v in registry.versions() if v.version == champion)
+        shadow = {}
+        for info in registry.versions():
+            if info.version != champion and info.created_at > champion_created:
+                shadow[info.version] = score_admitted(
+                    lake, registry, ctx.engine, at=at, now=ctx.now(), model_version=info.version
+                ).written
+        counts["shadow"] = shadow
+    ctx.step("scored")
+
+    report, meta = evaluate_model(settings, registry, data_path=None, now=ctx.now(),
+                                  n_boot=int(ctx.option("bootstrap", 200)))
+    report_dict = report.to_dict()
+    out = settings.reports_dir / "nightly" / f"evaluation-{champion}-{at:%Y%m%dT%H%M}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(meta | {"evaluation": report_dict}, indent=2, default=str))
+    counts["evaluation"] = _evaluation_counts(report_dict) | {"report": str(out)}
+    ctx.step("evaluated")
+
+    counts["audit"] = _fairness_audit(ctx, registry, lake, champion)
+    return counts
+
+
+def run_retrain(ctx: JobContext) -> dict[str, Any]:
+    """Train and register a challenger (never promoted here), evaluate and audit it, record it.
+
+    Promotion goes only through gates, and riskcast has no promotion gate yet: the job
+    records the challenger's and the champion's evaluations and the challenger's fairness
+    audit verdict, and leaves promotion to a person (`riskcast models promote`), saying so.
+    """
+    from riskcast.lake import Lake
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.training import train_and_register
+
+    settings = ctx.settings
+    lake, registry = Lake(settings.lake_dir), ModelRegistry(settings.models_dir)
+    champion = registry.champion()
+    training_options = {k: ctx.options[k] for k in ("engine", "outcome", "horizon_hours", "alerts_per_100_patient_days",
+                                                     "test_fraction", "temporal", "seed", "ablations") if k in ctx.options}
+    result = train_and_register(
+        lake, registry, now=ctx.now(), promote=False, reports_dir=settings.reports_dir,
+        n_boot=int(ctx.option("bootstrap", 200)), **training_options,
+    )
+    ctx.step("trained")
+    counts: dict[str, Any] = {
+        "challenger": result.version,
+        "champion": champion,
+        "challenger_evaluation": _evaluation_counts(result.report.to_dict()) | {"reports": result.report_paths},
+    }
+    if champion is not None:
+        counts["champion_evaluation"] = _evaluation_counts(_model_card(registry, champion).get("metrics", {}).get("evaluation", {}))
+    counts["audit"] = _fairness_audit(ctx, registry, lake, result.version)
+    ctx.step("audited")
+    counts["promotion"] = {
+        "decision": "left to a person",
+        "why": "riskcast has no promotion gate yet; compare the evaluations and the audit, then "
+               f"`riskcast models promote {result.version} --by NAME --reason WHY`",
+    }
+    return counts
+
+
+# --------------------------------------------------------------------------- housekeeping
+
+
+def _older_than(path: Path, cutoff: datetime) -> bool:
+    return _newest_mtime(path) < cutoff.timestamp()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _remove_old_folders(folder: Path, cutoff: datetime, *, keep_away: list[Path]) -> list[str]:
+    """Delete the direct subfolders of `folder` last changed before `cutoff`; never one that is
+    or holds a path in `keep_away` (the lake, the models)."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir() or child.is_symlink() or not _inside(child, folder):
+            continue
+        if any(_inside(protected, child) or _inside(child, protected) for protected in keep_away):
+            log.warning("housekeeping: %s holds or is inside a protected folder; left alone", child)
+            continue
+        if _older_than(child, cutoff):
+            shutil.rmtree(child)
+            removed.append(child.name)
+    return removed
+
+
+def run_housekeeping(ctx: JobContext) -> dict[str, Any]:
+    """Retention: old scratch workspaces, store quarantine rows and finished job runs (and,
+    only when archive_days is set, archived inbox files). Never the lake or the models."""
+    from riskcast.jobs.runs import delete_finished_runs_before
+    from riskcast.store import write_transaction
+    from riskcast.store.tables import quarantine
+
+    settings, at = ctx.settings, ctx.scheduled_for
+    keep_away = [settings.lake_dir, settings.models_dir]
+    counts: dict[str, Any] = {}
+    scratch_days = float(ctx.option("scratch_days", 30))
+    counts["scratch_removed"] = _remove_old_folders(
+        settings.home / SCRATCH, at - timedelta(days=scratch_days), keep_away=keep_away
+    )
+    quarantine_days = float(ctx.option("quarantine_days", 365))
+    with write_transaction(ctx.engine) as connection:
+        deleted = connection.execute(
+            delete(quarantine).where(quarantine.c.created_at < at - timedelta(days=quarantine_days))
+        )
+    counts["quarantine_rows_deleted"] = int(deleted.rowcount or 0)
+    counts["job_runs_deleted"] = delete_finished_runs_before(
+        ctx.engine, at - timedelta(days=float(ctx.option("job_runs_days", 400)))
+    )
+    archive_days = ctx.option("archive_days", None)
+    if archive_days is not None:
+        counts["archive_removed"] = _remove_old_folders(
+            settings.home / ARCHIVE, at - timedelta(days=float(archive_days)), keep_away=keep_away
+        )
+    return counts
+
+
+JOBS: dict[str, JobDefinition] = {
+    job.name: job
+    for job in (
+        JobDefinition("ingest", run_ingest, "ingest settled inbox files into the lake, then archive them"),
+        JobDefinition("score", run_score, "score every admitted patient at the hour; raise alerts"),
+        JobDefinition("escalate", run_escalate, "escalate unacknowledged alerts; reopen ended snoozes"),
+        JobDefinition("monitor", run_monitor, "feed freshness, drift and alert rate; system alerts"),
+        JobDefinition("nightly", run_nightly, "score, evaluate the champion, audit fairness"),
+        JobDefinition("retrain", run_retrain, "train and evaluate a challenger; promotion left to a gate or a person"),
+        JobDefinition("housekeeping", run_housekeeping, "retention of scratch, quarantine rows and job runs"),
+    )
+}

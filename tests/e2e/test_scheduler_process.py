@@ -1,0 +1,338 @@
+"""The real scheduler process (`riskcast scheduler`) on a fast schedule, against a real store.
+
+A small synthetic cohort whose "present" is now is ingested and a model trained once per
+module; each test copies that home, writes a schedule firing every second or two, starts
+the scheduler as a subprocess and polls the store for what it must see, with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, func, select
+
+from riskcast.config import Settings
+from riskcast.jobs.runner import execute_job
+from riskcast.jobs.runs import JobRunRecord, get_job_run, job_runs_frame
+from riskcast.jobs.schedule import parse_schedule
+from riskcast.jobs.system_alerts import system_alerts_frame
+from riskcast.lake import Lake
+from riskcast.model import ModelRegistry
+from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.training import train_and_register
+from riskcast.store import open_store
+from riskcast.store.tables import alert_events, alerts, drivers, quarantine, runs, scores
+from riskcast.synth import generate_cohort, write_cohort
+
+pytestmark = pytest.mark.slow
+
+SLOW_ALERTS = """
+CREATE VIEW test_slow AS
+  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) SELECT count(*) AS n FROM c;
+CREATE TRIGGER test_slow_alerts BEFORE INSERT ON alerts BEGIN SELECT n FROM test_slow; END;
+"""
+NEVER = "0 0 1 1 *"  # once a year: the job is in the schedule, but does not fire during a test
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with a lake and a champion model, on a 300-encounter cohort ending now."""
+    base = tmp_path_factory.mktemp("trained")
+    now = datetime.now(UTC)
+    write_cohort(generate_cohort(300, seed=5, now=now), base / "cohort")
+    lake = Lake(base / "lake")
+    ingest_paths([base / "cohort"], lake=lake, now=now)
+    # No bootstrap and no ablation models: not needed here, and they would triple the training time.
+    train_and_register(lake, ModelRegistry(base / "models"), now=now, n_boot=0, ablations=False,
+                       alerts_per_100_patient_days=60.0)
+    return base
+
+
+def new_home(tmp_path: Path, trained: Path | None = None) -> Settings:
+    """A fresh home (own database); with `trained`, a copy of its lake and models."""
+    home = tmp_path / "home"
+    home.mkdir(parents=True)
+    if trained is not None:
+        install_model(home, trained)
+    return Settings(home=home)
+
+
+def install_model(home: Path, trained: Path) -> None:
+    """Copy the trained lake and models in; each appears at once (copied aside, then renamed)."""
+    for name in ("lake", "models"):
+        shutil.copytree(trained / name, home / f".{name}-copy")
+        os.rename(home / f".{name}-copy", home / name)
+
+
+def write_schedule(path: Path, jobs: dict[str, dict[str, Any]], *, lease_seconds: float = 5) -> Path:
+    path.write_text(yaml.safe_dump({
+        "timezone": "Europe/London", "lease_seconds": lease_seconds, "recover_every_seconds": 1, "jobs": jobs,
+    }))
+    return path
+
+
+class Scheduler:
+    """`riskcast scheduler` as a subprocess, its output in a log file."""
+
+    def __init__(self, settings: Settings, config: Path, name: str = "scheduler") -> None:
+        self.log_path = settings.home / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "riskcast", "--home", str(settings.home), "scheduler", "--config", str(config)],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no cleanup at all
+        self.process.wait(timeout=10)
+
+    def terminate(self, *, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def ensure_stopped(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def schedulers() -> Iterator[list[Scheduler]]:
+    """Every scheduler a test starts is stopped afterwards, whatever happens."""
+    started: list[Scheduler] = []
+    yield started
+    for scheduler in started:
+        scheduler.ensure_stopped()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, logs: list[Scheduler] = ()) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            output = "\n".join(f"--- {s.log_path.name}\n{s.log()[-3000:]}" for s in logs)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{output}")
+        time.sleep(0.1)
+
+
+def runs_of(engine: Engine, job: str) -> list[JobRunRecord]:
+    frame = job_runs_frame(engine, job=job, limit=1000)
+    return [get_job_run(engine, job, t) for t in frame["scheduled_for"].to_list()]
+
+
+def store_snapshot(engine: Engine, *, hour: datetime) -> dict[str, Any]:
+    """What a score run at `hour` leaves in the store, without ids or wall-clock times."""
+    with engine.connect() as connection:
+        score_rows = connection.execute(
+            select(scores.c.model_version, scores.c.encounter_id, scores.c.scored_at, scores.c.risk, scores.c.status,
+                   scores.c.missing, func.count(drivers.c.id))
+            .select_from(scores.outerjoin(drivers, drivers.c.score_id == scores.c.id))
+            .where(scores.c.scored_at == hour).group_by(scores.c.id)
+        ).all()
+        alert_rows = connection.execute(
+            select(alerts.c.encounter_id, alerts.c.kind, alerts.c.raised_for, alerts.c.state, alerts.c.risk,
+                   alerts.c.model_version, alerts.c.episode).where(alerts.c.kind != "system")
+        ).all()
+        event_rows = connection.execute(
+            select(alerts.c.encounter_id, alerts.c.kind, alert_events.c.action, alert_events.c.from_state,
+                   alert_events.c.to_state)
+            .join(alerts, alerts.c.id == alert_events.c.alert_id).where(alerts.c.kind != "system")
+        ).all()
+    return {
+        "scores": Counter(tuple(row) for row in score_rows),
+        "alerts": Counter(tuple(row) for row in alert_rows),
+        "events": Counter(tuple(row) for row in event_rows),
+    }
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_jobs_fire_on_schedule_and_inbox_files_are_ingested_and_archived(
+    tmp_path: Path, trained: Path, schedulers: list[Scheduler]
+) -> None:
+    settings = new_home(tmp_path)
+    config = write_schedule(tmp_path / "schedule.yaml", {
+        "ingest": {"every_seconds": 1, "options": {"settle_seconds": 0}},
+        "monitor": {"cron": {"second": "*/2"}},
+    })
+    scheduler = Scheduler(settings, config)
+    schedulers.append(scheduler)
+    shutil.copytree(trained / "cohort", settings.home / "inbox" / ".drop-copy")
+    os.rename(settings.home / "inbox" / ".drop-copy", settings.home / "inbox" / "drop-1")
+    engine = open_store(settings.database_url)
+    try:
+        ingested = wait_for(lambda: [r for r in runs_of(engine, "ingest") if r.counts.get("batch_id")],
+                            timeout=40, what="an ingest run that committed a batch", logs=[scheduler])
+        batch = ingested[0].counts["batch_id"]
+        assert ingested[0].status == "succeeded" and ingested[0].counts["accepted"]["observations"] > 10_000
+        assert (settings.home / "archive" / batch / "drop-1" / "observations.parquet").exists()
+        assert not (settings.home / "inbox" / "drop-1").exists()
+        with engine.connect() as connection:
+            stored = connection.execute(select(func.count()).select_from(quarantine)).scalar_one()
+        assert stored == ingested[0].counts["quarantined"] > 0
+        wait_for(lambda: any(r.status == "succeeded" for r in runs_of(engine, "monitor")),
+                 timeout=20, what="a monitor run", logs=[scheduler])
+        assert scheduler.terminate() == 0  # SIGTERM: a clean stop
+    finally:
+        engine.dispose()
+    assert "started" in scheduler.log()
+
+
+def test_a_failing_job_is_recorded_and_shown_and_the_next_run_still_runs(
+    tmp_path: Path, trained: Path, schedulers: list[Scheduler]
+) -> None:
+    settings = new_home(tmp_path)  # no lake, no model yet: scoring fails
+    config = write_schedule(tmp_path / "schedule.yaml", {"score": {"cron": {"second": "*/2"}}})
+    scheduler = Scheduler(settings, config)
+    schedulers.append(scheduler)
+    engine = open_store(settings.database_url)
+    try:
+        failed = wait_for(lambda: [r for r in runs_of(engine, "score") if r.status == "failed"],
+                          timeout=40, what="a failed score run", logs=[scheduler])[-1]
+        assert failed.error.startswith("LakeError: the lake at ") and failed.finished_at is not None
+        wait_for(lambda: system_alerts_frame(engine).height, timeout=10, what="the failure's system alert",
+                 logs=[scheduler])
+        shown = system_alerts_frame(engine)
+        assert shown["subject"].to_list() == ["job:score"] and "failed: LakeError" in shown["reason"][0]
+        install_model(settings.home, trained)
+        later = wait_for(lambda: [r for r in runs_of(engine, "score")
+                                  if r.status == "succeeded" and r.scheduled_for > failed.scheduled_for],
+                         timeout=30, what="a successful score run after the failure", logs=[scheduler])
+        assert later[-1].counts["admitted"] > 0
+        assert wait_for(lambda: system_alerts_frame(engine).height == 0 or None, timeout=10,
+                        what="the job's system alert to resolve", logs=[scheduler]) is True
+        assert scheduler.process.poll() is None  # the failure never stopped the scheduler
+    finally:
+        engine.dispose()
+
+
+def test_kill_9_between_scores_and_alerts_then_restart_gives_exactly_a_clean_runs_scores_and_alerts(
+    tmp_path: Path, trained: Path, schedulers: list[Scheduler]
+) -> None:
+    settings = new_home(tmp_path / "killed", trained)
+    open_store(settings.database_url).dispose()
+    database = settings.home / "riskcast.db"
+    with sqlite3.connect(database) as connection:  # alert writes now crawl: the kill lands after scores
+        connection.executescript(SLOW_ALERTS)
+    config = write_schedule(tmp_path / "score-often.yaml", {"score": {"cron": {"second": "*/2"}}})
+    first = Scheduler(settings, config, "first")
+    schedulers.append(first)
+    engine = open_store(settings.database_url)
+    try:
+        def scores_written_alerts_not() -> JobRunRecord | None:
+            running = [r for r in runs_of(engine, "score") if r.status == "running"]
+            with engine.connect() as connection:
+                n_scores = connection.execute(select(func.count()).select_from(scores)).scalar_one()
+            return running[0] if running and n_scores else None
+
+        interrupted = wait_for(scores_written_alerts_not, timeout=40, what="a score run with its scores written",
+                               logs=[first])
+        first.kill()
+        scheduled = interrupted.scheduled_for
+        hour = scheduled.replace(minute=0, second=0, microsecond=0)
+        with engine.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(alerts)).scalar_one() == 0
+        with sqlite3.connect(database) as connection:
+            connection.executescript("DROP TRIGGER test_slow_alerts; DROP VIEW test_slow;")
+
+        restart = write_schedule(tmp_path / "score-yearly.yaml", {"score": {"cron": NEVER}})
+        second = Scheduler(settings, restart, "second")
+        schedulers.append(second)
+        wait_for(lambda: get_job_run(engine, "score", scheduled).status == "succeeded", timeout=40,
+                 what="the interrupted run to be finished after the restart", logs=[first, second])
+        resumed = get_job_run(engine, "score", scheduled)
+        assert resumed.attempt == 2 and resumed.counts["resumed_after_step"] == "started"
+        assert resumed.counts["written"] == 0  # the scores were there; nothing written twice
+        assert len(runs_of(engine, "score")) == 1
+        second.terminate()
+        after_crash = store_snapshot(engine, hour=hour)
+    finally:
+        engine.dispose()
+
+    clean = new_home(tmp_path / "clean", trained)
+    clean_engine = open_store(clean.database_url)
+    try:
+        schedule = parse_schedule(yaml.safe_load(restart.read_text()), source=str(restart))
+        assert execute_job("score", scheduled, settings=clean, engine=clean_engine, schedule=schedule).status == "succeeded"
+        clean_run = store_snapshot(clean_engine, hour=hour)
+    finally:
+        clean_engine.dispose()
+    assert sum(clean_run["alerts"].values()) > 0 and sum(clean_run["scores"].values()) > 0
+    assert after_crash == clean_run
+
+
+def test_two_schedulers_on_one_database_never_run_a_job_twice(
+    tmp_path: Path, trained: Path, schedulers: list[Scheduler]
+) -> None:
+    settings = new_home(tmp_path, trained)
+    open_store(settings.database_url).dispose()
+    config = write_schedule(tmp_path / "schedule.yaml", {"score": {"cron": {"second": "*"}}})
+    pair = [Scheduler(settings, config, "a"), Scheduler(settings, config, "b")]
+    schedulers.extend(pair)
+    engine = open_store(settings.database_url)
+    try:
+        wait_for(lambda: len([r for r in runs_of(engine, "score") if r.status == "succeeded"]) >= 5,
+                 timeout=60, what="five score runs", logs=pair)
+        for scheduler in pair:
+            assert scheduler.terminate() == 0
+        job_runs = runs_of(engine, "score")
+        with engine.connect() as connection:
+            score_runs = connection.execute(select(func.count()).select_from(runs).where(runs.c.kind == "score")).scalar_one()
+            duplicates = connection.execute(
+                select(func.count()).select_from(
+                    select(scores.c.encounter_id).group_by(scores.c.model_version, scores.c.encounter_id,
+                                                           scores.c.scored_at).having(func.count() > 1).subquery()
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert all(r.status == "succeeded" and r.attempt == 1 for r in job_runs)
+    assert score_runs == len(job_runs)  # every claimed time scored exactly once
+    spans = sorted((r.started_at, r.finished_at) for r in job_runs)
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))  # never at once
+    assert duplicates == 0
+    holders = Counter(r.counts["holder"].rsplit(":", 2)[1] for r in job_runs)
+    assert len(holders) == 2, f"both schedulers should have run some: {holders}"
+
+
+def test_nightly_scores_evaluates_and_audits_the_champion(tmp_path: Path, trained: Path) -> None:
+    settings = new_home(tmp_path, trained)
+    schedule = parse_schedule({"jobs": {"nightly": {"cron": "30 2 * * *", "options": {"bootstrap": 20}}}}, source="test")
+    engine = open_store(settings.database_url)
+    try:
+        outcome = execute_job("nightly", datetime.now(UTC), settings=settings, engine=engine, schedule=schedule)
+    finally:
+        engine.dispose()
+    assert outcome.status == "succeeded", outcome.reason
+    counts = outcome.record.counts
+    assert counts["score"]["admitted"] > 0 and counts["score"]["written"] == counts["score"]["admitted"]
+    assert 0.5 < counts["evaluation"]["auroc"] <= 1 and Path(counts["evaluation"]["report"]).exists()
+    assert counts["audit"].get("verdict") in ("pass", "warn", "fail") or counts["audit"]["skipped"]

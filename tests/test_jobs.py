@@ -1,0 +1,595 @@
+"""The scheduler's parts, in-process and fast: schedule and DST, leases, job runs, the runner,
+ingest, monitor arithmetic, housekeeping and the `riskcast jobs` commands.
+
+Lease and job-run tests run on a SQLite file and, when a server answers at
+127.0.0.1:5432/test (or RISKCAST_TEST_POSTGRES_URL), on PostgreSQL in a schema of their own.
+The real scheduler process is exercised in tests/e2e/test_scheduler_process.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from click.testing import CliRunner
+from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy.pool import NullPool
+
+from riskcast.catalog import load_catalog
+from riskcast.cli import cli
+from riskcast.config import Settings
+from riskcast.errors import ConfigError
+from riskcast.jobs import monitor
+from riskcast.jobs.definitions import JOBS, JobContext, ready_entries, run_housekeeping, run_ingest
+from riskcast.jobs.locks import JobLease, holder_is_gone, lock_info, this_process_holder, try_acquire
+from riskcast.jobs.runner import execute_job
+from riskcast.jobs.runs import claim_job_run, finish_job_run, get_job_run, job_runs_frame, RunStatus
+from riskcast.jobs.scheduler import RiskcastScheduler
+from riskcast.jobs.schedule import (
+    JOB_NAMES,
+    JOB_OPTIONS,
+    WallClockCronTrigger,
+    fire_times,
+    latest_missed_fire_time,
+    load_schedule,
+    parse_schedule,
+)
+from riskcast.jobs.system_alerts import system_alerts_frame
+from riskcast.lake import Lake
+from riskcast.pipeline.ingest import ingest_paths
+from riskcast.store import open_store
+from riskcast.store.tables import alert_events, quarantine
+from riskcast.synth import generate_cohort, write_cohort
+
+LONDON = ZoneInfo("Europe/London")
+NOW = datetime(2026, 2, 2, 10, 0, tzinfo=UTC)
+POSTGRES_CANDIDATES = (
+    "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg2://root@127.0.0.1:5432/test",
+)
+
+
+# --- backends ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str | None:
+    """The first PostgreSQL URL that answers within 2 s, or None."""
+    candidates = [os.environ["RISKCAST_TEST_POSTGRES_URL"]] if os.environ.get("RISKCAST_TEST_POSTGRES_URL") else []
+    for url in [*candidates, *POSTGRES_CANDIDATES]:
+        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 2})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return url
+        except Exception:  # noqa: BLE001 - any failure means "not available here"
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty, migrated store: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        engine = open_store(f"sqlite:///{tmp_path / 'riskcast.db'}")
+        yield engine
+        engine.dispose()
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    if admin_url is None:
+        pytest.skip("PostgreSQL does not answer at 127.0.0.1:5432/test")
+    schema = f"riskcast_jobs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = open_store(f"{admin_url}?options=-csearch_path%3D{schema}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Settings:
+    """Settings for an empty riskcast home with a SQLite store inside it."""
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def home_store(home: Settings) -> Iterator[Engine]:
+    engine = open_store(home.database_url)
+    yield engine
+    engine.dispose()
+
+
+def fast_schedule(**jobs: dict) -> object:
+    """A schedule of the given jobs (every 5 s unless said), short leases."""
+    spec = {name: {"every_seconds": 5, **values} for name, values in jobs.items()}
+    return parse_schedule({"timezone": "Europe/London", "lease_seconds": 3, "jobs": spec}, source="test")
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def local_days(times: list[datetime]) -> Counter:
+    return Counter(t.astimezone(LONDON).date().isoformat() for t in times)
+
+
+# --- schedule ------------------------------------------------------------------------------
+
+
+def test_packaged_schedule_has_every_job_and_each_has_a_definition() -> None:
+    schedule = load_schedule()
+    assert tuple(schedule.jobs) == JOB_NAMES
+    assert set(JOBS) == set(JOB_NAMES) == set(JOB_OPTIONS)
+    assert schedule.timezone == "Europe/London"
+    assert all(job.enabled for job in schedule.jobs.values())
+
+
+def test_home_schedule_file_overrides_the_packaged_one(tmp_path: Path) -> None:
+    (tmp_path / "schedule.yaml").write_text("timezone: UTC\njobs:\n  score:\n    cron: '5 * * * *'\n")
+    schedule = load_schedule(home=tmp_path)
+    assert list(schedule.jobs) == ["score"] and schedule.source.endswith("schedule.yaml")
+
+
+def test_unknown_key_in_a_job_is_refused_naming_the_file_and_key() -> None:
+    with pytest.raises(ConfigError, match=r"site.yaml: jobs.score: unknown key\(s\) \['crn'\]"):
+        parse_schedule({"jobs": {"score": {"crn": "* * * * *"}}}, source="site.yaml")
+
+
+def test_a_misspelt_job_option_is_refused_listing_the_jobs_options() -> None:
+    with pytest.raises(ConfigError, match=r"jobs.ingest.options: unknown option\(s\) \['settle_second'\]; "
+                                          r"ingest takes: settle_seconds"):
+        parse_schedule({"jobs": {"ingest": {"cron": "*/5 * * * *", "options": {"settle_second": 5}}}}, source="s.yaml")
+
+
+def test_unknown_job_name_is_refused_listing_the_known_jobs() -> None:
+    with pytest.raises(ConfigError, match=r"unknown job\(s\) \['scoring'\]; riskcast's jobs are ingest, score"):
+        parse_schedule({"jobs": {"scoring": {"cron": "0 * * * *"}}}, source="site.yaml")
+
+
+def test_a_crontab_with_the_wrong_number_of_fields_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"jobs.nightly.cron: '30 2 \* \*' has 4 fields; a crontab has 5"):
+        parse_schedule({"jobs": {"nightly": {"cron": "30 2 * *"}}}, source="site.yaml")
+
+
+def test_an_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ConfigError, match="timezone 'Europe/Londres' is not an IANA zone name"):
+        parse_schedule({"timezone": "Europe/Londres", "jobs": {"score": {"cron": "0 * * * *"}}}, source="s.yaml")
+
+
+# --- DST -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", [datetime(2026, 3, 29, tzinfo=LONDON), datetime(2026, 10, 25, tzinfo=LONDON)],
+                         ids=["march", "october"])
+def test_packaged_nightly_runs_exactly_once_on_each_day_around_a_dst_change(change: datetime) -> None:
+    trigger = load_schedule().job("nightly").trigger
+    times = fire_times(trigger, after=change - timedelta(days=2), until=change + timedelta(days=3))
+    assert local_days(times) == {(change + timedelta(days=d)).date().isoformat(): 1 for d in range(-2, 3)}
+    assert {t.astimezone(LONDON).strftime("%H:%M") for t in times} == {"02:30"}
+
+
+@pytest.mark.parametrize("change", [datetime(2026, 3, 29, tzinfo=LONDON), datetime(2026, 10, 25, tzinfo=LONDON)],
+                         ids=["march-gap", "october-repeat"])
+def test_nightly_inside_the_changing_hour_still_runs_once_per_day(change: datetime) -> None:
+    trigger = WallClockCronTrigger(hour="1", minute="30", timezone=LONDON)
+    times = fire_times(trigger, after=change - timedelta(days=1), until=change + timedelta(days=2))
+    assert local_days(times) == {(change + timedelta(days=d)).date().isoformat(): 1 for d in range(-1, 2)}
+
+
+def test_apschedulers_own_cron_trigger_would_run_a_nightly_twice_in_october() -> None:
+    """Why WallClockCronTrigger exists: 01:30 happens twice on 25 October 2026 in London."""
+    plain = CronTrigger(hour="1", minute="30", timezone=LONDON)
+    change = datetime(2026, 10, 25, tzinfo=LONDON)
+    times = fire_times(plain, after=change - timedelta(hours=1), until=change + timedelta(hours=23))
+    assert len(times) == 2
+
+
+@pytest.mark.parametrize(("day", "runs"), [(datetime(2026, 3, 29, tzinfo=LONDON), 23),
+                                           (datetime(2026, 10, 25, tzinfo=LONDON), 25)])
+def test_hourly_score_runs_every_real_hour_on_dst_days(day: datetime, runs: int) -> None:
+    trigger = load_schedule().job("score").trigger
+    times = fire_times(trigger, after=day, until=day + timedelta(days=1) - timedelta(seconds=1))
+    assert len(times) == runs
+    assert len(set(times)) == runs and all(b - a == timedelta(hours=1) for a, b in zip(times, times[1:]))
+
+
+def test_missed_runs_within_grace_coalesce_into_the_latest() -> None:
+    trigger = WallClockCronTrigger(minute="*/5", timezone=LONDON)
+    last = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+    missed = latest_missed_fire_time(trigger, last_scheduled=last, now=datetime(2026, 2, 2, 9, 17, tzinfo=UTC),
+                                     grace_seconds=600)
+    assert missed == datetime(2026, 2, 2, 9, 15, tzinfo=UTC)
+
+
+def test_missed_runs_beyond_grace_or_before_any_run_are_not_caught_up() -> None:
+    trigger = WallClockCronTrigger(hour="2", minute="30", timezone=LONDON)
+    last = datetime(2026, 2, 1, 2, 30, tzinfo=UTC)
+    late = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
+    assert latest_missed_fire_time(trigger, last_scheduled=last, now=late, grace_seconds=3600) is None
+    assert latest_missed_fire_time(trigger, last_scheduled=None, now=late, grace_seconds=10**6) is None
+
+
+# --- leases --------------------------------------------------------------------------------
+
+
+def test_only_one_holder_gets_a_jobs_lease(store: Engine) -> None:
+    assert try_acquire(store, "score", holder="host-a:1:aaa", lease_seconds=60, now=NOW)
+    assert not try_acquire(store, "score", holder="host-b:1:bbb", lease_seconds=60, now=NOW + timedelta(seconds=30))
+    assert try_acquire(store, "ingest", holder="host-b:1:bbb", lease_seconds=60, now=NOW)
+    assert lock_info(store, "score").holder == "host-a:1:aaa"
+
+
+def test_a_lease_is_not_reentrant_for_its_own_holder(store: Engine) -> None:
+    assert try_acquire(store, "score", holder="host-a:1:aaa", lease_seconds=60, now=NOW)
+    assert not try_acquire(store, "score", holder="host-a:1:aaa", lease_seconds=60, now=NOW)
+
+
+def test_an_expired_lease_is_taken_over(store: Engine) -> None:
+    assert try_acquire(store, "score", holder="host-a:1:aaa", lease_seconds=60, now=NOW)
+    assert try_acquire(store, "score", holder="host-b:1:bbb", lease_seconds=60, now=NOW + timedelta(seconds=61))
+    assert lock_info(store, "score").holder == "host-b:1:bbb"
+
+
+def test_the_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store: Engine) -> None:
+    me = this_process_holder()
+    host = me.rsplit(":", 2)[0]
+    dead = f"{host}:{dead_pid()}:0123456789ab"
+    assert holder_is_gone(dead) and not holder_is_gone(me) and not holder_is_gone("elsewhere:1:abc")
+    assert try_acquire(store, "score", holder=dead, lease_seconds=600, now=NOW)
+    assert try_acquire(store, "score", holder=me, lease_seconds=600, now=NOW + timedelta(seconds=1))
+
+
+def test_threads_racing_for_one_lease_get_it_exactly_once(store: Engine) -> None:
+    barrier = threading.Barrier(8)
+    winners: list[str] = []
+
+    def contend(index: int) -> None:
+        holder = f"racer-{index}:1:x"
+        barrier.wait()
+        if try_acquire(store, "nightly", holder=holder, lease_seconds=60, now=NOW):
+            winners.append(holder)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1 and lock_info(store, "nightly").holder == winners[0]
+
+
+def test_a_heartbeat_keeps_a_lease_past_its_length_and_release_frees_it(store: Engine) -> None:
+    lease = JobLease(store, "retrain", lease_seconds=0.3, holder="host-a:1:aaa")
+    assert lease.acquire()
+    deadline = time.monotonic() + 0.9
+    while time.monotonic() < deadline:
+        assert not try_acquire(store, "retrain", holder="host-b:1:bbb", lease_seconds=1, now=datetime.now(UTC))
+        time.sleep(0.1)
+    lease.release()
+    assert lock_info(store, "retrain") is None and not lease.lost
+
+
+# --- job runs ------------------------------------------------------------------------------
+
+
+def test_a_finished_run_is_not_claimed_again(store: Engine) -> None:
+    claim = claim_job_run(store, "score", NOW, now=NOW)
+    assert claim.reason == "new" and claim.record.status == "running"
+    finish_job_run(store, claim.record.id, status=RunStatus.SUCCEEDED, now=NOW, counts={"scored": 3})
+    again = claim_job_run(store, "score", NOW, now=NOW + timedelta(minutes=1))
+    assert not again.claimed and "already succeeded" in again.reason
+    assert get_job_run(store, "score", NOW).counts == {"attempt": 1, "scored": 3}
+
+
+def test_a_run_left_running_is_resumed_as_the_next_attempt(store: Engine) -> None:
+    first = claim_job_run(store, "score", NOW, now=NOW)
+    resumed = claim_job_run(store, "score", NOW, now=NOW + timedelta(minutes=2))
+    assert resumed.reason == "resumed" and resumed.record.id == first.record.id
+    assert resumed.record.attempt == 2 and resumed.record.started_at == NOW + timedelta(minutes=2)
+
+
+def test_a_failed_run_is_retried_only_when_asked(store: Engine) -> None:
+    run = claim_job_run(store, "ingest", NOW, now=NOW).record
+    finish_job_run(store, run.id, status=RunStatus.FAILED, now=NOW, error="IngestError: bad file")
+    assert not claim_job_run(store, "ingest", NOW, now=NOW).claimed
+    retry = claim_job_run(store, "ingest", NOW, now=NOW, retry_failed=True)
+    assert retry.reason == "retry" and retry.record.error is None and retry.record.attempt == 2
+
+
+# --- runner --------------------------------------------------------------------------------
+
+
+def test_a_failing_job_is_recorded_with_its_error_and_raises_a_system_alert(home: Settings, home_store: Engine) -> None:
+    outcome = execute_job("score", NOW, settings=home, engine=home_store, schedule=fast_schedule(score={}))
+    assert outcome.status == "failed"
+    run = get_job_run(home_store, "score", NOW)
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.error.startswith("LakeError: the lake at ") and "is empty" in run.error
+    open_alerts = system_alerts_frame(home_store)
+    assert open_alerts["subject"].to_list() == ["job:score"]
+    assert "score run scheduled for 2026-02-02T10:00:00+00:00 failed: LakeError" in open_alerts["reason"][0]
+
+
+def test_after_a_failure_the_next_run_still_runs_and_its_success_resolves_the_alert(
+    home: Settings, home_store: Engine
+) -> None:
+    schedule = fast_schedule(ingest={"options": {"settle_seconds": 0}})
+    inbox = home.home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "notes.csv").write_text("not a table\n")
+    failed = execute_job("ingest", NOW, settings=home, engine=home_store, schedule=schedule)
+    assert failed.status == "failed" and "notes.csv: cannot tell which table" in failed.reason
+    assert (inbox / "notes.csv").exists()  # left for a person to fix
+    (inbox / "notes.csv").unlink()
+    later = execute_job("ingest", NOW + timedelta(minutes=5), settings=home, engine=home_store, schedule=schedule)
+    assert later.status == "succeeded"
+    assert system_alerts_frame(home_store).height == 0
+    with home_store.connect() as connection:
+        actions = connection.execute(select(alert_events.c.action).order_by(alert_events.c.id)).scalars().all()
+    assert actions == ["raised", "resolved"]
+    assert job_runs_frame(home_store)["status"].to_list() == ["succeeded", "failed"]
+
+
+def test_a_job_running_elsewhere_is_skipped_and_leaves_no_run(home: Settings, home_store: Engine) -> None:
+    assert try_acquire(home_store, "housekeeping", holder="other-host:1:abc", lease_seconds=60, now=datetime.now(UTC))
+    outcome = execute_job("housekeeping", NOW, settings=home, engine=home_store,
+                          schedule=fast_schedule(housekeeping={}))
+    assert outcome.status == "skipped" and "locked by other-host:1:abc" in outcome.reason
+    assert get_job_run(home_store, "housekeeping", NOW) is None
+
+
+def test_the_same_scheduled_time_runs_once_however_often_it_is_fired(home: Settings, home_store: Engine) -> None:
+    schedule = fast_schedule(housekeeping={})
+    outcomes = [execute_job("housekeeping", NOW, settings=home, engine=home_store, schedule=schedule).status
+                for _ in range(3)]
+    assert outcomes == ["succeeded", "skipped", "skipped"]
+    assert job_runs_frame(home_store).height == 1
+
+
+def test_the_scheduler_finishes_a_run_a_dead_process_left_running(home: Settings, home_store: Engine) -> None:
+    schedule = fast_schedule(housekeeping={"every_seconds": 3600, "misfire_grace_seconds": 600})
+    scheduled = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    dead = f"{this_process_holder().rsplit(':', 2)[0]}:{dead_pid()}:feedfacecafe"
+    assert try_acquire(home_store, "housekeeping", holder=dead, lease_seconds=600, now=datetime.now(UTC))
+    claim_job_run(home_store, "housekeeping", scheduled, now=datetime.now(UTC))
+    service = RiskcastScheduler(schedule, home, engine=home_store)
+    service.start_background()
+    try:
+        deadline = time.monotonic() + 10
+        while get_job_run(home_store, "housekeeping", scheduled).status == "running":
+            assert time.monotonic() < deadline, "the interrupted run was not finished"
+            time.sleep(0.1)
+    finally:
+        service.stop(wait=True)
+    run = get_job_run(home_store, "housekeeping", scheduled)
+    assert run.status == "succeeded" and run.attempt == 2 and run.counts["resumed_after_step"] == "start"
+
+
+def test_a_run_missed_while_no_scheduler_ran_is_caught_up_once_at_start(home: Settings, home_store: Engine) -> None:
+    schedule = parse_schedule({"timezone": "Europe/London", "jobs": {
+        "housekeeping": {"cron": "0 * * * *", "misfire_grace_seconds": 7200}}}, source="test")
+    now = datetime.now(UTC)
+    due = now.replace(minute=0, second=0, microsecond=0)  # London is UTC or UTC+1: both have whole hours
+    done = claim_job_run(home_store, "housekeeping", due - timedelta(hours=2), now=due - timedelta(hours=2)).record
+    finish_job_run(home_store, done.id, status=RunStatus.SUCCEEDED, now=due - timedelta(hours=2))
+    service = RiskcastScheduler(schedule, home, engine=home_store)
+    service.start_background()
+    try:
+        deadline = time.monotonic() + 10
+        while (run := get_job_run(home_store, "housekeeping", due)) is None or run.status != "succeeded":
+            assert time.monotonic() < deadline, "the missed run was not caught up"
+            time.sleep(0.1)
+    finally:
+        service.stop(wait=True)
+    assert get_job_run(home_store, "housekeeping", due - timedelta(hours=1)) is None  # coalesced into one
+    assert job_runs_frame(home_store).height == 2
+
+
+def test_a_run_left_running_beyond_its_grace_time_is_marked_failed_not_rerun(
+    home: Settings, home_store: Engine
+) -> None:
+    schedule = fast_schedule(housekeeping={"every_seconds": 3600, "misfire_grace_seconds": 60})
+    scheduled = datetime.now(UTC) - timedelta(hours=2)
+    claim_job_run(home_store, "housekeeping", scheduled, now=scheduled)
+    RiskcastScheduler(schedule, home, engine=home_store).recover()
+    run = get_job_run(home_store, "housekeeping", scheduled)
+    assert run.status == "failed" and "beyond the misfire grace time of 60 s: not rerun" in run.error
+    assert run.attempt == 1
+
+
+# --- ingest --------------------------------------------------------------------------------
+
+
+def write_drop(folder: Path, *, seed: int = 1) -> Path:
+    tables = generate_cohort(25, seed=seed, malformed_rate=0.05, now=datetime(2026, 2, 2, 9, tzinfo=UTC))
+    write_cohort(tables, folder, fmt="csv")
+    return folder
+
+
+def context(settings: Settings, engine: Engine, *, job: str, options: dict | None = None,
+            at: datetime = NOW) -> JobContext:
+    return JobContext(job=job, scheduled_for=at, settings=settings, engine=engine, options=options or {},
+                      clock=lambda: datetime.now(UTC))
+
+
+def test_ingest_moves_settled_inbox_files_into_the_archive_under_their_batch(
+    home: Settings, home_store: Engine
+) -> None:
+    write_drop(home.home / "inbox" / "drop-1")
+    counts = run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}))
+    batch = counts["batch_id"]
+    assert batch in Lake(home.lake_dir).committed_batch_ids()
+    assert not any((home.home / "inbox").iterdir())
+    assert (home.home / "archive" / batch / "drop-1" / "observations.csv").exists()
+    lake_quarantined = Lake(home.lake_dir).scan_quarantine().collect().height
+    with home_store.connect() as connection:
+        stored = connection.execute(select(quarantine.c.batch_id)).scalars().all()
+    assert counts["quarantined"] == lake_quarantined == len(stored) > 0 and set(stored) == {batch}
+
+
+def test_ingest_leaves_files_that_may_still_be_copying(home: Settings, home_store: Engine) -> None:
+    write_drop(home.home / "inbox" / "drop-1")
+    (home.home / "inbox" / "observations.csv.part").write_text("encounter_id\n")
+    counts = run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 3600}))
+    assert counts == {"files": 0} and Lake(home.lake_dir).is_empty()
+    assert ready_entries(home.home / "inbox", now=datetime.now(UTC), settle_seconds=0) == [home.home / "inbox" / "drop-1"]
+
+
+def test_ingest_rerun_after_a_crash_before_archiving_archives_and_stores_the_quarantine(
+    home: Settings, home_store: Engine
+) -> None:
+    drop = write_drop(home.home / "inbox" / "drop-1")
+    summary, _ = ingest_paths([drop], lake=Lake(home.lake_dir), now=NOW)  # the run died right after this
+    counts = run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}))
+    assert counts["batch_id"] is None and counts["already_ingested"]
+    assert (home.home / "archive" / summary.batch_id / "drop-1").is_dir()
+    assert counts["quarantine_rows_stored"] == summary.total_quarantined > 0
+    assert Lake(home.lake_dir).committed_batch_ids() == [summary.batch_id]
+
+
+# --- monitor arithmetic --------------------------------------------------------------------
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 5000)
+    edges = monitor.quantile_edges(reference)
+    same = monitor.population_stability_index(monitor.histogram(reference, edges),
+                                              monitor.histogram(rng.normal(0, 1, 5000), edges))
+    shifted = monitor.population_stability_index(monitor.histogram(reference, edges),
+                                                 monitor.histogram(rng.normal(1, 1, 5000), edges))
+    assert same < 0.02 and shifted > 0.25
+
+
+def test_score_reference_merges_bins_that_share_an_upper_edge() -> None:
+    reliability = [
+        {"bin": 0, "count": 50, "max_predicted": 0.01},
+        {"bin": 3, "count": 30, "max_predicted": 0.05},
+        {"bin": 4, "count": 10, "max_predicted": 0.05},
+        {"bin": 9, "count": 10, "max_predicted": 0.9},
+    ]
+    edges, counts = monitor.score_reference(reliability)
+    assert edges.tolist() == [0.01, 0.05] and counts.tolist() == [50, 40, 10]
+    assert monitor.score_psi(reliability, np.array([0.005] * 50 + [0.03] * 40 + [0.5] * 10)) == pytest.approx(0.0)
+
+
+def freshness_frames() -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    at = NOW
+    utc = pl.Datetime("us", "UTC")
+    encounters = pl.DataFrame({
+        "encounter_id": ["E1", "E2", "E3", "E4"],
+        "admit_time": [at - timedelta(days=3)] * 4,
+        "discharge_time": [None, None, None, at - timedelta(days=1)],
+        "ward": ["A", "B", "C", "D"],
+    }, schema_overrides={"admit_time": utc, "discharge_time": utc})
+    observations = pl.DataFrame({
+        "encounter_id": ["E1", "E1", "E2", "E2", "E4"],
+        "charttime": [at - timedelta(hours=20), at - timedelta(hours=30), at - timedelta(hours=1),
+                      at - timedelta(hours=40), at - timedelta(hours=30)],
+        "variable": ["heart_rate", "lactate", "heart_rate", "lactate", "heart_rate"],
+        "value": [80.0, 1.0, 82.0, 1.1, 70.0],
+    }, schema_overrides={"charttime": utc})
+    return observations.lazy(), encounters.lazy()
+
+
+def test_feed_freshness_flags_stale_and_silent_wards_with_admitted_patients() -> None:
+    observations, encounters = freshness_frames()
+    frame = monitor.feed_freshness(observations, encounters, at=NOW, catalog=load_catalog(), lookback_hours=72)
+    rows = {(r["ward"], r["variable"]): r for r in frame.iter_rows(named=True)}
+    assert set(rows) == {("A", "heart_rate"), ("A", "lactate"), ("B", "heart_rate"), ("B", "lactate"), ("C", "*")}
+    assert rows[("A", "heart_rate")]["stale"] and rows[("A", "heart_rate")]["age_hours"] == pytest.approx(20.0)
+    assert not rows[("B", "heart_rate")]["stale"] and not rows[("B", "lactate")]["essential"]
+    assert rows[("A", "lactate")]["stale"] and rows[("A", "lactate")]["stale_after_hours"] == 24
+    assert rows[("C", "*")]["stale"] and rows[("C", "*")]["last_charttime"] is None
+
+
+def test_stale_feed_problems_name_the_ward_and_vital_but_not_an_unordered_lab() -> None:
+    observations, encounters = freshness_frames()
+    frame = monitor.feed_freshness(observations, encounters, at=NOW + timedelta(hours=60), catalog=load_catalog(),
+                                   lookback_hours=120)
+    problems = monitor.stale_feed_problems(frame)
+    assert problems["A"] == "ward A: feed stale, last charted heart_rate 80.0 h (stale after 12 h)"
+    assert "lactate" not in problems["B"]
+    assert set(monitor.stale_feed_problems(frame, essential_only=False)["B"].split(", ")) >= {"lactate 100.0 h (stale after 24 h)"}
+
+
+def test_alert_rate_check_flags_a_flood_and_a_silence_but_not_a_quiet_small_window() -> None:
+    flood = monitor.alert_rate_check(40, 10.0, 15.0)
+    assert flood.problem.startswith("40 risk alerts in 10.0 patient-days: 400.0 per 100")
+    assert monitor.alert_rate_check(0, 100.0, 15.0).problem.startswith("0 risk alerts in 100.0 patient-days")
+    assert monitor.alert_rate_check(0, 10.0, 15.0).problem is None  # 1.5 alerts expected: silence is normal
+    assert monitor.alert_rate_check(2, 1.0, 15.0).problem is None  # too few patient-days to judge
+
+
+# --- housekeeping --------------------------------------------------------------------------
+
+
+def test_housekeeping_removes_old_scratch_and_quarantine_rows_but_never_the_lake(
+    home: Settings, home_store: Engine
+) -> None:
+    old, new = home.home / "scratch" / "aaaa", home.home / "scratch" / "bbbb"
+    for folder in (old, new, home.lake_dir / "batches"):
+        folder.mkdir(parents=True)
+        (folder / "file.json").write_text("{}")
+    long_ago = (NOW - timedelta(days=90)).timestamp()
+    for path in (old, old / "file.json", home.lake_dir / "batches" / "file.json"):
+        os.utime(path, (long_ago, long_ago))
+    with home_store.begin() as connection:
+        connection.execute(insert(quarantine), [
+            {"batch_id": "b1", "table_name": "observations", "rule": "out_of_range", "created_at": NOW - timedelta(days=400)},
+            {"batch_id": "b2", "table_name": "observations", "rule": "out_of_range", "created_at": NOW - timedelta(days=10)},
+        ])
+    counts = run_housekeeping(context(home, home_store, job="housekeeping", options={"scratch_days": 30}))
+    assert counts["scratch_removed"] == ["aaaa"] and not old.exists() and new.exists()
+    assert (home.lake_dir / "batches" / "file.json").exists()
+    assert counts["quarantine_rows_deleted"] == 1
+    with home_store.connect() as connection:
+        assert connection.execute(select(quarantine.c.batch_id)).scalars().all() == ["b2"]
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def test_jobs_list_shows_each_jobs_next_run_in_local_time_and_its_last_run(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home_dir = tmp_path / "home"
+    failed = runner.invoke(cli, ["--home", str(home_dir), "--json", "jobs", "run", "score"], obj={})
+    assert failed.exit_code == 1, failed.output
+    listed = runner.invoke(cli, ["--home", str(home_dir), "--json", "jobs", "list"], obj={})
+    assert listed.exit_code == 0, listed.output
+    data = json.loads(listed.output)
+    by_job = {row["job"]: row for row in data["jobs"]}
+    assert list(by_job) == list(JOB_NAMES)
+    nightly_local = datetime.fromisoformat(by_job["nightly"]["next_run_local"])
+    assert (nightly_local.hour, nightly_local.minute) == (2, 30)
+    assert by_job["score"]["last_run"]["status"] == "failed" and by_job["ingest"]["last_run"] is None
+
+
+def test_jobs_run_with_an_unknown_name_is_one_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "jobs", "run", "scores"], obj={})
+    assert result.exit_code == 1
+    assert "error: schemas/schedule.yaml: no job 'scores' in the schedule (jobs: ingest, score" in result.output
