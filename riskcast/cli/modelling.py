@@ -53,6 +53,14 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
         test_fraction=test_fraction, temporal=temporal, search=search, ablations=ablations, promote=promote,
         reports_dir=settings.reports_dir, seed=seed, progress=_progress(ctx),
     )
+    from riskcast.pipeline.promotion import sync_models
+    from riskcast.store import open_store
+
+    engine = open_store(settings.database_url)
+    try:
+        sync_models(settings, ModelRegistry(settings.models_dir), engine, now=now_utc())
+    finally:
+        engine.dispose()
     data = result.to_dict() | {"seconds": round(time.perf_counter() - started, 1)}
     emit(ctx, data, lambda: _train_text(data))
 
@@ -198,11 +206,48 @@ def models_list(ctx: click.Context) -> None:
 @click.argument("version")
 @click.option("--by", required=True, help="Who promotes.")
 @click.option("--reason", required=True, help="Why.")
+@click.option("--override", is_flag=True, help="Promote despite a failed gate (admins only; the reason is recorded).")
+@click.option("--role", type=click.Choice(["nurse", "physician", "data_scientist", "admin"]), default=None)
 @click.pass_context
 @friendly_errors
-def models_promote(ctx: click.Context, version: str, by: str, reason: str) -> None:
-    """Make VERSION the champion."""
+def models_promote(ctx: click.Context, version: str, by: str, reason: str, override: bool, role: str | None) -> None:
+    """Make VERSION the champion, if its calibration and fairness gates pass."""
     from riskcast.model import ModelRegistry
+    from riskcast.pipeline.promotion import promote_model
+    from riskcast.store import open_store
 
-    ModelRegistry(settings_of(ctx).models_dir).promote(version, by=by, reason=reason, now=now_utc())
-    emit(ctx, {"champion": version}, f"{version} is now the champion")
+    settings = settings_of(ctx)
+    engine = open_store(settings.database_url)
+    try:
+        gates = promote_model(
+            settings, ModelRegistry(settings.models_dir), engine, version,
+            by=by, reason=reason, now=now_utc(), role=role, override=override,
+        )
+    finally:
+        engine.dispose()
+    data = {"champion": version, "gates": [g.to_dict() for g in gates]}
+    emit(ctx, data, lambda: "\n".join(
+        [f"{version} is now the champion"] + [f"  {'pass' if g.passed else 'FAIL'} {g.name}: {g.reason}" for g in gates]
+    ))
+
+
+@models.command("gates")
+@click.argument("version")
+@click.pass_context
+@friendly_errors
+def models_gates(ctx: click.Context, version: str) -> None:
+    """Show whether VERSION would pass its promotion gates."""
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.promotion import promotion_gates
+    from riskcast.store import open_store
+
+    settings = settings_of(ctx)
+    ModelRegistry(settings.models_dir).path_of(version)
+    engine = open_store(settings.database_url)
+    try:
+        gates = promotion_gates(settings, engine, version)
+    finally:
+        engine.dispose()
+    emit(ctx, {"version": version, "gates": [g.to_dict() for g in gates]}, lambda: "\n".join(
+        f"{'pass' if g.passed else 'FAIL'} {g.name}: {g.reason}" for g in gates
+    ))

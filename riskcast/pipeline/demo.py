@@ -16,6 +16,7 @@ from riskcast.config import Settings
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.promotion import sync_models
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.store_sync import record_quarantine
 from riskcast.pipeline.training import train_and_register
@@ -115,6 +116,7 @@ def run_demo(
     progress(f"scoring the admitted patients at {DEFAULT_NOW.isoformat()} (the cohort's present)")
     engine = open_store(settings.database_url)
     try:
+        sync_models(settings, registry, engine, now=now)
         scored = score_admitted(lake, registry, engine, at=DEFAULT_NOW, now=now, model_version=version)
     finally:
         engine.dispose()

@@ -1,0 +1,164 @@
+"""Promotion: a challenger becomes champion only through its gates.
+
+Gates (bounds in schemas/promotion_gates.yaml):
+
+- calibration: on held-out patients, calibration-in-the-large and ECE within bounds, and
+  the operating point's promise kept;
+- fairness: the version's latest fairness audit did not fail (`riskcast audit`).
+
+A failed gate blocks promotion unless an admin overrides it with a reason; the override
+and its reason are recorded in the registry's history and the store. The store's models
+table mirrors the registry, so the dashboard and jobs see the same champion.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import yaml
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from riskcast.config import Settings
+from riskcast.errors import RegistryError
+from riskcast.model import ModelRegistry
+from riskcast.store.session import write_transaction
+from riskcast.store.tables import audits, models
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate's verdict for a version, with the reason in words."""
+
+    name: str
+    passed: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+
+
+@functools.cache
+def gate_bounds() -> dict[str, float]:
+    """Bounds from schemas/promotion_gates.yaml."""
+    text = resources.files("riskcast.schemas").joinpath("promotion_gates.yaml").read_text()
+    return {k: float(v) for k, v in yaml.safe_load(text)["calibration"].items()}
+
+
+def _evaluation(settings: Settings, version: str) -> dict[str, Any] | None:
+    path = settings.reports_dir / f"evaluation-{version}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def calibration_gate(settings: Settings, version: str) -> Gate:
+    """Calibration on held-out patients within bounds, and the promise kept."""
+    report = _evaluation(settings, version)
+    if report is None:
+        return Gate("calibration", False, f"no held-out evaluation of {version} in {settings.reports_dir}")
+    bounds = gate_bounds()
+    calibration = report["calibration"]
+    problems = []
+    citl = calibration.get("calibration_in_the_large")
+    if citl is None or abs(citl) > bounds["max_abs_calibration_in_the_large"]:
+        problems.append(f"calibration-in-the-large {citl} is outside ±{bounds['max_abs_calibration_in_the_large']}")
+    ece = calibration.get("ece")
+    if ece is None or ece > bounds["max_ece"]:
+        problems.append(f"ECE {ece} is above {bounds['max_ece']}")
+    promise = report.get("promise_check")
+    if promise is not None and not promise["kept"]:
+        problems.append(f"the promise '{promise['promise']}' was broken on held-out patients")
+    if problems:
+        return Gate("calibration", False, "; ".join(problems))
+    return Gate("calibration", True, f"ECE {ece:.4f}, calibration-in-the-large {citl:+.4f}, promise kept")
+
+
+def fairness_gate(engine: Engine, version: str) -> Gate:
+    """The version's latest fairness audit did not fail."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(audits.c.verdict, audits.c.created_at, audits.c.summary)
+            .where(audits.c.model_version == version)
+            .order_by(audits.c.created_at.desc(), audits.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return Gate("fairness", False, f"no fairness audit of {version} yet: run `riskcast audit --model {version}`")
+    if row.verdict == "fail":
+        reasons = (row.summary or {}).get("reasons") or (row.summary or {}).get("failures") or []
+        detail = "; ".join(map(str, reasons))[:500] if reasons else "see the audit report"
+        return Gate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail}")
+    return Gate("fairness", True, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) says {row.verdict}")
+
+
+def promotion_gates(settings: Settings, engine: Engine, version: str) -> list[Gate]:
+    """Every gate's verdict for promoting `version`."""
+    return [calibration_gate(settings, version), fairness_gate(engine, version)]
+
+
+def sync_models(settings: Settings, registry: ModelRegistry, engine: Engine, *, now: datetime) -> None:
+    """Mirror the registry into the store's models table (versions, champion, thresholds)."""
+    champion = registry.champion()
+    events = {e["version"]: e for e in registry.events() if e["event"] == "promote"}
+    with write_transaction(engine) as connection:
+        known = set(connection.execute(select(models.c.version)).scalars())
+        connection.execute(update(models).values(is_champion=False).where(models.c.is_champion.is_(True)))
+        for info in registry.versions():
+            config = json.loads((info.path / "config.json").read_text())
+            report = _evaluation(settings, info.version)
+            metrics = {}
+            if report is not None:
+                metrics = {"auroc": report["discrimination"]["risk"]["auroc"], "auprc": report["discrimination"]["risk"]["auprc"]}
+            promoted = events.get(info.version)
+            values = {
+                "engine": info.engine,
+                "device": config.get("device", "cpu"),
+                "created_at": info.created_at,
+                "is_champion": info.version == champion,
+                "status": "champion" if info.version == champion else ("retired" if promoted else "challenger"),
+                "path": str(info.path),
+                "metrics": metrics,
+                "threshold": float(info.threshold or config.get("threshold", 0.5)),
+                "promoted_at": datetime.fromisoformat(promoted["at"]) if promoted else None,
+                "promoted_by": promoted.get("by") if promoted else None,
+                "promotion_reason": promoted.get("reason") if promoted else None,
+            }
+            if info.version in known:
+                connection.execute(update(models).where(models.c.version == info.version).values(**values))
+            else:
+                connection.execute(models.insert().values(version=info.version, **values))
+    del now
+
+
+def promote_model(
+    settings: Settings,
+    registry: ModelRegistry,
+    engine: Engine,
+    version: str,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+    role: str | None = None,
+    override: bool = False,
+) -> list[Gate]:
+    """Make `version` champion if its gates pass, or an admin overrides them with a reason."""
+    registry.path_of(version)  # unknown versions fail here, with the known ones listed
+    gates = promotion_gates(settings, engine, version)
+    failed = [g for g in gates if not g.passed]
+    if failed and not override:
+        raise RegistryError(
+            f"{version} cannot be promoted: "
+            + "; ".join(f"{g.name} gate failed ({g.reason})" for g in failed)
+            + ". An admin may override with --override --role admin and a reason."
+        )
+    if failed and role != "admin":
+        raise RegistryError(f"only an admin may override a failed gate (role given: {role or 'none'})")
+    note = reason if not failed else f"{reason} [override of failed gate(s): {', '.join(g.name for g in failed)}]"
+    registry.promote(version, by=by, reason=note, now=now)
+    sync_models(settings, registry, engine, now=now)
+    return gates
