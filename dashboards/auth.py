@@ -11,9 +11,10 @@ see to those wards (a nurse must have at least one; for other roles no wards mea
 
     role            pages                          acts on alerts
     nurse           ward, patient (own wards)      yes
-    physician       ward, patient, data health     yes
-    data_scientist  data health                    no
-    admin           ward, patient, data health     no
+    physician       ward, patient, data health,   yes
+                    model, fairness
+    data_scientist  data health, model, fairness   no
+    admin           every page                     no
 
 Every page layout and every callback asks `page_user(page)` (or `current_user()`) and
 draws nothing for None; `install_gate` also refuses every request of a signed-out browser
@@ -46,12 +47,12 @@ from riskcast.store.tables import USER_ROLES, users
 SECRET_KEY_FILE = "dashboard-secret.key"
 MIN_PASSWORD_LENGTH = 10
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
-PAGES = ("ward", "patient", "data-health")
+PAGES = ("ward", "patient", "data-health", "model", "fairness")
 ROLE_PAGES: dict[str, frozenset[str]] = {
     "nurse": frozenset({"ward", "patient"}),
-    "physician": frozenset({"ward", "patient", "data-health"}),
-    "data_scientist": frozenset({"data-health"}),
-    "admin": frozenset({"ward", "patient", "data-health"}),
+    "physician": frozenset({"ward", "patient", "data-health", "model", "fairness"}),
+    "data_scientist": frozenset({"data-health", "model", "fairness"}),
+    "admin": frozenset({"ward", "patient", "data-health", "model", "fairness"}),
 }
 ACTING_ROLES = frozenset({"nurse", "physician"})
 """Roles that may acknowledge, snooze and resolve alerts (clinical staff)."""

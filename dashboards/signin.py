@@ -62,14 +62,15 @@ def _is_public(path: str) -> bool:
 
 
 def _safe_next(target: object) -> str | None:
-    """A dashboard page to return to after sign-in (/data-health or /patient/<id>); None
-    for anything else (other sites, Dash's own routes, a favicon request)."""
+    """A dashboard page to return to after sign-in (/data-health, /patient/<id>, /model,
+    /model/<version>, /fairness); None for anything else (other sites, Dash's own routes,
+    a favicon request)."""
     if not isinstance(target, str) or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return None
-    if parts.path == "/data-health" or re.fullmatch(r"/patient/[^/]{1,200}", parts.path):
+    if parts.path in ("/data-health", "/model", "/fairness") or re.fullmatch(r"/(patient|model)/[^/]{1,200}", parts.path):
         return parts.path
     return None
 
