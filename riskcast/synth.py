@@ -20,12 +20,14 @@ What is in it
   (discharge_time empty) and their data runs up to `now`.
 - Observations (long format): ward vitals (heart_rate, resp_rate, sbp, dbp, temperature,
   spo2, avpu, o2_flow while on oxygen) in rounds on the ward's 4-hourly clock, 2-hourly or
-  hourly when the patient looks sicker, with missed rounds and missed items; labs (metabolic
-  panel, blood count, bilirubin, lactate and pH when sick) on admission (often in the
-  emergency department, before admit_time), most mornings and every ~6 h when sick. Values
-  follow the personal baseline, an admission illness that settles over a day or two, slow
-  autocorrelated wander, a daily rhythm and measurement noise. Oxygen is started when the
-  *displayed* SpO2 falls below target (88 % for COPD, 92 % otherwise) and raises true SpO2.
+  hourly when the patient looks sicker (as NEWS2 escalation asks), with missed rounds (more at
+  night) and missed items; labs (metabolic panel, blood count, bilirubin, lactate and pH when
+  sick) on admission (often in the emergency department, before admit_time), most mornings
+  and every ~6 h when sick. Values follow the personal baseline, an admission illness that
+  settles over a day or two, slow autocorrelated wander, a daily rhythm and measurement noise
+  (respiratory rates are imprecise and often even). Oxygen is started when the *displayed*
+  SpO2 falls below target (88 % for COPD, 92 % otherwise), at a flow that grows with the
+  shortfall, and raises true SpO2; some COPD patients are on home oxygen throughout.
   Units follow the site's feed: even-numbered sites (first, third...) send UCUM and SI units,
   odd-numbered ones send common US spellings and units (bpm, mmHg, degF, creatinine and
   glucose in mg/dL, haemoglobin in g/dL...), and 5 % of rows come in the other feed's unit;
@@ -33,13 +35,15 @@ What is in it
   is back in the canonical unit.
 - Outcomes: 8 % of encounters deteriorate (icu_transfer, death or rapid_response, some rapid
   responses followed by ICU transfer), more often the old, chronically ill and acutely ill.
-  Most are preceded by 6-24 h of drift (RR and HR up, SBP and SpO2 down, lactate up,
-  temperature out of range, confusion last); a fifth come with little warning. ICU transfer
-  and death end the ward stay (discharge_time = event time); a rapid response does not.
-  Deteriorations still in the future at `now` are not reported (their drift may be visible).
-  Confounders keep the problem honest: abnormal baselines that never deteriorate, admission
-  illness, and transient abnormal episodes that recover. A good model reaches an AUROC of
-  about 0.8-0.9 at a 12 h horizon, not 0.99.
+  Most are preceded by 6-24 h of drift; 15 % come with little warning (under 3 h). A drift is
+  respiratory (65 %: SpO2 falls, RR and HR rise a little), septic (23 %: HR up, SBP down,
+  fever or hypothermia, lactate and white cells up) or haemodynamic (12 %: SBP down, HR and
+  lactate up); confusion comes last. ICU transfer and death end the ward stay (discharge_time
+  = event time); a rapid response does not. Deteriorations still in the future at `now` are
+  not reported (their drift may already be visible). Confounders keep the problem honest:
+  abnormal baselines that never deteriorate (COPD, kidney disease), admission illness, and
+  transient abnormal episodes that recover. A gradient-boosted model on riskcast's features
+  reaches an AUROC of about 0.8-0.85 at a 12 h horizon (NEWS2 alone about 0.75), not 0.99.
 
 Planted measurement bias (pulse oximetry)
 -----------------------------------------
@@ -47,11 +51,17 @@ Pulse oximeters overestimate arterial oxygen saturation in Black patients, so th
 hypoxaemia (SaO2 < 88 % with SpO2 92-96 %) is about three times as common as in White
 patients (Sjoding et al., "Racial bias in pulse oximetry measurement", N Engl J Med 2020;
 383:2477-8). With `pulse_ox_bias=True` (the default) every SpO2 reading of a patient whose
-race_ethnicity is "Black" is the true saturation plus about 2 points, more and noisier the
-lower the true value (about +3.5 +/- 1.5 at 88 %), capped at 100. Oxygen decisions follow the
-biased reading too. The deterioration process itself is identical in every group, so a model
-trained on these data misses more deteriorations in Black patients only because of the
-measurement; `pulse_ox_bias=False` removes the difference. A fairness audit should find it.
+race_ethnicity is "Black" is the true saturation plus 2 points, more and noisier the lower
+the true value (about +5.3 +/- 1.4 at a true 88 %), capped at 100. Staff act on what they
+see, so oxygen is started later and the patient is observed less often than their true
+saturation warrants. The deterioration process itself is identical in every group, so a
+model trained on these data misses more deteriorations in Black patients only because of
+the measurement: in our runs (5,000-16,000 encounters, half held out, alerting on the top
+10 % of hours) the bias lowered the hour-level sensitivity of Black patients by about 0.1
+(e.g. 0.54 -> 0.43) and left other groups unchanged. `pulse_ox_bias=False` removes it;
+everything else, including every other patient's rows, is then identical. With a few
+thousand encounters the groups still differ by chance (only ~50 Black patients deteriorate
+in a held-out half), so audit with intervals that resample patients.
 
 Malformed rows
 --------------
@@ -75,19 +85,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from riskcast.catalog import Catalog, load_catalog, load_contract
+from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import ConfigError
 
 DEFAULT_NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
 WINDOW_DAYS = 60
 DETERIORATION_RATE = 0.08
 PULSE_OX_AFFECTED_GROUP = "Black"
+# Planted overestimate of SpO2 (points): offset + slope * (94 - true SpO2 when below 94), with
+# noise of sd 0.5 + 0.15 * the same shortfall.
+PULSE_OX_BIAS_OFFSET = 2.0
+PULSE_OX_BIAS_SLOPE = 0.55
+# How much less ill a patient looks per point of hypoxaemia the oximeter hides (severity units).
+HIDDEN_HYPOXAEMIA_WEIGHT = 0.12
 FORMATS = ("parquet", "csv")
 
 WARDS = ("medical-1", "medical-2", "respiratory-3", "cardiology-4", "elderly-care-5", "surgical-6")
 RACE_GROUPS = ("White", "Black", "Hispanic", "Asian", "Other")
 # Proportions for even- and odd-numbered sites (a little different, as real catchments are).
-RACE_MIX = ((0.57, 0.21, 0.12, 0.07, 0.03), (0.66, 0.15, 0.09, 0.07, 0.03))
+RACE_MIX = ((0.48, 0.31, 0.11, 0.07, 0.03), (0.62, 0.19, 0.09, 0.07, 0.03))
 RACE_NOT_RECORDED = 0.01
 SEX_MIX = (("female", 0.505), ("male", 0.49), ("other", 0.002), ("unknown", 0.003))
 
@@ -134,17 +150,15 @@ PHYSIOLOGICAL_LIMITS = {
 AVPU_LETTERS = np.array(["A", "C", "V", "P", "U"])
 # How a deterioration shows: respiratory failure, sepsis, or haemodynamic (cardiac, bleeding).
 DRIFT_KINDS = ("respiratory", "sepsis", "haemodynamic")
-DRIFT_KIND_MIX = (0.55, 0.3, 0.15)
+DRIFT_KIND_MIX = (0.65, 0.23, 0.12)
 # Change per unit of severity: (admission illness and transient episodes, deterioration by kind).
 EFFECTS = {
-    "heart_rate": (28.0, (14.0, 32.0, 28.0)),
-    "resp_rate": (8.0, (8.0, 9.0, 6.0)),
+    "heart_rate": (28.0, (8.0, 32.0, 28.0)),
+    "resp_rate": (8.0, (5.0, 9.0, 6.0)),
     "sbp": (-25.0, (-5.0, -32.0, -38.0)),
-    "spo2": (-7.0, (-18.0, -7.0, -5.0)),
+    "spo2": (-6.0, (-12.0, -6.0, -4.0)),
     "lactate": (2.5, (1.5, 4.0, 3.5)),
 }
-
-_HOUR_US = 3_600_000_000
 
 
 # ------------------------------------------------------------------ public API
@@ -177,14 +191,16 @@ def generate_cohort(
     patients = _patients(n_encounters, len(sites), rng_people)
     stays = _stays(n_encounters, patients, now_hours, admitted_fraction, rng_stays, rng_course)
     patients, stays = _separate_overlapping_stays(patients, stays)
-    rounds = _ward_rounds(stays, patients, rng_vitals)
-    vitals = _vital_signs(rounds, stays, patients, pulse_ox_bias=pulse_ox_bias, rng=rng_vitals, rng_oximetry=rng_oximetry)
+    grid = _hourly_grid(stays, rng_vitals)
+    oximetry = _oximetry(grid, stays, patients, pulse_ox_bias=pulse_ox_bias, rng=rng_vitals, rng_oximetry=rng_oximetry)
+    is_round = _ward_rounds(grid, stays, patients, oximetry, rng_vitals)
+    vitals = _vital_signs(grid, is_round, oximetry, stays, patients, rng_vitals)
     labs = _lab_results(stays, patients, rng_labs)
     patient_ids = _patient_ids(len(patients.age), rng_people)
     tables = {
         "patients": _patients_table(patients, stays, sites, patient_ids),
         "encounters": _encounters_table(stays, patients, sites, patient_ids),
-        "observations": _observations_table(vitals + labs, stays, patients, catalog, rng_labs),
+        "observations": _observations_table(vitals + labs, stays, patients, catalog, salt=int(rng_labs.integers(2**62))),
         "outcomes": _outcomes_table(stays, now_hours),
     }
     if malformed_rate > 0:
@@ -243,7 +259,7 @@ class _People:
     """Per-patient attributes (arrays indexed by patient)."""
 
     site: np.ndarray  # site index
-    age: np.ndarray  # years at the start of the data
+    age: np.ndarray  # years, at first admission
     sex: np.ndarray  # str
     race: np.ndarray  # str or None
     chronic: np.ndarray  # chronic-illness burden, 0-1
@@ -372,7 +388,7 @@ def _stays(
 
     # Deterioration: an exact share of encounters, more likely when old, chronically or acutely ill.
     n_events = round(DETERIORATION_RATE * n)
-    risk = np.exp(1.5 * chronic + 0.025 * (age - 65) + 3.0 * acuity)
+    risk = np.exp(1.1 * chronic + 0.02 * (age - 65) + 2.2 * acuity)
     deteriorates = np.zeros(n, dtype=bool)
     deteriorates[rng.choice(n, size=n_events, replace=False, p=risk / risk.sum())] = True
     u = rng.random(n)
@@ -381,10 +397,10 @@ def _stays(
     rapid = event_type == "rapid_response"
     then_icu = rapid & (rng.random(n) < 0.3)
     icu_after = np.where(then_icu, event_hours + rng.uniform(1, 10, n), np.nan)
-    little_warning = rng.random(n) < 0.2
+    little_warning = rng.random(n) < 0.15
     drift_hours = np.where(little_warning, rng.uniform(0.5, 3, n), rng.uniform(6, 24, n))
     drift_size = np.where(little_warning, rng.uniform(0.3, 0.6, n), rng.uniform(0.7, 1.3, n))
-    drift_power = rng.uniform(1.0, 2.0, n)
+    drift_power = rng.uniform(0.8, 1.5, n)
     recovery_hours = rng.uniform(4, 16, n)
     planned = np.where(rapid & ~then_icu, np.clip(np.maximum(planned, event_hours + rng.uniform(24, 120, n)), 3, 720), planned)
     length = np.where(np.isin(event_type, ("death", "icu_transfer")), event_hours, np.where(then_icu, icu_after, planned))
@@ -492,24 +508,31 @@ def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _Rounds:
-    """The hourly grid of every stay (plus the admission observations) and which slots are rounds."""
+class _Grid:
+    """Every hour of every stay (after the admission observations, its first slot).
+
+    Arrays are aligned, stay after stay in admission order. Random draws for the vitals are
+    made for every slot, rounds or not, so that which slots become rounds never shifts the
+    random numbers of other patients.
+    """
 
     encounter: np.ndarray
-    time: np.ndarray  # hours since epoch: the slot's time, already jittered for charting
-    hours: np.ndarray  # hours since admission
-    first: np.ndarray  # first slot of its stay
+    time: np.ndarray  # hours since epoch, jittered as it would be charted, whole minutes
+    slot: np.ndarray  # the clock hour (hours since epoch) of the slot
+    first: np.ndarray  # the admission observations
     background: np.ndarray
     deterioration: np.ndarray
-    is_round: np.ndarray
 
     @property
     def severity(self) -> np.ndarray:
         return self.background + self.deterioration
 
+    def __len__(self) -> int:
+        return len(self.encounter)
 
-def _ward_rounds(stays: _Stays, people: _People, rng: np.random.Generator) -> _Rounds:
-    """Admission observations, then rounds on the ward's clock: 4-hourly, 2-hourly or hourly by how ill the patient looks."""
+
+def _hourly_grid(stays: _Stays, rng: np.random.Generator) -> _Grid:
+    """Admission observations 6-36 min after admission, then every clock hour up to the end of the data."""
     first_slot = np.ceil(stays.admit + 0.75)
     last_slot = np.floor(stays.data_end)
     n_slots = 1 + np.maximum(last_slot - first_slot + 1, 0).astype(np.int64)
@@ -518,26 +541,73 @@ def _ward_rounds(stays: _Stays, people: _People, rng: np.random.Generator) -> _R
     admission_time = stays.admit + rng.uniform(0.1, 0.6, stays.n)
     slot = first_slot[encounter] + position - 1
     jitter = rng.integers(0, 41, len(encounter)) / 60
-    time = np.where(first, admission_time[encounter], slot + jitter)
-    time = np.round(time * 60) / 60
-    hours = time - stays.admit[encounter]
-    background, deterioration = _illness(stays, encounter, hours)
-    looks_ill = background + deterioration + 0.25 * people.chronic[stays.patient[encounter]] + 0.08 * rng.standard_normal(len(encounter))
+    time = np.round(np.where(first, admission_time[encounter], slot + jitter) * 60) / 60
+    background, deterioration = _illness(stays, encounter, time - stays.admit[encounter])
+    return _Grid(encounter, time, slot, first, background, deterioration)
+
+
+@dataclass(frozen=True)
+class _Oximetry:
+    """True SpO2 on room air along the grid, and what the oximeter would display."""
+
+    true_on_air: np.ndarray
+    device_noise: np.ndarray
+    bias_draw: np.ndarray
+    affected: np.ndarray  # the planted bias applies to this slot's patient
+
+    def displayed(self, true_spo2: np.ndarray, at: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The reading: true + device noise, overestimated for the affected group (see module docstring), at most 100."""
+        shortfall = np.maximum(94 - true_spo2, 0)
+        overestimate = PULSE_OX_BIAS_OFFSET + PULSE_OX_BIAS_SLOPE * shortfall + (0.5 + 0.15 * shortfall) * self.bias_draw[at]
+        bias = np.where(self.affected[at], overestimate, 0)
+        return np.minimum(true_spo2 + bias + self.device_noise[at], 100)
+
+
+def _oximetry(
+    grid: _Grid, stays: _Stays, people: _People, *, pulse_ox_bias: bool, rng: np.random.Generator, rng_oximetry: np.random.Generator
+) -> _Oximetry:
+    """SpO2 on room air along the grid: baseline + response to severity + wander (true, at most 100)."""
+    patient = stays.patient[grid.encounter]
+    effect = _effect("spo2", stays, grid.encounter, grid.background, grid.deterioration)
+    true_on_air = np.minimum(
+        people.baseline["spo2"][patient] + stays.response["spo2"][grid.encounter] * effect + _autocorrelated(rng, grid.first, 1.0),
+        100,
+    )
+    return _Oximetry(
+        true_on_air=true_on_air,
+        device_noise=0.7 * rng.standard_normal(len(grid)),
+        bias_draw=rng_oximetry.standard_normal(len(grid)),
+        affected=people.black[patient] & pulse_ox_bias,
+    )
+
+
+def _ward_rounds(grid: _Grid, stays: _Stays, people: _People, oximetry: _Oximetry, rng: np.random.Generator) -> np.ndarray:
+    """Which slots are rounds: the admission observations, then the ward's clock every 4, 2 or 1 h.
+
+    The interval follows how ill the patient *looks* (as NEWS2 escalation does): their
+    severity, chronic illness, and the displayed rather than the true SpO2. Rounds are
+    missed now and then, more at night.
+    """
+    n = len(grid)
+    seen_hypoxia = np.maximum(95 - oximetry.displayed(oximetry.true_on_air), 0)
+    true_hypoxia = np.maximum(95 - oximetry.true_on_air, 0)
+    looks_ill = (
+        grid.severity + 0.25 * people.chronic[stays.patient[grid.encounter]] + HIDDEN_HYPOXAEMIA_WEIGHT * (seen_hypoxia - true_hypoxia)
+        + 0.08 * rng.standard_normal(n)
+    )
     every = np.where(looks_ill > 0.55, 1, np.where(looks_ill > 0.3, 2, 4))
-    clock_hour = np.mod(slot, 24).astype(np.int64)
-    on_clock = np.mod(clock_hour + stays.ward[encounter], every) == 0
-    night = (clock_hour >= 0) & (clock_hour < 6)
-    missed = rng.random(len(encounter)) < np.where(night, 0.15, 0.07)
-    is_round = (first | (on_clock & ~missed)) & (time <= stays.data_end[encounter])
-    return _Rounds(encounter, time, hours, first, background, deterioration, is_round)
+    clock_hour = np.mod(grid.slot, 24).astype(np.int64)
+    on_clock = np.mod(clock_hour + stays.ward[grid.encounter], every) == 0
+    night = clock_hour < 6
+    missed = rng.random(n) < np.where(night, 0.15, 0.07)
+    return (grid.first | (on_clock & ~missed)) & (grid.time <= stays.data_end[grid.encounter])
 
 
 def _autocorrelated(rng: np.random.Generator, first: np.ndarray, sd: float, *, phi: float = 0.85) -> np.ndarray:
     """An AR(1) series per stay along the hourly grid, stationary with standard deviation sd."""
     alpha = 1 - phi
     innovation = rng.standard_normal(len(first)) * np.where(first, sd, sd * math.sqrt(1 - phi * phi) / alpha)
-    stay = np.cumsum(first)
-    frame = pl.DataFrame({"stay": stay, "x": innovation})
+    frame = pl.DataFrame({"stay": np.cumsum(first), "x": innovation})
     return frame.select(pl.col("x").ewm_mean(alpha=alpha, adjust=False).over("stay"))["x"].to_numpy()
 
 
@@ -545,10 +615,13 @@ def _previous(values: np.ndarray, first: np.ndarray, lags: int, fill: float) -> 
     """values shifted by 1..lags slots within each stay (fill before the stay starts)."""
     out = []
     stay = np.cumsum(first)
+    n = len(values)
     for lag in range(1, lags + 1):
-        shifted = np.r_[np.full(lag, fill), values[:-lag]]
-        same_stay = np.r_[np.zeros(lag, dtype=bool), stay[lag:] == stay[:-lag]]
-        out.append(np.where(same_stay, shifted, fill))
+        shifted = np.full(n, fill, dtype=np.float64)
+        if lag < n:
+            same_stay = stay[lag:] == stay[:-lag]
+            shifted[lag:] = np.where(same_stay, values[:-lag], fill)
+        out.append(shifted)
     return out
 
 
@@ -564,102 +637,78 @@ class _Measurements:
 
 
 def _vital_signs(
-    rounds: _Rounds,
-    stays: _Stays,
-    people: _People,
-    *,
-    pulse_ox_bias: bool,
-    rng: np.random.Generator,
-    rng_oximetry: np.random.Generator,
+    grid: _Grid, is_round: np.ndarray, oximetry: _Oximetry, stays: _Stays, people: _People, rng: np.random.Generator
 ) -> list[_Measurements]:
     """Vital signs at every round: baseline + response to severity + wander + daily rhythm + noise.
 
-    The slow wander runs along the whole hourly grid; oxygen is decided at rounds from the
-    displayed SpO2 and kept on for about six hours after the last low reading.
+    Oxygen is started at a round whose displayed SpO2 is below target (88 % with COPD, 92 %
+    otherwise), at a flow that grows with the shortfall, and kept on until six hours after
+    the last low reading; it raises the true SpO2.
     """
-    first = rounds.first
+    n = len(grid)
+    first = grid.first
     wander = {
         "heart_rate": _autocorrelated(rng, first, 6.0),
         "resp_rate": _autocorrelated(rng, first, 1.5),
         "pressure": _autocorrelated(rng, first, 9.0),
         "temperature": _autocorrelated(rng, first, 0.25),
-        "spo2": _autocorrelated(rng, first, 1.0),
     }
-    grid_patient = stays.patient[rounds.encounter]
-    grid_spo2_on_air = np.minimum(
-        people.baseline["spo2"][grid_patient]
-        + stays.response["spo2"][rounds.encounter] * _effect("spo2", stays, rounds.encounter, rounds.background, rounds.deterioration)
-        + wander["spo2"],
-        100,
-    )
-    device_noise = 0.7 * rng.standard_normal(len(first))
-    bias_draw = rng_oximetry.standard_normal(len(first))
-    affected = people.black[grid_patient] & pulse_ox_bias
+    noise = {k: rng.standard_normal(n) for k in ("heart_rate", "resp_rate", "sbp", "dbp", "temperature", "avpu")}
+    uniform = {k: rng.random(n) for k in ("even_count", "dementia", *VITALS, "room_air")}
 
-    def displayed(true_spo2: np.ndarray, at: np.ndarray | slice) -> np.ndarray:
-        """What the oximeter shows: biased upwards for the affected group (when planted), capped at 100."""
-        shortfall = np.maximum(94 - true_spo2, 0)
-        bias = np.where(affected[at], 2.0 + 0.3 * shortfall + (0.5 + 0.15 * shortfall) * bias_draw[at], 0)
-        return np.minimum(true_spo2 + bias + device_noise[at], 100)
-
-    copd = people.copd[grid_patient]
-    target = np.where(copd, 88.0, 92.0)
-    shortfall_seen = np.where(rounds.is_round, np.maximum(target - displayed(grid_spo2_on_air, slice(None)), 0), 0)
+    patient = stays.patient[grid.encounter]
+    target = np.where(people.copd[patient], 88.0, 92.0)
+    shortfall_seen = np.where(is_round, np.maximum(target - oximetry.displayed(oximetry.true_on_air), 0), 0)
     worst = np.maximum.reduce([shortfall_seen, *_previous(shortfall_seen, first, 6, 0.0)])
-    home_oxygen = people.home_oxygen[grid_patient]
+    home_oxygen = people.home_oxygen[patient]
     grid_on_oxygen = (worst > 0) | home_oxygen
     grid_flow = np.where(grid_on_oxygen, np.clip(np.round(1 + 0.8 * worst), np.where(home_oxygen, 2, 1), 15), 0)
 
     # From here on, only the rounds.
-    at = np.flatnonzero(rounds.is_round)
-    e, s = rounds.encounter[at], rounds.severity[at]
-    background, deterioration = rounds.background[at], rounds.deterioration[at]
+    at = np.flatnonzero(is_round)
+    e, p = grid.encounter[at], patient[at]
+    background, deterioration = grid.background[at], grid.deterioration[at]
+    s = background + deterioration
+    base = {k: v[p] for k, v in people.baseline.items() if k in VITALS}
+    response = {k: v[e] for k, v in stays.response.items()}
+    noise = {k: v[at] for k, v in noise.items()}
+    uniform = {k: v[at] for k, v in uniform.items()}
+    clock = np.mod(grid.time[at], 24)
 
     def effect(name: str) -> np.ndarray:
         return _effect(name, stays, e, background, deterioration)
-    p = grid_patient[at]
-    n = len(at)
-    normal = rng.standard_normal
-    base = {k: v[p] for k, v in people.baseline.items() if k in VITALS}
-    response = {k: v[e] for k, v in stays.response.items()}
-    clock = np.mod(rounds.time[at], 24)
 
     def rhythm(peak_hour: float) -> np.ndarray:
         return np.cos(2 * np.pi * (clock - peak_hour) / 24)
 
-    heart_rate = base["heart_rate"] + response["heart_rate"] * effect("heart_rate") + wander["heart_rate"][at] + 3 * rhythm(15) + 2.5 * normal(n)
-    resp_rate = base["resp_rate"] + response["resp_rate"] * effect("resp_rate") + wander["resp_rate"][at] + 1.2 * normal(n)
+    heart_rate = base["heart_rate"] + response["heart_rate"] * effect("heart_rate") + wander["heart_rate"][at] + 3 * rhythm(15) + 2.5 * noise["heart_rate"]
+    resp_rate = base["resp_rate"] + response["resp_rate"] * effect("resp_rate") + wander["resp_rate"][at] + 2.0 * noise["resp_rate"]
     # A third of respiratory rates are counted over 30 s and doubled: even numbers.
-    resp_rate = np.where(rng.random(n) < 0.33, 2 * np.round(resp_rate / 2), np.round(resp_rate))
+    resp_rate = np.where(uniform["even_count"] < 0.33, 2 * np.round(resp_rate / 2), np.round(resp_rate))
     pressure = wander["pressure"][at]
-    sbp = base["sbp"] + response["pressure"] * effect("sbp") + pressure + 4 * rhythm(14) + 5 * normal(n)
-    dbp = np.minimum(base["dbp"] + 0.5 * response["pressure"] * effect("sbp") + 0.5 * pressure + 4 * normal(n), sbp - 15)
+    sbp = base["sbp"] + response["pressure"] * effect("sbp") + pressure + 4 * rhythm(14) + 5 * noise["sbp"]
+    dbp = np.minimum(base["dbp"] + 0.5 * response["pressure"] * effect("sbp") + 0.5 * pressure + 4 * noise["dbp"], sbp - 15)
     temperature = (
-        base["temperature"] + stays.temperature_response[e] * background + stays.drift_temperature[e] * deterioration + wander["temperature"][at] + 0.2 * rhythm(18) + 0.12 * normal(n)
+        base["temperature"] + stays.temperature_response[e] * background + stays.drift_temperature[e] * deterioration
+        + wander["temperature"][at] + 0.2 * rhythm(18) + 0.12 * noise["temperature"]
     )
     on_oxygen, flow = grid_on_oxygen[at], grid_flow[at]
-    true_spo2 = np.minimum(grid_spo2_on_air[at] + np.where(on_oxygen, np.minimum(1.0 + 1.2 * flow, 8), 0), 100)
-    spo2 = np.round(displayed(true_spo2, at))
-    confusion = s * response["avpu"] + 0.08 * normal(n) + np.where(people.dementia[p] & (rng.random(n) < 0.4), 0.8, 0)
+    true_spo2 = np.minimum(oximetry.true_on_air[at] + np.where(on_oxygen, np.minimum(1.0 + 1.2 * flow, 8), 0), 100)
+    spo2 = np.round(oximetry.displayed(true_spo2, at))
+    dementia_today = people.dementia[p] & (uniform["dementia"] < 0.4)
+    confusion = s * response["avpu"] + 0.08 * noise["avpu"] + np.where(dementia_today, 0.8, 0)
     avpu = np.searchsorted(np.array([0.78, 0.95, 1.1, 1.25]), confusion).astype(np.float64)
 
-    blood_pressure_taken = rng.random(n) < 0.97
-    taken = {
-        "heart_rate": rng.random(n) < 0.98,
-        "resp_rate": rng.random(n) < 0.93,
-        "sbp": blood_pressure_taken,
-        "dbp": blood_pressure_taken,
-        "temperature": rng.random(n) < 0.85,
-        "spo2": rng.random(n) < 0.97,
-        "avpu": rng.random(n) < 0.88,
-        # Flow is charted while on oxygen; "0" (room air) is charted now and then.
-        "o2_flow": np.where(on_oxygen, rng.random(n) < 0.95, rng.random(n) < 0.2),
-    }
+    chance = {"heart_rate": 0.98, "resp_rate": 0.93, "sbp": 0.97, "temperature": 0.85, "spo2": 0.97, "avpu": 0.88, "o2_flow": 0.95}
+    taken = {k: uniform[k] < c for k, c in chance.items()}
+    taken["dbp"] = taken["sbp"]  # blood pressure is one measurement
+    # Flow is charted while on oxygen; "0" (room air) is charted now and then.
+    taken["o2_flow"] = np.where(on_oxygen, taken["o2_flow"], uniform["room_air"] < 0.2)
     values = {
         "heart_rate": heart_rate, "resp_rate": resp_rate, "sbp": sbp, "dbp": dbp, "temperature": temperature,
         "spo2": spo2, "avpu": avpu, "o2_flow": flow,
     }
-    time = rounds.time[at]
+    time = grid.time[at]
     out = []
     for variable in VITALS:
         keep = taken[variable]
@@ -758,6 +807,7 @@ def _lab_results(stays: _Stays, people: _People, rng: np.random.Generator) -> li
 
 
 def _iso_text(hours: np.ndarray) -> pl.Series:
+    """Hours since the epoch -> ISO 8601 UTC text to the minute, with a Z ("2026-01-15T04:15:00Z")."""
     minutes = np.round(np.asarray(hours, dtype=np.float64) * 60).astype(np.int64)
     return (
         pl.Series(minutes * 60_000_000, dtype=pl.Int64)
@@ -767,6 +817,7 @@ def _iso_text(hours: np.ndarray) -> pl.Series:
 
 
 def _encounter_ids(n: int) -> pl.Series:
+    """E0000001, E0000002, ... in admission order."""
     return pl.Series([f"E{i + 1:07d}" for i in range(n)], dtype=pl.String)
 
 
@@ -846,14 +897,20 @@ def _source_unit_choices(catalog: Catalog, variable: str) -> list[tuple[str | No
 
 
 def _observations_table(
-    measurements: list[_Measurements], stays: _Stays, people: _People, catalog: Catalog, rng: np.random.Generator
+    measurements: list[_Measurements], stays: _Stays, people: _People, catalog: Catalog, *, salt: int
 ) -> pl.DataFrame:
-    """encounter_id, charttime, variable, value, unit, source: values as sent by each site's feed, by encounter and time."""
+    """encounter_id, charttime, variable, value, unit, source: values as sent by each site's feed, by encounter and time.
+
+    Which rows come in the other feed's units is a hash of the row's encounter, time and
+    variable (and `salt`), so it does not depend on which other rows exist.
+    """
     site_parity = (people.site[stays.patient] % 2).astype(np.int64)
     parts, encounters, minutes = [], [], []
-    for m in measurements:
+    for index, m in enumerate(measurements):
+        minute = np.round(m.time * 60).astype(np.int64)
         feed = site_parity[m.encounter]
-        feed = np.where(rng.random(len(feed)) < OTHER_FEED_SHARE, 1 - feed, feed)
+        other = _uniform_hash(m.encounter, minute, index, salt) < OTHER_FEED_SHARE
+        feed = np.where(other, 1 - feed, feed)
         choices = _source_unit_choices(catalog, m.variable)
         scale, offset, decimals = (np.array([c[i] for c in choices])[feed] for i in (1, 2, 3))
         if m.variable == "avpu":
@@ -867,7 +924,7 @@ def _observations_table(
             "source": pl.repeat(m.source, len(feed), dtype=pl.String, eager=True),
         }))
         encounters.append(m.encounter.astype(np.int64))
-        minutes.append(np.round(m.time * 60).astype(np.int64))
+        minutes.append(minute)
     encounter, minute = np.concatenate(encounters), np.concatenate(minutes)
     order = np.lexsort((minute, encounter))
     encounter, minute = encounter[order], minute[order]
@@ -879,6 +936,22 @@ def _observations_table(
         charttime.alias("charttime"),
         pl.all(),
     )
+
+
+def _uniform_hash(encounter: np.ndarray, minute: np.ndarray, variable: int, salt: int) -> np.ndarray:
+    """A uniform number in [0, 1) that depends only on its arguments (splitmix64 finaliser)."""
+    with np.errstate(over="ignore"):
+        x = (
+            encounter.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            + minute.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+            + np.uint64((variable * 0x94D049BB133111EB + salt) % 2**64)
+        )
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 
 def _decimal_text(values: np.ndarray, decimals: np.ndarray) -> pl.Series:
@@ -949,7 +1022,7 @@ def _malformed_observations(frame: pl.DataFrame, rate: float, catalog: Catalog, 
             options = [u for u in wrong_units if catalog.canonical_unit(u) not in valid]
             unit[i] = options[pick[i] % len(options)]
         elif kind[i] == 1:
-            high = (definition.plausible_max - 0.0) * factor[i]
+            high = definition.plausible_max * factor[i]
             value[i] = str(round(high)) if definition.name != "avpu" else str(5 + pick[i] % 5)
             unit[i] = None if definition.name == "avpu" else definition.unit
         elif kind[i] == 2:
