@@ -17,14 +17,17 @@ def grid(
     empty_text: str = "Nothing to show.",
     selectable: bool = False,
     row_class_rules: dict[str, str] | None = None,
+    height: str | None = None,
 ) -> dag.AgGrid:
     """An AgGrid `grid_id` with `columns` (AG Grid column definitions) and `rows`.
 
     `row_id` names the field that identifies a row (kept across refreshes, so a selected
-    row stays selected); `selectable` lets one row be chosen with a click.
+    row stays selected); `selectable` lets one row be chosen with a click. `height` (a CSS
+    length) fixes the grid's height so only the visible rows are drawn: for long boards,
+    where growing with every row took ~14 ms a row in the browser (8 s for 500 patients).
     """
     options: dict[str, Any] = {
-        "domLayout": "autoHeight",
+        "domLayout": "normal" if height else "autoHeight",
         "localeText": {"noRowsToShow": empty_text},
         "suppressCellFocus": True,
         "animateRows": False,
@@ -45,6 +48,6 @@ def grid(
         dashGridOptions=options,
         columnSize="responsiveSizeToFit",
         className="rc-grid",
-        style={"width": "100%"},
+        style={"width": "100%", "height": height} if height else {"width": "100%"},
         **extra,
     )

@@ -92,6 +92,10 @@ ROW_CLASSES = {
 }
 
 
+# Fixed height so a long board draws only its visible rows (see components.grids.grid).
+WARD_GRID_HEIGHT = "68vh"
+
+
 def _legend() -> html.Div:
     def item(colour: str, text: str, *, dashed: bool = False) -> html.Span:
         style = {"background": colour}
@@ -149,6 +153,7 @@ def layout(**_: Any) -> html.Div:
                     selectable=True,
                     empty_text="No admitted patients with scores on this ward.",
                     row_class_rules=ROW_CLASSES,
+                    height=WARD_GRID_HEIGHT,
                 ),
                 className="rc-card",
             ),
