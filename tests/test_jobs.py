@@ -57,30 +57,9 @@ from riskcast.synth import generate_cohort, write_cohort
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 2, 2, 10, 0, tzinfo=UTC)
-POSTGRES_CANDIDATES = (
-    "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
-    "postgresql+psycopg2://root@127.0.0.1:5432/test",
-)
 
 
-# --- backends ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> str | None:
-    """The first PostgreSQL URL that answers within 2 s, or None."""
-    candidates = [os.environ["RISKCAST_TEST_POSTGRES_URL"]] if os.environ.get("RISKCAST_TEST_POSTGRES_URL") else []
-    for url in [*candidates, *POSTGRES_CANDIDATES]:
-        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 2})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return url
-        except Exception:  # noqa: BLE001 - any failure means "not available here"
-            continue
-        finally:
-            engine.dispose()
-    return None
+# --- backends (postgres_admin_url comes from tests/conftest.py) -----------------------
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
