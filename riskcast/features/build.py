@@ -77,7 +77,8 @@ def _hourly_stats(observations: pl.LazyFrame, bounds: pl.LazyFrame, variables: l
         .with_columns(pl.max_horizontal(_ceil_hour(pl.col("charttime")), pl.col("grid_start")).alias("time"))
         .filter(pl.col("time") <= pl.col("grid_end"))
         .with_columns(((pl.col("charttime") - pl.col("grid_start")).dt.total_seconds() / 3600.0).alias("t"))
-        .sort("encounter_id", "variable", "charttime")
+        # value breaks ties in charttime: the same data gives the same sums and "last", bit for bit
+        .sort("encounter_id", "variable", "charttime", "value", maintain_order=True)
     )
     value, t = pl.col("value"), pl.col("t")
     return obs.group_by("encounter_id", "time", "variable").agg(
@@ -299,7 +300,7 @@ def latest_features(
         history = history.filter(pl.col("encounter_id").is_in(pl.Series(encounter_ids, dtype=pl.String).implode()))
     history = history.filter(pl.col("encounter_id").is_in(frame["encounter_id"].implode()))
     summary = (
-        history.sort("charttime")
+        history.sort("charttime", "value", maintain_order=True)
         .group_by("encounter_id", "variable")
         .agg(
             pl.col("value").last().alias("last"),
