@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.pool import NullPool
 
 from riskcast.alerts.policy import OPEN_STATES, AlertPolicy, PolicySet
@@ -29,12 +29,14 @@ from riskcast.alerts.state import (
     list_alerts,
     process_scores,
     resolve,
+    resolve_departed,
     snooze,
     wake_snoozed,
 )
 from riskcast.errors import AlertError
 from riskcast.store import connect, open_store
-from riskcast.store.tables import alert_events, alerts
+from riskcast.store.tables import alert_events, alerts, runs
+from riskcast.store.tables import scores as scores_table
 
 NOW = datetime(2025, 3, 1, 12, 5, tzinfo=timezone.utc)
 HOUR = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -353,6 +355,55 @@ def test_an_acknowledgement_whose_alert_changed_after_it_was_read_is_retried(sto
 
 
 # --- stale data, queries ---------------------------------------------------------------------
+
+
+def test_an_open_alert_moves_with_its_patient_to_the_new_ward_once(store: Engine) -> None:
+    alert_id = raise_one(store, encounter="E1")
+    nurse(store, alert_id, acknowledge, now=NOW)
+    later = HOUR + timedelta(hours=1)
+    summary = run(store, scores(("E1", later, 0.35), ward="W2"), now=later + timedelta(minutes=5))
+    assert summary.moved == 1
+    alert = only_alert(store)
+    assert (alert["ward"], alert["state"]) == ("W2", "acknowledged")
+    last = alert_history(store, alert_id=alert_id).row(-1, named=True)
+    assert (last["action"], last["from_state"], last["to_state"], last["actor"]) == (
+        "moved", "acknowledged", "acknowledged", "riskcast")
+    assert last["reason"] == "patient moved from ward W1 to W2"
+    assert run(store, scores(("E1", later, 0.35), ward="W2"), now=later + timedelta(minutes=6)).moved == 0
+    # A late rescoring of an earlier hour, on the old ward, does not move it back.
+    assert run(store, scores(("E1", HOUR, 0.35), ward="W1"), now=later + timedelta(minutes=7)).moved == 0
+    assert only_alert(store)["ward"] == "W2"
+
+
+def test_a_late_rescoring_after_the_alert_but_before_the_latest_scored_hour_does_not_move_it(store: Engine) -> None:
+    alert_id = raise_one(store, encounter="E1")
+    two_later = HOUR + timedelta(hours=2)
+    with store.begin() as connection:  # the store already holds a score of E1 at HOUR + 2 h on W1
+        run_id = connection.execute(insert(runs).values(kind="score", started_at=NOW, status="succeeded",
+                                                        details={})).inserted_primary_key[0]
+        connection.execute(insert(scores_table).values(
+            run_id=run_id, model_version="v1", encounter_id="E1", patient_id="P-E1", ward="W1", site=None,
+            scored_at=two_later, risk=0.35, status="scored", missing=None, observations=5, created_at=NOW))
+    assert run(store, scores(("E1", HOUR + timedelta(hours=1), 0.35), ward="W2"), now=two_later).moved == 0
+    assert only_alert(store)["ward"] == "W1" and alert_id == only_alert(store)["alert_id"]
+
+
+def test_open_alerts_of_patients_no_longer_admitted_are_resolved_with_the_reason(store: Engine) -> None:
+    staying = raise_one(store, encounter="E1")
+    left_new = raise_one(store, encounter="E2")
+    left_acknowledged = raise_one(store, encounter="E3")
+    nurse(store, left_acknowledged, acknowledge, now=NOW)
+    later = HOUR + timedelta(hours=1)
+    run(store, scores(("E4", later, 0.5)), now=later + timedelta(minutes=5))  # raised after the hour below
+    raised_later = int(list_alerts(store).filter(pl.col("encounter_id") == "E4")["alert_id"][0])
+    resolved = resolve_departed(store, admitted={"E1"}, at=HOUR, now=NOW + timedelta(minutes=1))
+    assert sorted(resolved) == sorted([left_new, left_acknowledged])
+    states = dict(zip(*list_alerts(store).select("alert_id", "state").to_dict(as_series=False).values()))
+    assert states == {staying: "new", left_new: "resolved", left_acknowledged: "resolved", raised_later: "new"}
+    last = alert_history(store, alert_id=left_acknowledged).row(-1, named=True)
+    assert (last["actor"], last["action"], last["from_state"]) == ("riskcast", "resolved", "acknowledged")
+    assert "no longer admitted" in last["reason"]
+    assert resolve_departed(store, admitted={"E1"}, at=HOUR, now=NOW + timedelta(minutes=2)) == []  # once
 
 
 def test_stale_vitals_raise_a_data_alert_that_clears_when_vitals_return(store: Engine) -> None:

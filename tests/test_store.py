@@ -27,6 +27,7 @@ from riskcast.errors import StoreError
 from riskcast.store import (
     connect,
     current_revision,
+    fail_unfinished_runs,
     finish_run,
     head_revision,
     latest_scores,
@@ -207,6 +208,23 @@ def test_finish_run_records_status_time_and_merges_details(store: Engine) -> Non
     assert run.finished_at - run.started_at == timedelta(minutes=2)
 
 
+def test_a_new_run_of_the_same_work_marks_the_ones_a_dead_process_left_running_as_failed(store: Engine) -> None:
+    hour = NOW.replace(minute=0)
+    dead = start_run(store, "score", scheduled_for=hour, model_version="v1", now=NOW)
+    other_hour = start_run(store, "score", scheduled_for=hour - timedelta(hours=1), model_version="v1", now=NOW)
+    other_model = start_run(store, "score", scheduled_for=hour, model_version="v2", now=NOW)
+    finished = start_run(store, "score", scheduled_for=hour, model_version="v1", now=NOW)
+    finish_run(store, finished, status="succeeded", now=NOW)
+    new = start_run(store, "score", scheduled_for=hour, model_version="v1", now=NOW)
+    marked = fail_unfinished_runs(store, "score", scheduled_for=hour, model_version="v1", now=NOW,
+                                  error="stopped", except_id=new)
+    with store.connect() as connection:
+        status = dict(connection.execute(select(runs.c.id, runs.c.status)).all())
+    assert marked == 1
+    assert status == {dead: "failed", other_hour: "running", other_model: "running", finished: "succeeded",
+                      new: "running"}
+
+
 def test_finishing_an_unknown_run_names_its_id(store: Engine) -> None:
     with pytest.raises(StoreError, match="runs: no run with id 4242"):
         finish_run(store, 4242, status="succeeded", now=NOW)
@@ -249,6 +267,35 @@ def test_a_new_hour_or_a_new_model_version_is_written_with_its_drivers(store: En
     assert write_scores(store, run_id, "v1", both_hours, two_drivers_each(both_hours), now=NOW) == 2
     assert write_scores(store, run_id, "v2", both_hours, two_drivers_each(both_hours), now=NOW) == 4
     assert (count(store, scores), count(store, drivers)) == (8, 16)
+
+
+def test_late_observations_revise_the_hours_score_and_its_drivers_in_place(store: Engine) -> None:
+    frame = hourly_scores([NOW], encounters=("E1", "E2")).with_columns(observations=pl.lit(10))
+    first_run = start_run(store, "score", now=NOW)
+    write_scores(store, first_run, "v1", frame, two_drivers_each(frame), now=NOW)
+    later = NOW + timedelta(minutes=20)
+    # E1 got two late observations for the hour (riskier now); E2 nothing new.
+    revised = frame.with_columns(
+        observations=pl.when(pl.col("encounter_id") == "E1").then(12).otherwise(10),
+        risk=pl.when(pl.col("encounter_id") == "E1").then(0.9).otherwise(pl.col("risk")),
+    )
+    new_drivers = two_drivers_each(revised).with_columns(text=pl.format("resp rate high ({})", pl.col("encounter_id")))
+    second_run = start_run(store, "score", now=later)
+    assert write_scores(store, second_run, "v1", revised, new_drivers, now=later) == 1
+    with store.connect() as connection:
+        rows = {r.encounter_id: r for r in connection.execute(select(scores)).all()}
+        texts = connection.execute(
+            select(scores.c.encounter_id, drivers.c.text).join(drivers, drivers.c.score_id == scores.c.id)
+        ).all()
+    assert (count(store, scores), count(store, drivers)) == (2, 4)
+    assert (rows["E1"].risk, rows["E1"].observations, rows["E1"].run_id) == (0.9, 12, second_run)
+    assert rows["E1"].created_at == later
+    assert (rows["E2"].observations, rows["E2"].run_id) == (10, first_run)
+    assert sorted(texts) == [("E1", "resp rate high (E1)")] * 2 + [("E2", "heart rate high (E2)")] * 2
+    # Fewer observations (a scorer that read the lake before the late batch) never wins.
+    stale = revised.with_columns(observations=pl.col("observations") - 1, risk=pl.lit(0.01))
+    assert write_scores(store, start_run(store, "score", now=later), "v1", stale, two_drivers_each(stale), now=later) == 0
+    assert latest_scores(store, model_version="v1").sort("encounter_id")["risk"].to_list() == [0.9, 0.1]
 
 
 def test_each_driver_is_attached_to_the_score_of_its_encounter_and_hour(store: Engine) -> None:

@@ -41,7 +41,7 @@ Decisions, so that a reader of an alert's history can tell why it moved:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -481,3 +481,19 @@ def due_escalations(
 def expired_snoozes(open_alerts: Iterable[AlertSnapshot], *, now: datetime) -> list[Action]:
     """WAKE actions for the snoozed alerts whose snoozed_until is at or before `now`."""
     return [_wake(alert) for alert in open_alerts if _snooze_expired(alert, now)]
+
+
+def departure_resolutions(
+    open_alerts: Iterable[AlertSnapshot], *, admitted: Collection[str], at: datetime
+) -> list[Action]:
+    """AUTO_RESOLVE actions for the open patient alerts (risk, stale data) raised at or
+    before the hour `at` whose encounter is not in `admitted` at `at`: the patient was
+    discharged or left, and nobody on a ward can act on the alert any more. Alerts raised
+    after `at` are kept (a late rescoring of an earlier hour must not close them)."""
+    return [
+        Action(ActionType.AUTO_RESOLVE, alert.alert_id,
+               f"patient no longer admitted at {at.isoformat(timespec='minutes')} (discharged or left)")
+        for alert in open_alerts
+        if alert.kind != AlertKind.SYSTEM and alert.is_open and alert.raised_for <= at
+        and alert.encounter_id not in admitted
+    ]  # fmt: skip

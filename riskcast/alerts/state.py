@@ -8,7 +8,9 @@ by the actor "riskcast" with no role. States and the actions that move them:
     new --escalated (unacknowledged too long)--> escalated
     new | acknowledged | escalated --snoozed--> snoozed --reopened (snooze expired)--> new
     acknowledged | snoozed --re_alerted (risk rose by the step)--> new
+    any open state --moved (the patient is scored on another ward)--> the same state
     new --resolved (auto: risk below the clear threshold)--> resolved
+    any open state --resolved (auto: the patient is no longer admitted)--> resolved
 
 Staff may acknowledge a new, escalated or snoozed alert; snooze a new, acknowledged or
 escalated one (with a reason, for at most the ward's max_snooze_hours); resolve any open
@@ -33,7 +35,7 @@ All times are UTC-aware; `now` is always passed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -56,6 +58,7 @@ from riskcast.alerts.policy import (
     PolicySet,
     ScoreSnapshot,
     decide,
+    departure_resolutions,
     due_escalations,
     expired_snoozes,
     load_policy,
@@ -63,6 +66,7 @@ from riskcast.alerts.policy import (
 from riskcast.errors import AlertError, StoreError
 from riskcast.store.session import write_session
 from riskcast.store.tables import USER_ROLES, Alert, AlertEvent, alert_events, alerts
+from riskcast.store.tables import scores as scores_table
 
 SCORE_COLUMNS = ("encounter_id", "patient_id", "ward", "scored_at", "risk", "status", "model_version")
 MAX_ATTEMPTS = 5
@@ -112,7 +116,8 @@ class ProcessSummary:
     """What one process_scores call did, in counts of alerts.
 
     `already_raised` counts raises that found the alert already in the store (the same
-    encounter, kind and hour, e.g. raised by a concurrent scorer) and so wrote nothing.
+    encounter, kind and hour, e.g. raised by a concurrent scorer) and so wrote nothing;
+    `moved`, open alerts that followed their patient to another ward.
     """
 
     scores: int
@@ -123,6 +128,7 @@ class ProcessSummary:
     escalated: int = 0
     woken: int = 0
     already_raised: int = 0
+    moved: int = 0
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -339,11 +345,35 @@ class _ScoringRun:
         if previous is None or (alert.updated_at, alert.id) > (previous.updated_at, previous.id):
             self.last_resolved[key] = alert
 
+    def follow_patient(self, alert: Alert, score: ScoreSnapshot) -> None:
+        """An open alert moves with its patient to the ward they are now scored on, so the
+        new ward's staff see it and may act on it. Only a score after the alert's hour that is
+        the encounter's latest moves it: a late rescoring of an earlier hour does not."""
+        if score.ward is None or alert.ward == score.ward or score.scored_at <= alert.raised_for:
+            return
+        latest = self.session.execute(
+            select(func.max(scores_table.c.scored_at)).where(
+                scores_table.c.encounter_id == score.encounter_id, scores_table.c.model_version == score.model_version
+            )
+        ).scalar_one_or_none()
+        if latest is not None and score.scored_at < latest:
+            return
+        self.session.add(
+            _event(alert.id, now=self.now, action="moved", from_state=alert.state, to_state=alert.state,
+                   reason=f"patient moved from ward {alert.ward or 'unknown'} to {score.ward}")
+        )  # fmt: skip
+        alert.ward = score.ward
+        alert.updated_at = self.now
+        self.session.flush()
+        self.count("moved")
+
     def apply(self, score: ScoreSnapshot) -> None:
         policy = self.policy(score.ward)
         for kind in (AlertKind.RISK, AlertKind.STALE_DATA):
             key = (score.encounter_id, kind)
             current = self.open.get(key)
+            if current is not None:
+                self.follow_patient(current, score)
             resolved = self.last_resolved.get(key)
             actions = decide(
                 _snapshot(current, self.pending.get(current.id)) if current is not None else None,
@@ -461,6 +491,7 @@ def process_scores(
         escalated=counts.get(ActionType.ESCALATE.value, 0),
         woken=counts.get(ActionType.WAKE.value, 0),
         already_raised=counts.get("already_raised", 0),
+        moved=counts.get("moved", 0),
     )
 
 
@@ -515,6 +546,34 @@ def wake_snoozed(engine: Engine, *, now: datetime) -> list[int]:
         now=now,
         what="wake_snoozed",
     )
+
+
+def resolve_departed(engine: Engine, *, admitted: Collection[str], at: datetime, now: datetime) -> list[int]:
+    """Resolve the open patient alerts of encounters no longer admitted at the hour `at`
+    (policy.departure_resolutions); the ids resolved. Scoring calls it for every hour it
+    scores, so a discharged patient's alert neither stays open nor escalates to nobody."""
+    _require_aware(at, "at")
+    _require_aware(now, "now")
+    admitted = set(admitted)
+
+    def run_once() -> list[int]:
+        with write_session(engine) as session:
+            _lock_batch(session)
+            found = session.scalars(
+                select(Alert)
+                .where(Alert.state.in_([state.value for state in OPEN_STATES]), Alert.kind != AlertKind.SYSTEM.value,
+                       Alert.raised_for <= at)
+                .order_by(Alert.id)
+                .with_for_update()
+            ).all()
+            by_id = {alert.id: alert for alert in found}
+            actions = departure_resolutions([_snapshot(alert) for alert in found], admitted=admitted, at=at)
+            for action in actions:
+                assert action.alert_id is not None
+                _apply_system_action(session, by_id[action.alert_id], action, now=now)
+            return [action.alert_id for action in actions if action.alert_id is not None]
+
+    return _retrying(run_once, "resolve_departed")
 
 
 # --- staff actions --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 An encounter whose essential vitals are missing or older than the catalogue's
 stale-after interval gets the status "insufficient_data" and no risk: missing data is
 never shown as low risk. A run is recorded in the store; scoring the same hour again
-writes nothing new (the store's unique key on model version, encounter and hour).
+writes nothing new (the store's unique key on model version, encounter and hour), unless
+observations charted in that hour arrived since: then the hour's score is revised.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import numpy as np
 import polars as pl
 
 from riskcast.alerts.policy import PolicySet, load_policy
-from riskcast.alerts.state import process_scores
+from riskcast.alerts.state import process_scores, resolve_departed
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import LakeError
 from riskcast.explain import drivers_frame, top_drivers
 from riskcast.features.build import latest_features
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
-from riskcast.store import finish_run, start_run, write_scores
+from riskcast.store import fail_unfinished_runs, finish_run, start_run, write_scores
 
 INSUFFICIENT = "insufficient_data"
 SCORED = "scored"
@@ -113,6 +114,18 @@ def score_latest(
     return scores, drivers
 
 
+def observations_seen(observations: pl.LazyFrame, *, at: datetime, encounter_ids: pl.Series) -> pl.DataFrame:
+    """encounter_id, observations: how many observations of each encounter were charted at
+    or before `at` — what a score of the hour saw. A later count that is higher means late
+    data arrived for the hour, and the hour's score is revised (riskcast.store.write_scores)."""
+    return (
+        observations.filter(pl.col("encounter_id").is_in(encounter_ids.implode()) & (pl.col("charttime") <= at))
+        .group_by("encounter_id")
+        .agg(pl.len().cast(pl.Int64).alias("observations"))
+        .collect()
+    )
+
+
 def score_admitted(
     lake: Lake,
     registry: ModelRegistry,
@@ -126,7 +139,8 @@ def score_admitted(
     """Score every encounter admitted at the hour `at` (truncated to the hour) and store it.
 
     Scores of the champion then go through the alert policy (riskcast.alerts): new alerts,
-    re-alerts, stale-data alerts and escalations are written in the same run.
+    re-alerts, stale-data alerts and escalations are written in the same run, and the open
+    alerts of patients no longer admitted at the hour are resolved.
     """
     if lake.is_empty():
         raise LakeError(f"the lake at {lake.root} is empty: run `riskcast ingest PATH` first")
@@ -134,14 +148,23 @@ def score_admitted(
     version = model_version or registry.champion()
     model = registry.load(version)
     version = version or registry.champion()
-    run_id = start_run(engine, "score", details={"at": at.isoformat()}, model_version=version, now=now)
+    run_id = start_run(engine, "score", details={"at": at.isoformat()}, scheduled_for=at, model_version=version, now=now)
+    fail_unfinished_runs(
+        engine, "score", scheduled_for=at, model_version=version, now=now, except_id=run_id,
+        error=f"stopped before it finished (its process ended); run {run_id} scored the hour again",
+    )
     try:
         admitted = admitted_encounters(lake.scan("encounters"), at=at)
+        is_champion = version == registry.champion()  # challengers are scored in shadow: no alerts
         if admitted.height == 0:
-            finish_run(engine, run_id, status="succeeded", details={"admitted": 0}, now=now)
+            departed = resolve_departed(engine, admitted=(), at=at, now=now) if is_champion else []
+            finish_run(engine, run_id, status="succeeded", details={"admitted": 0, "departed_resolved": len(departed)},
+                       now=now)
             return ScoreSummary(run_id, at, version, 0, 0, 0, 0, 0, float(model.threshold_))
+        # One listing of the lake's files for both the features and the count of what they saw.
+        observations = lake.scan("observations")
         latest = latest_features(
-            lake.scan("observations"), lake.scan("encounters"), lake.scan("patients"),
+            observations, lake.scan("encounters"), lake.scan("patients"),
             at=at, encounter_ids=admitted["encounter_id"].to_list(),
         )
         no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
@@ -157,12 +180,17 @@ def score_admitted(
                     pl.lit(",".join(load_catalog().essential)).alias("missing"),
                 ),
             ])
-        scores = scores.join(admitted, on="encounter_id", how="left")
+        seen = observations_seen(observations, at=at, encounter_ids=admitted["encounter_id"])
+        scores = (
+            scores.join(admitted, on="encounter_id", how="left")
+            .join(seen, on="encounter_id", how="left")
+            .with_columns(pl.col("observations").fill_null(0))
+        )
         written = write_scores(engine, run_id, version, scores, drivers, now=now)
         n_scored = int((scores["status"] == SCORED).sum())
         flagged = int((scores["risk"].fill_null(0.0) >= model.threshold_).sum())
         alerts = None
-        if version == registry.champion():  # challengers are scored in shadow: no alerts
+        if is_champion:
             processed = process_scores(
                 engine,
                 scores.with_columns(pl.lit(version).alias("model_version")),
@@ -170,7 +198,8 @@ def score_admitted(
                 model_threshold=float(model.threshold_),
                 now=now,
             )
-            alerts = dataclasses.asdict(processed)
+            departed = resolve_departed(engine, admitted=admitted["encounter_id"].to_list(), at=at, now=now)
+            alerts = {**dataclasses.asdict(processed), "departed_resolved": len(departed)}
         summary = ScoreSummary(
             run_id, at, version, admitted.height, n_scored, scores.height - n_scored, flagged, written,
             float(model.threshold_), alerts,

@@ -10,6 +10,7 @@ migrations in riskcast/store/migrations; tables are described in riskcast.store.
 """
 
 from riskcast.store.records import (
+    fail_unfinished_runs,
     finish_run,
     latest_scores,
     start_run,
@@ -33,6 +34,7 @@ __all__ = [
     "alembic_config",
     "connect",
     "current_revision",
+    "fail_unfinished_runs",
     "finish_run",
     "head_revision",
     "latest_scores",

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, exists, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.errors import StoreError
@@ -23,6 +23,10 @@ from riskcast.store.tables import drivers, models, quarantine, runs, scores
 
 QUARANTINE_COLUMNS = ("table", "source_file", "source_line", "rule", "detail", "record")
 SCORE_COLUMNS = ("encounter_id", "patient_id", "ward", "site", "scored_at", "risk", "status", "missing")
+_REVISED_COLUMNS = ("run_id", "ward", "site", "risk", "status", "missing", "observations", "created_at")
+"""What a score revised by late observations replaces; its key and patient stay."""
+_IDS_PER_STATEMENT = 10_000
+"""Bound parameters per IN list (SQLite allows 32,766 in one statement)."""
 DRIVER_COLUMNS = ("encounter_id", "scored_at", "rank", "variable", "feature", "text", "contribution", "value")
 FINISHED_RUN_STATUSES = ("succeeded", "failed")
 
@@ -137,6 +141,37 @@ def finish_run(
         )
 
 
+def fail_unfinished_runs(
+    bind: Engine | Connection,
+    kind: str,
+    *,
+    scheduled_for: datetime,
+    model_version: str | None,
+    now: datetime,
+    error: str,
+    except_id: int | None = None,
+) -> int:
+    """Mark runs of `kind` for `scheduled_for` (and `model_version`) still "running" as failed
+    with `error`: their process stopped (killed, crashed) before finishing them, and a new run
+    of the same work is taking over. Returns how many were marked.
+
+    A run that was in fact still alive ends with its own finish_run, which wins.
+    """
+    with _writing(bind) as connection:
+        result = connection.execute(
+            update(runs)
+            .where(
+                runs.c.kind == kind,
+                runs.c.status == "running",
+                runs.c.scheduled_for == scheduled_for,
+                runs.c.model_version == model_version if model_version is not None else runs.c.model_version.is_(None),
+                runs.c.id != (except_id if except_id is not None else -1),
+            )
+            .values(status="failed", finished_at=now, error=error)
+        )
+        return int(result.rowcount or 0)
+
+
 def write_quarantine(bind: Engine | Connection, batch_id: str, frame: pl.DataFrame, *, now: datetime) -> int:
     """Store the quarantined rows of ingest batch `batch_id`; the number of rows written.
 
@@ -185,13 +220,17 @@ def write_scores(
     """Store one run's scores and their drivers; the number of scores that were new.
 
     `scores_frame`: encounter_id, patient_id, ward, site, scored_at (UTC, the hour the score
-    describes), risk (null or NaN when insufficient data), status, missing.
+    describes), risk (null or NaN when insufficient data), status, missing, and optionally
+    observations (how many observations charted at or before the hour the score saw; 0
+    when absent).
     `drivers_frame`: encounter_id, scored_at, rank, variable, feature, text, contribution,
     value; each row attaches to the score with the same (encounter_id, scored_at).
 
-    A score whose (model_version, encounter_id, scored_at) is already stored is skipped
-    (INSERT ... ON CONFLICT DO NOTHING), and so are its drivers: rescoring an hour writes
-    nothing new. Everything is written in one transaction with bulk inserts.
+    A score whose (model_version, encounter_id, scored_at) is already stored is skipped,
+    with its drivers, unless it saw more observations than the stored one: late data for
+    the hour arrived, and the stored score and its drivers are replaced by this one
+    (INSERT ... ON CONFLICT DO UPDATE WHERE more observations). Rescoring an hour with the
+    same data therefore writes nothing. Everything is written in one transaction.
     """
     _require_columns(scores_frame, SCORE_COLUMNS, "scores")
     _require_columns(drivers_frame, DRIVER_COLUMNS, "drivers")
@@ -206,6 +245,7 @@ def write_scores(
         pl.col("risk").cast(pl.Float64).fill_nan(None),
         pl.col("status").cast(pl.String),
         pl.col("missing").cast(pl.String),
+        (pl.col("observations") if "observations" in scores_frame.columns else pl.lit(0)).cast(pl.Int64).alias("observations"),
     )
     duplicates = score_rows_frame.height - score_rows_frame.select("encounter_id", "scored_at").n_unique()
     if duplicates:
@@ -230,16 +270,21 @@ def write_scores(
         created_at=pl.lit(now, dtype=UTC_DATETIME),
     ).to_dicts()
     with _writing(bind) as connection:
-        statement = (
-            _dialect_insert(connection, scores)
-            .on_conflict_do_nothing(index_elements=["model_version", "encounter_id", "scored_at"])
-            .returning(scores.c.id, scores.c.encounter_id, scores.c.scored_at)
-        )
-        inserted = connection.execute(statement, score_rows).all()
-        if not inserted:
+        statement = _dialect_insert(connection, scores)
+        statement = statement.on_conflict_do_update(
+            index_elements=["model_version", "encounter_id", "scored_at"],
+            set_={name: statement.excluded[name] for name in _REVISED_COLUMNS},
+            where=statement.excluded.observations > scores.c.observations,
+        ).returning(scores.c.id, scores.c.encounter_id, scores.c.scored_at)
+        written = connection.execute(statement, score_rows).all()
+        if not written:
             return 0
+        # A revised score's old drivers go; inserted scores have none yet.
+        ids = [row[0] for row in written]
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            connection.execute(delete(drivers).where(drivers.c.score_id.in_(ids[start : start + _IDS_PER_STATEMENT])))
         new_ids = pl.DataFrame(
-            [tuple(row) for row in inserted],
+            [tuple(row) for row in written],
             schema={"score_id": pl.Int64(), "encounter_id": pl.String(), "scored_at": UTC_DATETIME},
             orient="row",
         )
@@ -250,7 +295,7 @@ def write_scores(
         )
         if driver_rows:
             connection.execute(insert(drivers), driver_rows)
-    return len(inserted)
+    return len(written)
 
 
 def latest_scores(

@@ -52,7 +52,7 @@ MODEL_STATUSES = ("champion", "challenger", "retired")
 SCORE_STATUSES = ("scored", "insufficient_data")
 ALERT_KINDS = ("risk", "stale_data", "system")
 ALERT_STATES = ("new", "acknowledged", "snoozed", "escalated", "resolved")
-ALERT_ACTIONS = ("raised", "acknowledged", "snoozed", "escalated", "resolved", "re_alerted", "reopened")
+ALERT_ACTIONS = ("raised", "acknowledged", "snoozed", "escalated", "resolved", "re_alerted", "reopened", "moved")
 AUDIT_VERDICTS = ("pass", "warn", "fail")
 USER_ROLES = ("nurse", "physician", "data_scientist", "admin")
 
@@ -135,10 +135,12 @@ class Score(Base):
     """The risk one model version gave one encounter for one clock hour.
 
     `scored_at` is the hour t the score describes (features use data charted at or before
-    t), not the wall-clock time of the run; that is `created_at`. Scoring the same hour
-    again with the same model writes nothing (UNIQUE model_version, encounter_id,
-    scored_at). `risk` is null when `status` is "insufficient_data"; `missing` then names
-    the essential vitals that were stale or absent.
+    t), not the wall-clock time of the run; that is `created_at`. One row per model
+    version, encounter and hour (UNIQUE): scoring the hour again with the same data writes
+    nothing, and scoring it again after late observations arrived (`observations`, the
+    number charted at or before t, grew) revises the row in place, with the revising run's
+    `run_id` and `created_at`. `risk` is null when `status` is "insufficient_data";
+    `missing` then names the essential vitals that were stale or absent.
     """
 
     __tablename__ = "scores"
@@ -161,6 +163,7 @@ class Score(Base):
     risk: Mapped[float | None]
     status: Mapped[str]
     missing: Mapped[str | None] = mapped_column(Text)
+    observations: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime]
 
 
