@@ -318,7 +318,8 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     from werkzeug.serving import make_server
 
     from riskcast.dashboards import auth
-    from riskcast.dashboards.app import create_app, shifted_clock
+    from riskcast.clock import shifted_clock
+    from riskcast.dashboards.app import create_app
     from riskcast.dashboards.context import EXTENSION
     from riskcast.synth import DEFAULT_NOW
 

@@ -13,9 +13,8 @@ behind HTTPS, and create users with `riskcast users add`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,6 +22,7 @@ from dash import Dash
 
 from riskcast.alerts.policy import PolicySet, load_policy
 from riskcast.catalog import load_catalog
+from riskcast.clock import wall_clock
 from riskcast.config import Settings
 from riskcast.dashboards import access_log, auth, signin
 from riskcast.dashboards.components.shell import shell
@@ -37,18 +37,6 @@ PAGES_DIR = HERE / "pages"
 ASSETS_DIR = HERE / "assets"
 SESSION_HOURS = 12
 """How long a sign-in lasts: one shift."""
-
-
-def wall_clock() -> datetime:
-    """The current time, UTC."""
-    return datetime.now(UTC)
-
-
-def shifted_clock(present: datetime) -> Callable[[], datetime]:
-    """A clock that starts at `present` and runs at real speed: for data whose "now" is not
-    today (the synthetic demo cohort ends at 2026-01-15 12:00 UTC)."""
-    started = time.monotonic()
-    return lambda: present + timedelta(seconds=time.monotonic() - started)
 
 
 def create_app(

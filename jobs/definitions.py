@@ -7,9 +7,9 @@
 | score        | every admitted patient at the scheduled hour, champion model, alerts          |
 | escalate     | escalate unacknowledged risk alerts; reopen alerts whose snooze ended          |
 | monitor      | feed freshness, drift (PSI) and alert rate; problems -> system alerts         |
-| nightly      | score the hour (+ challengers in shadow if enabled), evaluate the champion on |
+| nightly      | score the hour (+ the newest challenger in shadow), evaluate the champion on  |
 |              | its held-out patients with the outcomes that have arrived, fairness audit     |
-| retrain      | train a challenger (never promoted here), evaluate and record it              |
+| retrain      | train a challenger, evaluate, audit, score it in shadow; promotion gates      |
 | housekeeping | retention of scratch workspaces, store quarantine rows, old job runs          |
 
 A job works as of its scheduled time (`ctx.scheduled_for`), so running it again for the
@@ -31,9 +31,10 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, select
 
+from riskcast.clock import Clock, wall_clock
 from riskcast.config import Settings
 from riskcast.errors import ConfigError, IngestError
-from riskcast.jobs.locks import Clock, utc_now
+from riskcast.jobs.locks import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
     settings = ctx.settings
     inbox = settings.home / INBOX
     inbox.mkdir(parents=True, exist_ok=True)
-    ready = ready_entries(inbox, now=ctx.now(), settle_seconds=float(ctx.option("settle_seconds", 60)))
+    # Files are timed by the wall clock, whatever clock the job runs on (a shifted demo clock).
+    ready = ready_entries(inbox, now=wall_clock(), settle_seconds=float(ctx.option("settle_seconds", 60)))
     if not ready:
         return {"files": 0}
     lake = Lake(settings.lake_dir)
@@ -421,7 +423,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_nightly(ctx: JobContext) -> dict[str, Any]:
-    """Score the hour (champion; challengers in shadow if enabled), evaluate, audit fairness."""
+    """Score the hour (champion; the newest challenger in shadow), evaluate, audit fairness."""
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.external import evaluate_model
@@ -433,15 +435,16 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     summary = score_admitted(lake, registry, ctx.engine, at=at, now=ctx.now())
     counts["score"] = {k: summary.to_dict()[k] for k in ("model_version", "admitted", "scored", "written")}
     champion = summary.model_version
-    if ctx.option("shadow_challengers", False):
+    if ctx.option("shadow_challengers", True):
+        # The newest challenger trained after the champion, scored beside it without alerts.
         champion_created = next(v.created_at for v in registry.versions() if v.version == champion)
-        shadow = {}
-        for info in registry.versions():
-            if info.version != champion and info.created_at > champion_created:
-                shadow[info.version] = score_admitted(
-                    lake, registry, ctx.engine, at=at, now=ctx.now(), model_version=info.version
-                ).written
-        counts["shadow"] = shadow
+        newer = [v for v in registry.versions() if v.version != champion and v.created_at > champion_created]
+        counts["shadow"] = {}
+        if newer:
+            newest = max(newer, key=lambda v: v.created_at).version
+            counts["shadow"][newest] = score_admitted(
+                lake, registry, ctx.engine, at=at, now=ctx.now(), model_version=newest
+            ).written
     ctx.step("scored")
 
     report, meta = evaluate_model(settings, registry, data_path=None, now=ctx.now(),
@@ -458,14 +461,18 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
 
 
 def run_retrain(ctx: JobContext) -> dict[str, Any]:
-    """Train and register a challenger (never promoted here), evaluate and audit it, record it.
+    """Train a challenger, evaluate and audit it, score it in shadow beside the champion, and
+    judge it by the promotion gates (riskcast.pipeline.promotion).
 
-    Promotion goes only through gates, and riskcast has no promotion gate yet: the job
-    records the challenger's and the champion's evaluations and the challenger's fairness
-    audit verdict, and leaves promotion to a person (`riskcast models promote`), saying so.
+    It becomes champion only through the gates: with the option promote_when_gates_pass and
+    every gate passing, the job promotes it (recorded as by "riskcast retrain job");
+    otherwise promotion is left to a person (`riskcast models promote`), and the counts say
+    which gates failed and why.
     """
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
+    from riskcast.pipeline.promotion import promote_model, promotion_gates, sync_models
+    from riskcast.pipeline.scoring import score_admitted
     from riskcast.pipeline.training import train_and_register
 
     settings = ctx.settings
@@ -477,21 +484,41 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
         lake, registry, now=ctx.now(), promote=False, reports_dir=settings.reports_dir,
         n_boot=int(ctx.option("bootstrap", 200)), **training_options,
     )
+    challenger = result.version
     ctx.step("trained")
+    sync_models(settings, registry, ctx.engine, now=ctx.now())
     counts: dict[str, Any] = {
-        "challenger": result.version,
+        "challenger": challenger,
         "champion": champion,
         "challenger_evaluation": _evaluation_counts(result.report.to_dict()) | {"reports": result.report_paths},
     }
     if champion is not None:
         counts["champion_evaluation"] = _evaluation_counts(_model_card(registry, champion).get("metrics", {}).get("evaluation", {}))
-    counts["audit"] = _fairness_audit(ctx, registry, lake, result.version)
+        shadow = score_admitted(lake, registry, ctx.engine, at=ctx.scheduled_for, now=ctx.now(), model_version=challenger)
+        counts["shadow"] = {k: shadow.to_dict()[k] for k in ("at", "admitted", "scored", "flagged", "written")}
+    ctx.step("scored in shadow")
+    counts["audit"] = _fairness_audit(ctx, registry, lake, challenger)
     ctx.step("audited")
-    counts["promotion"] = {
-        "decision": "left to a person",
-        "why": "riskcast has no promotion gate yet; compare the evaluations and the audit, then "
-               f"`riskcast models promote {result.version} --by NAME --reason WHY`",
-    }
+    gates = promotion_gates(settings, ctx.engine, challenger)
+    counts["gates"] = [{"gate": g.name, "passed": g.passed, "reason": g.reason} for g in gates]
+    failed = [g for g in gates if not g.passed]
+    command = f"`riskcast models promote {challenger} --by NAME --reason WHY`"
+    if not failed and ctx.option("promote_when_gates_pass", False):
+        promote_model(settings, registry, ctx.engine, challenger, by="riskcast retrain job",
+                      reason="weekly retrain: every promotion gate passed", now=ctx.now())
+        counts["promotion"] = {"decision": "promoted", "why": "every promotion gate passed"}
+    elif failed:
+        counts["promotion"] = {
+            "decision": "blocked by the gates",
+            "why": "; ".join(f"{g.name}: {g.reason}" for g in failed)
+                   + f". An admin may override with {command} --override --role admin",
+        }
+    else:
+        counts["promotion"] = {
+            "decision": "left to a person",
+            "why": f"every gate passed; compare the evaluations and the shadow scores, then {command} "
+                   "(or set the job's option promote_when_gates_pass)",
+        }
     return counts
 
 
@@ -567,7 +594,7 @@ JOBS: dict[str, JobDefinition] = {
         JobDefinition("escalate", run_escalate, "escalate unacknowledged alerts; reopen ended snoozes"),
         JobDefinition("monitor", run_monitor, "feed freshness, drift and alert rate; system alerts"),
         JobDefinition("nightly", run_nightly, "score, evaluate the champion, audit fairness"),
-        JobDefinition("retrain", run_retrain, "train and evaluate a challenger; promotion left to a gate or a person"),
+        JobDefinition("retrain", run_retrain, "train, evaluate, audit and shadow-score a challenger; promotion gates"),
         JobDefinition("housekeeping", run_housekeeping, "retention of scratch, quarantine rows and job runs"),
     )
 }

@@ -22,25 +22,21 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from riskcast.clock import Clock, wall_clock
 from riskcast.errors import StoreError
 from riskcast.store import write_transaction
 from riskcast.store.tables import job_locks
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock in UTC: the default clock of leases and runs."""
-    return datetime.now(UTC)
+utc_now = wall_clock
+"""The wall clock in UTC: the default clock of leases and runs."""
 
 
 _TOKENS: dict[int, str] = {}

@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from riskcast.errors import ConfigError
 
 DEFAULT_SCHEDULE_FILE = "schedule.yaml"
+DEMO_SCHEDULE_FILE = "demo_schedule.yaml"
 HOME_SCHEDULE_FILE = "schedule.yaml"
 JOB_NAMES = ("ingest", "score", "escalate", "monitor", "nightly", "retrain", "housekeeping")
 """Every job riskcast knows, in the order `riskcast jobs list` shows them."""
@@ -43,7 +44,7 @@ JOB_OPTIONS: dict[str, frozenset[str]] = {
                           "alert_rate_ratio", "min_patient_days", "alert_on_non_essential"}),
     "nightly": frozenset({"bootstrap", "shadow_challengers"}),
     "retrain": frozenset({"bootstrap", "engine", "outcome", "horizon_hours", "alerts_per_100_patient_days",
-                          "test_fraction", "temporal", "seed", "ablations"}),
+                          "test_fraction", "temporal", "seed", "ablations", "promote_when_gates_pass"}),
     "housekeeping": frozenset({"scratch_days", "quarantine_days", "job_runs_days", "archive_days"}),
 }
 """The options each job reads (riskcast.jobs.definitions); others are refused as typos."""
@@ -227,14 +228,15 @@ def parse_schedule(data: Any, *, source: str) -> Schedule:
     )
 
 
-def load_schedule(path: Path | None = None, *, home: Path | None = None) -> Schedule:
-    """The schedule from `path`; else `<home>/schedule.yaml` if it exists; else the packaged default."""
+def load_schedule(path: Path | None = None, *, home: Path | None = None, packaged: str = DEFAULT_SCHEDULE_FILE) -> Schedule:
+    """The schedule from `path`; else `<home>/schedule.yaml` if it exists; else the packaged
+    one named `packaged` (schemas/schedule.yaml, or schemas/demo_schedule.yaml for the demo)."""
     if path is None and home is not None and (Path(home) / HOME_SCHEDULE_FILE).is_file():
         path = Path(home) / HOME_SCHEDULE_FILE
     if path is None:
-        source = f"schemas/{DEFAULT_SCHEDULE_FILE}"
+        source = f"schemas/{packaged}"
         try:
-            text = resources.files("riskcast.schemas").joinpath(DEFAULT_SCHEDULE_FILE).read_text()
+            text = resources.files("riskcast.schemas").joinpath(packaged).read_text()
         except FileNotFoundError:
             raise ConfigError(f"{source} is missing from the installed package") from None
     else:

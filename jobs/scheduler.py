@@ -21,6 +21,11 @@ From those the scheduler does the bookkeeping a persistent job store would have 
 
 Every firing passes its scheduled time to the job (`ScheduledForExecutor`), so a run is
 keyed by the time it was due, not the time it happened to start.
+
+On a shifted clock (riskcast.clock.ShiftedClock: the demo, whose data ends at 2026-01-15
+12:00 UTC) the schedule still fires by the wall clock, and each run is stamped with the
+shifted time it fired at: an hourly score job scores the shifted present's hour, and runs,
+leases and alerts carry shifted times, as the dashboard on the same clock expects.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
+from riskcast.clock import Clock, offset_of
 from riskcast.config import Settings
-from riskcast.jobs.locks import Clock, JobLease, is_held, this_process_holder, utc_now
+from riskcast.jobs.locks import JobLease, is_held, this_process_holder, utc_now
 from riskcast.jobs.runner import RunOutcome, execute_job
 from riskcast.jobs.runs import JobRunRecord, RunStatus, finish_job_run, get_job_run, latest_job_runs, running_job_runs
 from riskcast.jobs.schedule import Schedule, latest_missed_fire_time, next_fire_time
@@ -64,16 +70,23 @@ class _WithScheduledFor:
         return str(self._job)
 
 
-def _run_with_scheduled_for(job: Any, jobstore_alias: str, run_times: list[datetime], logger_name: str) -> list[Any]:
+def _run_with_scheduled_for(
+    job: Any, jobstore_alias: str, run_times: list[datetime], logger_name: str, offset: timedelta
+) -> list[Any]:
     events: list[Any] = []
     for run_time in run_times:
-        events.extend(run_job(_WithScheduledFor(job, run_time), jobstore_alias, [run_time], logger_name))
+        events.extend(run_job(_WithScheduledFor(job, run_time + offset), jobstore_alias, [run_time], logger_name))
     return events
 
 
 class ScheduledForExecutor(ThreadPoolExecutor):
     """A thread pool that tells each job the time it was scheduled for (APScheduler's own
-    executors call the function without it)."""
+    executors call the function without it), on the scheduler's clock: APScheduler's wall
+    run time plus `offset` (zero unless the clock is shifted)."""
+
+    def __init__(self, max_workers: int, *, offset: timedelta = timedelta(0)) -> None:
+        super().__init__(max_workers=max_workers)
+        self.offset = offset
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         def callback(future: Any) -> None:
@@ -83,7 +96,9 @@ class ScheduledForExecutor(ThreadPoolExecutor):
             else:
                 self._run_job_success(job.id, future.result())
 
-        future = self._pool.submit(_run_with_scheduled_for, job, job._jobstore_alias, run_times, self._logger.name)
+        future = self._pool.submit(
+            _run_with_scheduled_for, job, job._jobstore_alias, run_times, self._logger.name, self.offset
+        )
         future.add_done_callback(callback)
 
 
@@ -101,6 +116,7 @@ class RiskcastScheduler:
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.offset = offset_of(clock)
         self.holder = this_process_holder()
         self._scheduler: BaseScheduler | None = None
 
@@ -140,7 +156,7 @@ class RiskcastScheduler:
             log.warning("job %s scheduled for %s was left running by a process that stopped; running it again",
                         record.job, record.scheduled_for.isoformat())
             self._scheduler.add_job(
-                self.fire, trigger="date", run_date=now, id=key, name=key,
+                self.fire, trigger="date", run_date=utc_now(), id=key, name=key,
                 kwargs={"name": record.job, "scheduled_for": record.scheduled_for},
                 misfire_grace_time=None, coalesce=True, max_instances=1,
             )
@@ -176,18 +192,18 @@ class RiskcastScheduler:
     # ------------------------------------------------------------------ assembly
 
     def _build(self, scheduler: BaseScheduler) -> BaseScheduler:
-        now = self.clock()
+        now = utc_now()  # triggers fire by the wall clock; runs are stamped on self.clock
         latest = latest_job_runs(self.engine)
         for job in self.schedule.enabled_jobs:
             options: dict[str, Any] = {}
             last = latest.get(job.name)
             missed = latest_missed_fire_time(
-                job.trigger, last_scheduled=None if last is None else last.scheduled_for, now=now,
+                job.trigger, last_scheduled=None if last is None else last.scheduled_for - self.offset, now=now,
                 grace_seconds=job.misfire_grace_seconds,
             )
             if missed is not None:
                 log.warning("job %s missed its run at %s while no scheduler ran; running it now",
-                            job.name, missed.isoformat())
+                            job.name, (missed + self.offset).isoformat())
                 options["next_run_time"] = missed
             scheduler.add_job(
                 self.fire, trigger=job.trigger, id=job.name, name=job.name, kwargs={"name": job.name},
@@ -202,7 +218,10 @@ class RiskcastScheduler:
 
     def _executors(self) -> dict[str, Any]:
         workers = len(self.schedule.jobs) + 4
-        return {"default": ScheduledForExecutor(max_workers=workers), "recovery": ThreadPoolExecutor(max_workers=1)}
+        return {
+            "default": ScheduledForExecutor(max_workers=workers, offset=self.offset),
+            "recovery": ThreadPoolExecutor(max_workers=1),
+        }
 
     def run(self) -> None:
         """Run in the foreground until stopped."""
@@ -242,9 +261,12 @@ class RiskcastScheduler:
         signal.signal(signal.SIGINT, handle)
 
     def _log_start(self) -> None:
-        now = self.clock()
+        now = utc_now()
         log.info("riskcast scheduler %s started: %d job(s) from %s, time zone %s", self.holder,
                  len(self.schedule.enabled_jobs), self.schedule.source, self.schedule.timezone)
+        if self.offset:
+            log.info("  on a shifted clock: it is %s for the jobs (wall clock + %s)",
+                     self.clock().isoformat(timespec="seconds"), self.offset)
         for job in self.schedule.enabled_jobs:
             upcoming = next_fire_time(job.trigger, now=now)
             log.info("  %-12s %s; next %s", job.name, job.timing, upcoming.isoformat() if upcoming else "never")

@@ -1,10 +1,21 @@
-"""`riskcast demo`: the whole flow on a synthetic cohort, then the dashboard."""
+"""`riskcast demo`: the whole flow on a synthetic cohort, then the dashboard with the
+scheduler running beside it; `riskcast demo-feed`: a file of new observations for it."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, settings_of
+from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+
+DEMO_CLOCK_FILE = "demo-clock.json"
+"""In the home: the running demo's shifted clock, for `demo-feed` and `scheduler --present demo`."""
+
+
+def demo_clock_path(home: Path) -> Path:
+    return home / DEMO_CLOCK_FILE
 
 
 @cli.command()
@@ -12,27 +23,82 @@ from riskcast.cli.app import cli, emit, friendly_errors, now_utc, settings_of
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--retrain", is_flag=True, help="Train a new model even if a champion exists.")
 @click.option("--serve/--no-serve", default=True, show_default=True, help="Serve the dashboard after the summary.")
+@click.option("--scheduler/--no-scheduler", "with_scheduler", default=True, show_default=True,
+              help="While serving, also run the scheduler (schemas/demo_schedule.yaml) on <home>/inbox.")
 @click.option("--port", type=int, default=8050, show_default=True)
 @click.pass_context
 @friendly_errors
-def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: bool, port: int) -> None:
-    """Synthesise, ingest, train, evaluate, score, print a summary, then serve the dashboard."""
+def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: bool, with_scheduler: bool,
+         port: int) -> None:
+    """Synthesise, ingest, train, evaluate, score, print a summary, then serve the dashboard.
+
+    The dashboard and the scheduler run on the cohort's clock: it is 2026-01-15 12:00 UTC
+    when the dashboard starts, and time passes at real speed. Drop observation files into
+    <home>/inbox (`riskcast demo-feed` writes one) and the ward board changes within a minute.
+    """
     from riskcast.pipeline.demo import run_demo
 
     def progress(message: str) -> None:
         if not ctx.obj.get("json"):
             click.echo(f"… {message}", err=True)
 
-    summary = run_demo(settings_of(ctx), now=now_utc(), encounters=encounters, seed=seed, retrain=retrain, progress=progress)
+    settings = settings_of(ctx)
+    summary = run_demo(settings, now=now_utc(), encounters=encounters, seed=seed, retrain=retrain, progress=progress)
     emit(ctx, summary.to_dict(), summary.text)
-    if serve:
-        try:
-            from riskcast.dashboards.app import serve as serve_dashboard
-        except ImportError:
-            click.echo("the dashboard is not part of this version yet; stopping after the summary", err=True)
-            return
-        from riskcast.dashboards.app import shifted_clock
-        from riskcast.synth import DEFAULT_NOW
+    if not serve:
+        return
+    from riskcast.clock import shifted_clock
+    from riskcast.dashboards.app import serve as serve_dashboard
+    from riskcast.synth import DEFAULT_NOW
 
-        # The synthetic cohort's present is DEFAULT_NOW: show the ward as it was then.
-        serve_dashboard(settings_of(ctx), port=port, clock=shifted_clock(DEFAULT_NOW))
+    # The synthetic cohort's present is DEFAULT_NOW: show the ward as it was then.
+    clock = shifted_clock(DEFAULT_NOW)
+    clock.save(demo_clock_path(settings.home))
+    service = engine = None
+    if with_scheduler:
+        from riskcast.jobs.scheduler import RiskcastScheduler
+        from riskcast.jobs.schedule import DEMO_SCHEDULE_FILE, load_schedule
+        from riskcast.store import open_store
+
+        logging.getLogger("riskcast.jobs").setLevel(logging.INFO)
+        engine = open_store(settings.database_url)
+        service = RiskcastScheduler(load_schedule(packaged=DEMO_SCHEDULE_FILE), settings, engine=engine, clock=clock)
+        service.start_background()
+        inbox = settings.home / "inbox"
+        click.echo(f"scheduler running (schemas/{DEMO_SCHEDULE_FILE}): files dropped in {inbox} are ingested "
+                   "and scored within a minute; try `riskcast demo-feed` in another terminal", err=True)
+    try:
+        serve_dashboard(settings, port=port, clock=clock)
+    finally:
+        if service is not None:
+            service.stop(wait=True)
+        if engine is not None:
+            engine.dispose()
+
+
+@cli.command("demo-feed")
+@click.option("--patients", type=click.IntRange(1, 50), default=3, show_default=True,
+              help="How many patients deteriorate.")
+@click.option("--at", "at_text", default=None,
+              help="The time to feed (ISO 8601; default: the running demo's clock, else now).")
+@click.option("--ward", default=None, help="Only patients on this ward (default: any ward).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which patients are chosen.")
+@click.pass_context
+@friendly_errors
+def demo_feed(ctx: click.Context, patients: int, at_text: str | None, ward: str | None, seed: int) -> None:
+    """Drop a file of new observations into <home>/inbox: PATIENTS admitted patients, not
+    flagged now, get a deteriorating set of vitals charted in the current clock hour.
+
+    With `riskcast demo` running, the scheduler ingests it within ~10 s and rescoring the
+    hour shows them on the ward board, with alerts, within a minute.
+    """
+    from riskcast.clock import ShiftedClock
+    from riskcast.pipeline.demo_feed import write_demo_feed
+
+    settings = settings_of(ctx)
+    at = parse_time(at_text)
+    if at is None:
+        clock_file = demo_clock_path(settings.home)
+        at = ShiftedClock.load(clock_file)() if clock_file.is_file() else now_utc()
+    feed = write_demo_feed(settings, at=at, patients=patients, ward=ward, seed=seed)
+    emit(ctx, feed.to_dict(), feed.text)

@@ -21,24 +21,35 @@ def _schedule(ctx: click.Context, config: Path | None):
 
 @cli.command()
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--present", "present_text", default=None, metavar="TIME|demo",
+              help="Run on a shifted clock that shows TIME (ISO 8601) now, for data whose present is not "
+                   "today; `demo` shares the running `riskcast demo`'s clock. Not for a hospital.")
 @click.pass_context
 @friendly_errors
-def scheduler(ctx: click.Context, config: Path | None) -> None:
+def scheduler(ctx: click.Context, config: Path | None, present_text: str | None) -> None:
     """Run the job scheduler in the foreground (ingest, score, monitor, nightly, retrain, ...).
 
     Logs each run to stderr; every run is also a row in the store's job_runs table. Stop it
     with SIGTERM or Ctrl-C: running jobs finish first (a second signal exits at once).
     """
+    from riskcast.clock import ShiftedClock, shifted_clock, wall_clock
+    from riskcast.cli.demo import demo_clock_path
     from riskcast.jobs.scheduler import RiskcastScheduler
     from riskcast.store import open_store
 
     settings = settings_of(ctx)
     schedule = _schedule(ctx, config)
+    if present_text == "demo":
+        clock = ShiftedClock.load(demo_clock_path(settings.home))
+    elif present_text is not None:
+        clock = shifted_clock(parse_time(present_text))
+    else:
+        clock = wall_clock
     for name in ("riskcast.jobs", "riskcast.pipeline"):
         logging.getLogger(name).setLevel(logging.INFO)
     engine = open_store(settings.database_url)
     try:
-        service = RiskcastScheduler(schedule, settings, engine=engine)
+        service = RiskcastScheduler(schedule, settings, engine=engine, clock=clock)
         service.install_signal_handlers()
         service.run()
     finally:

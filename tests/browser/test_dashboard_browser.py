@@ -11,8 +11,6 @@ Set RISKCAST_SCREENSHOTS=docs/screenshots to keep the ward and patient screensho
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -27,9 +25,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from riskcast.alerts.state import alert_history, list_alerts
+from riskcast.clock import shifted_clock
 from riskcast.config import Settings
 from riskcast.dashboards import auth
-from riskcast.dashboards.app import create_app, shifted_clock
+from riskcast.dashboards.app import create_app
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline import views
@@ -40,11 +39,11 @@ from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
 from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
 
+from .pages import PASSWORD, css, save_screenshot, submit_sign_in, text_of, wait_for
+
 pytestmark = pytest.mark.browser
 
-PASSWORD = "night shift 0300"
 SCORED_HOURS_BEFORE_NOW = (24, 3, 2, 1, 0)
-WAIT_SECONDS = 40
 
 
 @dataclass(frozen=True)
@@ -121,30 +120,15 @@ def served(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 # ---------------------------------------------------------------------------------- helpers
 
 
-def wait_for(driver: Any, condition: Any, what: str) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition, message=f"waiting for {what}")
 
 
-def css(driver: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
-def text_of(driver: Any, selector: str) -> str:
-    found = css(driver, selector)
-    return found[0].text if found else ""
 
 
 def sign_in(driver: Any, served: Served, username: str) -> None:
     """A fresh browser session signed in as `username`, on their start page with its grid drawn."""
-    driver.get(f"{served.base}/logout")
-    wait_for(driver, lambda d: css(d, "#username"), "the sign-in form")
-    css(driver, "#username")[0].send_keys(username)
-    css(driver, "#password")[0].send_keys(PASSWORD)
-    css(driver, "#signin-submit")[0].click()
+    submit_sign_in(driver, served.base, username)
     wait_for(driver, lambda d: css(d, "#ward-grid .ag-row"), "the ward grid's rows")
 
 
@@ -152,18 +136,6 @@ def grid_ids(driver: Any, grid: str) -> list[str]:
     return [row.get_attribute("row-id") for row in css(driver, f"#{grid} .ag-center-cols-container .ag-row")]
 
 
-def save_screenshot(driver: Any, name: str, tmp_path: Path) -> Path:
-    """Full-page screenshot to tmp_path (and to $RISKCAST_SCREENSHOTS when set)."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1440, max(900, int(height) + 40))
-    path = tmp_path / name
-    driver.save_screenshot(str(path))
-    target = os.environ.get("RISKCAST_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(target) / name)
-    driver.set_window_size(1440, 1000)
-    return path
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -247,3 +219,4 @@ def test_signed_out_requests_for_a_page_or_a_callback_get_nothing(served):
     with pytest.raises(urllib.error.HTTPError) as callback:
         opener.open(request)
     assert callback.value.code == 401 and callback.value.read() == b""
+

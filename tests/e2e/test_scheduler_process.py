@@ -7,6 +7,7 @@ the scheduler as a subprocess and polls the store for what it must see, with a d
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, func, select
 
+from riskcast.clock import shifted_clock
 from riskcast.config import Settings
 from riskcast.jobs.runner import execute_job
 from riskcast.jobs.runs import JobRunRecord, get_job_run, job_runs_frame
@@ -35,7 +37,7 @@ from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
 from riskcast.store.tables import alert_events, alerts, drivers, quarantine, runs, scores
-from riskcast.synth import generate_cohort, write_cohort
+from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +63,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # No bootstrap and no ablation models: not needed here, and they would triple the training time.
     train_and_register(lake, ModelRegistry(base / "models"), now=now, n_boot=0, ablations=False,
                        alerts_per_100_patient_days=60.0)
+    return base
+
+
+@pytest.fixture(scope="module")
+def trained_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with a lake and a champion, on a 1,000-encounter cohort ending at the demo's
+    present (DEFAULT_NOW, long before today): big enough for a model that reacts to vitals."""
+    base = tmp_path_factory.mktemp("trained-demo")
+    write_cohort(generate_cohort(1000, seed=5), base / "cohort")
+    lake = Lake(base / "lake")
+    ingest_paths([base / "cohort"], lake=lake, now=DEFAULT_NOW)
+    registry = ModelRegistry(base / "models")
+    train_and_register(lake, registry, now=DEFAULT_NOW, n_boot=0, ablations=False)
     return base
 
 
@@ -90,11 +105,12 @@ def write_schedule(path: Path, jobs: dict[str, dict[str, Any]], *, lease_seconds
 class Scheduler:
     """`riskcast scheduler` as a subprocess, its output in a log file."""
 
-    def __init__(self, settings: Settings, config: Path, name: str = "scheduler") -> None:
+    def __init__(self, settings: Settings, config: Path, name: str = "scheduler", *, extra: tuple[str, ...] = ()) -> None:
         self.log_path = settings.home / f"{name}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "riskcast", "--home", str(settings.home), "scheduler", "--config", str(config)],
+            [sys.executable, "-m", "riskcast", "--home", str(settings.home), "scheduler", "--config", str(config),
+             *extra],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
 
@@ -272,6 +288,9 @@ def test_kill_9_between_scores_and_alerts_then_restart_gives_exactly_a_clean_run
         assert resumed.attempt == 2 and resumed.counts["resumed_after_step"] == "started"
         assert resumed.counts["written"] == 0  # the scores were there; nothing written twice
         assert len(runs_of(engine, "score")) == 1
+        with engine.connect() as connection:  # the killed process's run record is closed, not left "running"
+            statuses = connection.execute(select(runs.c.status).where(runs.c.kind == "score")).scalars().all()
+        assert sorted(statuses) == ["failed", "succeeded"]
         second.terminate()
         after_crash = store_snapshot(engine, hour=hour)
     finally:
@@ -336,3 +355,105 @@ def test_nightly_scores_evaluates_and_audits_the_champion(tmp_path: Path, traine
     assert counts["score"]["admitted"] > 0 and counts["score"]["written"] == counts["score"]["admitted"]
     assert 0.5 < counts["evaluation"]["auroc"] <= 1 and Path(counts["evaluation"]["report"]).exists()
     assert counts["audit"].get("verdict") in ("pass", "warn", "fail") or counts["audit"]["skipped"]
+
+
+@pytest.mark.parametrize("promote_when_gates_pass", [False, True])
+def test_retrain_scores_the_challenger_in_shadow_and_promotes_only_through_the_gates(
+    tmp_path: Path, trained: Path, promote_when_gates_pass: bool
+) -> None:
+    settings = new_home(tmp_path, trained)
+    registry = ModelRegistry(settings.models_dir)
+    champion = registry.champion()
+    schedule = parse_schedule({"jobs": {"retrain": {"cron": "0 4 * * sun", "options": {
+        "bootstrap": 10, "ablations": False, "promote_when_gates_pass": promote_when_gates_pass}}}}, source="test")
+    at = datetime.now(UTC)
+    engine = open_store(settings.database_url)
+    try:
+        outcome = execute_job("retrain", at, settings=settings, engine=engine, schedule=schedule)
+        assert outcome.status == "succeeded", outcome.reason
+        counts = outcome.record.counts
+        challenger = counts["challenger"]
+        with engine.connect() as connection:
+            shadow_rows = connection.execute(
+                select(func.count()).select_from(scores).where(scores.c.model_version == challenger)
+            ).scalar_one()
+            challenger_alerts = connection.execute(
+                select(func.count()).select_from(alerts).where(alerts.c.model_version == challenger)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert counts["champion"] == champion and challenger != champion
+    assert shadow_rows == counts["shadow"]["admitted"] > 0 and challenger_alerts == 0
+    assert {g["gate"] for g in counts["gates"]} == {"calibration", "fairness"}
+    assert all(g["reason"] for g in counts["gates"])
+    all_passed = all(g["passed"] for g in counts["gates"])
+    promoted = registry.champion() == challenger
+    assert promoted == (all_passed and promote_when_gates_pass)
+    expected = "promoted" if promoted else ("left to a person" if all_passed else "blocked by the gates")
+    assert counts["promotion"]["decision"] == expected, counts["gates"]
+
+
+def test_on_the_demo_clock_a_dropped_feed_is_ingested_rescored_and_alerted_with_shifted_times(
+    tmp_path: Path, trained_demo: Path, schedulers: list[Scheduler]
+) -> None:
+    """`riskcast scheduler --present demo` with `riskcast demo-feed`: the demo's flow from the
+    command line, on data whose present is 2026-01-15 12:00 UTC."""
+    settings = new_home(tmp_path, trained_demo)
+    present = DEFAULT_NOW + timedelta(minutes=5)
+    shifted_clock(present).save(settings.home / "demo-clock.json")
+    config = write_schedule(tmp_path / "live.yaml", {
+        "ingest": {"every_seconds": 1, "options": {"settle_seconds": 0.5}},
+        "score": {"every_seconds": 2},
+    })
+    started_wall = datetime.now(UTC)
+    scheduler = Scheduler(settings, config, extra=("--present", "demo"))
+    schedulers.append(scheduler)
+    engine = open_store(settings.database_url)
+    try:
+        encounters: set[str] = set()
+
+        def fed_scores() -> dict[str, tuple[float, int]]:
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    select(scores.c.encounter_id, scores.c.risk, scores.c.observations)
+                    .where(scores.c.encounter_id.in_(encounters), scores.c.scored_at == DEFAULT_NOW)
+                ).all()
+            return {row.encounter_id: (row.risk, row.observations) for row in rows}
+
+        def fed_alerts() -> set[str]:
+            with engine.connect() as connection:
+                return set(connection.execute(
+                    select(alerts.c.encounter_id).where(
+                        alerts.c.kind == "risk", alerts.c.raised_for == DEFAULT_NOW, alerts.c.encounter_id.in_(encounters)
+                    )
+                ).scalars())
+
+        wait_for(lambda: any(r.status == "succeeded" for r in runs_of(engine, "score")), timeout=60,
+                 what="a first score run", logs=[scheduler])
+        fed = subprocess.run(
+            [sys.executable, "-m", "riskcast", "--home", str(settings.home), "--json", "demo-feed", "--patients", "4"],
+            capture_output=True, text=True, check=True,
+        )
+        feed = json.loads(fed.stdout)
+        encounters.update(e["encounter_id"] for e in feed["encounters"])
+        assert feed["hour"] == DEFAULT_NOW.isoformat() and len(encounters) == 4
+        assert not fed_alerts(), "the feed must choose patients without an alert, or this test proves nothing"
+        before = fed_scores()
+
+        def revised() -> dict[str, tuple[float, int]]:
+            now = fed_scores()
+            return now if all(now[e][1] > before[e][1] for e in encounters) else {}
+
+        after = wait_for(revised, timeout=60, what="the fed patients' scores of the hour revised", logs=[scheduler])
+        assert all(after[e][0] > before[e][0] for e in encounters), (before, after)
+        wait_for(fed_alerts, timeout=30, what="an alert for a fed patient", logs=[scheduler])
+        assert scheduler.terminate() == 0
+        # Every run is stamped on the demo clock: between its present and the present plus the time this test took.
+        elapsed = datetime.now(UTC) - started_wall
+        stamps = job_runs_frame(engine, limit=1000)["scheduled_for"].to_list()
+        assert stamps and all(present <= t <= present + elapsed for t in stamps)
+    finally:
+        engine.dispose()
+    assert not Path(feed["path"]).exists() and list((settings.home / "archive").rglob(Path(feed["path"]).name))
+    assert "on a shifted clock" in scheduler.log()
+
