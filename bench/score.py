@@ -211,6 +211,10 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     )  # fmt: skip
     feature_rows, feature_columns = latest.height, latest.width
     gc.collect()
+    seen = stage(
+        "observations seen (revision count)",
+        lambda: scoring.observations_seen(lake.scan("observations"), at=at, encounter_ids=admitted["encounter_id"]),
+    )
 
     names = list(model.feature_names_in_)
 
@@ -230,7 +234,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
     drivers_table = stage("top_drivers + drivers_frame", drivers)
     scores_frame, drivers_table = scoring.score_latest(latest, model, catalog=catalog)
-    scores_frame = scores_frame.join(admitted, on="encounter_id", how="left")
+    scores_frame = scores_frame.join(admitted, on="encounter_id", how="left").join(seen, on="encounter_id", how="left")
     stores = iter(range(1_000))
 
     def store() -> int:

@@ -298,6 +298,15 @@ def test_late_observations_revise_the_hours_score_and_its_drivers_in_place(store
     assert latest_scores(store, model_version="v1").sort("encounter_id")["risk"].to_list() == [0.9, 0.1]
 
 
+def test_a_score_whose_observation_count_is_unknown_counts_zero(store: Engine) -> None:
+    frame = hourly_scores([NOW], encounters=("E1", "E2")).with_columns(
+        observations=pl.Series([None, 4], dtype=pl.Int64)
+    )
+    assert write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame), now=NOW) == 2
+    with store.connect() as connection:
+        assert dict(connection.execute(select(scores.c.encounter_id, scores.c.observations)).all()) == {"E1": 0, "E2": 4}
+
+
 def test_each_driver_is_attached_to_the_score_of_its_encounter_and_hour(store: Engine) -> None:
     frame = hourly_scores([NOW - timedelta(hours=1), NOW], encounters=("E1", "E2", "E3"))
     write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame), now=NOW)

@@ -222,7 +222,7 @@ def write_scores(
     `scores_frame`: encounter_id, patient_id, ward, site, scored_at (UTC, the hour the score
     describes), risk (null or NaN when insufficient data), status, missing, and optionally
     observations (how many observations charted at or before the hour the score saw; 0
-    when absent).
+    when absent or null).
     `drivers_frame`: encounter_id, scored_at, rank, variable, feature, text, contribution,
     value; each row attaches to the score with the same (encounter_id, scored_at).
 
@@ -245,7 +245,10 @@ def write_scores(
         pl.col("risk").cast(pl.Float64).fill_nan(None),
         pl.col("status").cast(pl.String),
         pl.col("missing").cast(pl.String),
-        (pl.col("observations") if "observations" in scores_frame.columns else pl.lit(0)).cast(pl.Int64).alias("observations"),
+        (pl.col("observations") if "observations" in scores_frame.columns else pl.lit(0))
+        .cast(pl.Int64)
+        .fill_null(0)
+        .alias("observations"),
     )
     duplicates = score_rows_frame.height - score_rows_frame.select("encounter_id", "scored_at").n_unique()
     if duplicates:
