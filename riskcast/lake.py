@@ -7,7 +7,10 @@ Layout under the lake root:
     batches/<batch_id>.json         the manifest; a batch exists only once this is written
 
 Every file is written under a temporary name and renamed, and the manifest is renamed
-last, so a process that dies mid-ingest leaves nothing a reader will see. Batch ids sort
+last, so a process that dies mid-ingest leaves nothing a reader will see. Writers take the
+lake's lock (`Lake.writing`: an exclusive flock on <root>/.lock, re-entrant within a
+process), so two ingests, from the scheduler and from the command line say, never remove
+each other's files in progress or accept the same rows twice; readers take no lock. Batch ids sort
 by the time they were made, and each manifest records its place in the commit order (two
 ingests within one second get ids that differ only in their digest). For patients and
 encounters the batch committed last wins (a later feed may add a discharge time), while
@@ -16,12 +19,17 @@ observations and outcomes accumulate.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import polars as pl
 
@@ -113,11 +121,89 @@ def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+LOCK_FILE = ".lock"
+WRITE_LOCK_TIMEOUT_SECONDS = 900.0
+"""How long a writer waits for another to finish before giving up with a LakeError."""
+
+
+class _WriterLock:
+    """One lake's write lock in this process: a re-entrant thread lock around an exclusive
+    flock on the lock file (held while any thread of this process writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.threads = threading.RLock()
+        self.depth = 0
+        self.handle: TextIO | None = None
+
+    def acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if not self.threads.acquire(timeout=max(timeout, 0.0)):
+            raise LakeError(f"the lake at {self.path.parent} is being written by another thread of this process; "
+                            f"gave up after {timeout:.0f} s")
+        if self.depth == 0:
+            try:
+                self.handle = self._flock(deadline, timeout)
+            except BaseException:
+                self.threads.release()
+                raise
+        self.depth += 1
+
+    def _flock(self, deadline: float, timeout: float) -> TextIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    handle.close()
+                    raise LakeError(
+                        f"the lake at {self.path.parent} is being written by another process ({holder}); gave up "
+                        f"after {timeout:.0f} s. If no riskcast process is running, the lock is free: try again"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.handle is not None:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+        self.threads.release()
+
+
+_WRITER_LOCKS: dict[Path, _WriterLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
 class Lake:
     """The Parquet lake under one root folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    @contextmanager
+    def writing(self, *, timeout: float = WRITE_LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+        """Hold the lake's write lock: one writer at a time across processes and threads;
+        re-entrant. Waits up to `timeout` seconds for another writer, then raises LakeError."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = self.root.resolve()
+        with _WRITER_LOCKS_GUARD:
+            lock = _WRITER_LOCKS.setdefault(key, _WriterLock(key / LOCK_FILE))
+        lock.acquire(timeout)
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------------ batches
     def manifests(self) -> list[BatchManifest]:
@@ -152,7 +238,20 @@ class Lake:
         sources: list[dict[str, Any]],
         created_at: datetime,
     ) -> BatchManifest:
-        """Write a batch's tables and quarantine, then its manifest (the commit point)."""
+        """Write a batch's tables and quarantine, then its manifest (the commit point), holding
+        the write lock."""
+        with self.writing():
+            return self._commit_batch(batch_id, tables, quarantine, sources=sources, created_at=created_at)
+
+    def _commit_batch(
+        self,
+        batch_id: str,
+        tables: dict[str, pl.DataFrame],
+        quarantine: pl.DataFrame,
+        *,
+        sources: list[dict[str, Any]],
+        created_at: datetime,
+    ) -> BatchManifest:
         if (self.root / MANIFESTS / f"{batch_id}.json").exists():
             raise LakeError(f"batch {batch_id} is already committed")
         self._remove_orphans()

@@ -4,6 +4,9 @@ batch wins for patients and encounters, and leftovers of a crashed ingest are in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from datetime import datetime, timezone
 
 import polars as pl
@@ -216,3 +219,78 @@ def test_a_manifest_whose_write_never_finished_is_ignored_and_cleaned(tmp_path):
     commit(lake, "20240201T140000-cccccccc", {"encounters": encounter("E2", None)}, sha256="d")
     assert not half_written.exists()
     assert lake.committed_batch_ids() == ["20240201T120000-aaaaaaaa", "20240201T140000-cccccccc"]
+
+
+# --- the write lock ---------------------------------------------------------------------------
+
+HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from riskcast.lake import Lake
+with Lake(Path(sys.argv[1])).writing():
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_in_another_process(root, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(root), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_writer_waits_for_another_process_then_gives_up_naming_it(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    holder = hold_in_another_process(lake.root, 30)
+    try:
+        with pytest.raises(LakeError, match=rf"being written by another process \(pid {holder.pid}\)"):
+            with lake.writing(timeout=0.5):
+                commit(lake, "20250101T000000-aaaaaaaa", {"encounters": encounter("E1", None)})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lake.is_empty()
+    with lake.writing(timeout=5):  # a dead holder's lock is free at once
+        commit(lake, "20250101T000000-aaaaaaaa", {"encounters": encounter("E1", None)})
+    assert lake.committed_batch_ids() == ["20250101T000000-aaaaaaaa"]
+
+
+def test_the_lock_is_re_entrant_in_one_thread_and_exclusive_between_threads(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    order: list[str] = []
+    with lake.writing():
+        with lake.writing():  # ingest holds it while commit_batch takes it again
+            commit(lake, "20250101T000000-aaaaaaaa", {"encounters": encounter("E1", None)})
+
+        def other() -> None:
+            with lake.writing(timeout=10):
+                order.append("other thread")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for this thread to let go
+        order.append("first")
+    thread.join(10)
+    assert order == ["first", "other thread"]
+    assert lake.committed_batch_ids() == ["20250101T000000-aaaaaaaa"]
+
+
+def test_two_processes_ingesting_at_once_both_commit_everything(tmp_path):
+    """Each ingest holds the lock from its duplicate check to its commit: neither removes the
+    other's files in progress, and every row lands once."""
+    lake = Lake(tmp_path / "lake")
+    commit(lake, "20250101T000000-aaaaaaaa", {"encounters": pl.concat([encounter(f"E{i}", None) for i in range(40)])})
+    for part in (0, 1):
+        rows = [f"E{i},2025-01-01T{h:02d}:00:00Z,heart_rate,{70 + h},/min,test"
+                for i in range(part * 20, part * 20 + 20) for h in range(1, 24)]
+        (tmp_path / f"observations-{part}.csv").write_text("encounter_id,charttime,variable,value,unit,source\n" + "\n".join(rows) + "\n")
+    script = ("import sys; from datetime import datetime, UTC; from pathlib import Path; from riskcast.lake import Lake; "
+              "from riskcast.pipeline.ingest import ingest_paths; "
+              "ingest_paths([Path(sys.argv[2])], lake=Lake(Path(sys.argv[1])), now=datetime.now(UTC))")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(lake.root), str(tmp_path / f"observations-{part}.csv")])
+            for part in (0, 1)]
+    assert [run.wait(120) for run in runs] == [0, 0]
+    assert len(lake.committed_batch_ids()) == 3
+    stored = lake.scan("observations").collect()
+    assert stored.height == 40 * 23 and stored.select("encounter_id", "charttime").n_unique() == 40 * 23

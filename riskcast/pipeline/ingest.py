@@ -84,8 +84,24 @@ def ingest_paths(
     source_timezone: str = "UTC",
     site: str | None = None,
 ) -> tuple[IngestSummary, pl.DataFrame]:
-    """Ingest the given files/folders as one batch; returns the summary and the quarantine."""
+    """Ingest the given files/folders as one batch; returns the summary and the quarantine.
+
+    Holds the lake's write lock from the check of what was already ingested to the commit,
+    so a concurrent ingest neither takes the same files again nor accepts the same rows."""
     sources = discover([Path(p) for p in paths])
+    with lake.writing():
+        return _ingest_sources(sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site)
+
+
+def _ingest_sources(
+    sources: list[SourceFile],
+    paths: list[Path],
+    *,
+    lake: Lake,
+    now: datetime,
+    source_timezone: str,
+    site: str | None,
+) -> tuple[IngestSummary, pl.DataFrame]:
     seen = lake.seen_hashes()
     new_sources: list[SourceFile] = []
     source_rows: list[dict[str, Any]] = []
