@@ -436,9 +436,14 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     counts["score"] = {k: summary.to_dict()[k] for k in ("model_version", "admitted", "scored", "written")}
     champion = summary.model_version
     if ctx.option("shadow_challengers", True):
-        # The newest challenger trained after the champion, scored beside it without alerts.
-        champion_created = next(v.created_at for v in registry.versions() if v.version == champion)
-        newer = [v for v in registry.versions() if v.version != champion and v.created_at > champion_created]
+        # The newest challenger trained after the champion (never promoted: not a retired
+        # champion), scored beside it without alerts.
+        versions = {v.version: v for v in registry.versions()}
+        if champion not in versions:
+            raise ConfigError(f"the champion {champion} is not in the registry at {registry.models_dir}")
+        promoted = {e["version"] for e in registry.events() if e["event"] == "promote"}
+        newer = [v for v in versions.values()
+                 if v.version not in promoted and v.created_at > versions[champion].created_at]
         counts["shadow"] = {}
         if newer:
             newest = max(newer, key=lambda v: v.created_at).version
@@ -460,14 +465,36 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     return counts
 
 
+AUROC_MARGIN = 0.01
+"""Automatic promotion needs the challenger's held-out AUROC at least the champion's minus this."""
+
+
+def _discriminates_worse(counts: dict[str, Any]) -> str | None:
+    """Why the challenger must not be promoted automatically on discrimination, or None.
+
+    The gates judge calibration and fairness, not whether the challenger ranks patients as
+    well as the champion; each model's AUROC is from its own held-out patients, so this is a
+    rough check, and a person decides when it fails or cannot be made."""
+    if counts.get("champion") is None:
+        return None
+    challenger = counts.get("challenger_evaluation", {}).get("auroc")
+    champion = counts.get("champion_evaluation", {}).get("auroc")
+    if challenger is None or champion is None:
+        return "the AUROC of the challenger or the champion is unknown, so they cannot be compared"
+    if challenger < champion - AUROC_MARGIN:
+        return (f"the challenger's held-out AUROC {challenger:.3f} is below the champion's {champion:.3f} "
+                f"by more than {AUROC_MARGIN}")
+    return None
+
+
 def run_retrain(ctx: JobContext) -> dict[str, Any]:
     """Train a challenger, evaluate and audit it, score it in shadow beside the champion, and
     judge it by the promotion gates (riskcast.pipeline.promotion).
 
-    It becomes champion only through the gates: with the option promote_when_gates_pass and
-    every gate passing, the job promotes it (recorded as by "riskcast retrain job");
-    otherwise promotion is left to a person (`riskcast models promote`), and the counts say
-    which gates failed and why.
+    It becomes champion only through the gates: with the option promote_when_gates_pass,
+    every gate passing and a held-out AUROC no worse than the champion's (less AUROC_MARGIN),
+    the job promotes it (recorded as by "riskcast retrain job"); otherwise promotion is left
+    to a person (`riskcast models promote`), and the counts say which gates failed and why.
     """
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
@@ -503,10 +530,14 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     counts["gates"] = [{"gate": g.name, "passed": g.passed, "reason": g.reason} for g in gates]
     failed = [g for g in gates if not g.passed]
     command = f"`riskcast models promote {challenger} --by NAME --reason WHY`"
-    if not failed and ctx.option("promote_when_gates_pass", False):
+    worse = _discriminates_worse(counts)
+    if not failed and ctx.option("promote_when_gates_pass", False) and worse is None:
         promote_model(settings, registry, ctx.engine, challenger, by="riskcast retrain job",
-                      reason="weekly retrain: every promotion gate passed", now=ctx.now())
-        counts["promotion"] = {"decision": "promoted", "why": "every promotion gate passed"}
+                      reason="weekly retrain: every promotion gate passed, AUROC no worse than the champion's",
+                      now=ctx.now())
+        counts["promotion"] = {"decision": "promoted", "why": "every promotion gate passed; AUROC no worse"}
+    elif not failed and worse is not None:
+        counts["promotion"] = {"decision": "left to a person", "why": f"{worse}; decide, then {command}"}
     elif failed:
         counts["promotion"] = {
             "decision": "blocked by the gates",

@@ -10,6 +10,7 @@ process (`riskcast demo-feed`, a second scheduler) can read the same clock from 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,21 +47,72 @@ class ShiftedClock:
         """Shifted time minus wall time."""
         return self.present - self.started
 
-    def save(self, path: Path) -> None:
-        """Write the clock to `path` (JSON) for other processes to share."""
+    def save(self, path: Path, *, running: bool = True) -> None:
+        """Write the clock to `path` (JSON) for other processes to share; `running=False` when
+        its user stops, recording the time it stopped at (see resume_clock)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"present": self.present.isoformat(), "started": self.started.isoformat(), "running": running,
+                "pid": os.getpid(), "stopped_at": None if running else self().isoformat()}
         scratch = path.with_name(f".{path.name}.tmp")
-        scratch.write_text(json.dumps({"present": self.present.isoformat(), "started": self.started.isoformat()}))
+        scratch.write_text(json.dumps(data))
         scratch.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> ShiftedClock:
         """The clock `save` wrote; ConfigError naming the file when it is not one."""
+        return read_clock_file(path).clock
+
+
+@dataclass(frozen=True)
+class ClockFile:
+    """What a saved clock file says: the clock, whether its user is running, and when it stopped."""
+
+    clock: ShiftedClock
+    running: bool
+    pid: int | None
+    stopped_at: datetime | None
+
+    def current(self) -> datetime:
+        """The clock's time now while its user runs; the time it stopped at otherwise."""
+        return self.clock() if self.running or self.stopped_at is None else self.stopped_at
+
+    def is_live(self) -> bool:
+        """Whether the process that saved it says it runs and still exists on this host."""
+        if not self.running or self.pid is None:
+            return False
         try:
-            data = json.loads(path.read_text())
-            return cls(datetime.fromisoformat(data["present"]), datetime.fromisoformat(data["started"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: not a riskcast clock file ({type(exc).__name__}: {exc})") from exc
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def read_clock_file(path: Path) -> ClockFile:
+    """The clock file at `path`; ConfigError naming the file when it is missing or not one."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no clock file here (`riskcast demo` writes it when it serves the dashboard)")
+    try:
+        data = json.loads(path.read_text())
+        clock = ShiftedClock(datetime.fromisoformat(data["present"]), datetime.fromisoformat(data["started"]))
+        stopped = data.get("stopped_at")
+        return ClockFile(clock, bool(data.get("running", True)), data.get("pid"),
+                         datetime.fromisoformat(stopped) if stopped else None)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a riskcast clock file ({type(exc).__name__}: {exc})") from exc
+
+
+def resume_clock(path: Path, *, start: datetime) -> ShiftedClock:
+    """A clock that carries on from the one saved at `path`: from where it stopped, or (its
+    user died without saying so) from where it has run to since; never earlier than `start`.
+    Without a readable file, a clock showing `start` now. So times a demo writes into its store
+    keep increasing across restarts, and alerts escalate and expire as they should."""
+    try:
+        saved = read_clock_file(path)
+    except ConfigError:
+        return shifted_clock(start)
+    return shifted_clock(max(start, saved.current()))
 
 
 def shifted_clock(present: datetime) -> ShiftedClock:

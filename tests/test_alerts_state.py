@@ -370,9 +370,12 @@ def test_an_open_alert_moves_with_its_patient_to_the_new_ward_once(store: Engine
         "moved", "acknowledged", "acknowledged", "riskcast")
     assert last["reason"] == "patient moved from ward W1 to W2"
     assert run(store, scores(("E1", later, 0.35), ward="W2"), now=later + timedelta(minutes=6)).moved == 0
-    # A late rescoring of an earlier hour, on the old ward, does not move it back.
-    assert run(store, scores(("E1", HOUR, 0.35), ward="W1"), now=later + timedelta(minutes=7)).moved == 0
-    assert only_alert(store)["ward"] == "W2"
+
+
+def test_a_transfer_within_the_alerts_own_hour_moves_it(store: Engine) -> None:
+    raise_one(store, encounter="E1")
+    assert run(store, scores(("E1", HOUR, 0.35), ward="W3"), now=NOW + timedelta(minutes=1)).moved == 1
+    assert only_alert(store)["ward"] == "W3"
 
 
 def test_a_late_rescoring_after_the_alert_but_before_the_latest_scored_hour_does_not_move_it(store: Engine) -> None:
@@ -404,6 +407,21 @@ def test_open_alerts_of_patients_no_longer_admitted_are_resolved_with_the_reason
     assert (last["actor"], last["action"], last["from_state"]) == ("riskcast", "resolved", "acknowledged")
     assert "no longer admitted" in last["reason"]
     assert resolve_departed(store, admitted={"E1"}, at=HOUR, now=NOW + timedelta(minutes=2)) == []  # once
+
+
+def test_a_departure_resolution_does_not_suppress_the_patient_when_they_turn_out_to_be_admitted(store: Engine) -> None:
+    """A discharge a later feed corrects: the next high score alerts again at once."""
+    first = raise_one(store, encounter="E2")
+    resolve_departed(store, admitted=set(), at=HOUR, now=NOW)
+    later = HOUR + timedelta(hours=1)
+    run(store, scores(("E2", later, 0.35)), now=later + timedelta(minutes=5))  # same risk, within suppression_hours
+    open_now = list_alerts(store).filter(pl.col("encounter_id") == "E2", pl.col("state") == "new")
+    assert open_now.height == 1 and int(open_now["alert_id"][0]) != first
+    # A resolution by staff still suppresses, as before.
+    nurse(store, int(open_now["alert_id"][0]), resolve, reason="reviewed", now=later + timedelta(minutes=6))
+    two_later = HOUR + timedelta(hours=2)
+    run(store, scores(("E2", two_later, 0.35)), now=two_later + timedelta(minutes=5))
+    assert list_alerts(store).filter(pl.col("encounter_id") == "E2", pl.col("state") == "new").height == 0
 
 
 def test_stale_vitals_raise_a_data_alert_that_clears_when_vitals_return(store: Engine) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from riskcast.clock import ShiftedClock, offset_of, shifted_clock, wall_clock
+from riskcast.clock import ShiftedClock, offset_of, read_clock_file, resume_clock, shifted_clock, wall_clock
 from riskcast.config import Settings
 from riskcast.errors import ConfigError, LakeError
 from riskcast.jobs.schedule import DEMO_SCHEDULE_FILE, load_schedule
@@ -54,6 +57,29 @@ def test_a_missing_or_broken_clock_file_is_named_in_the_error(tmp_path: Path) ->
     (tmp_path / "bad.json").write_text('{"present": "yesterday"}')
     with pytest.raises(ConfigError, match="bad.json: not a riskcast clock file"):
         ShiftedClock.load(tmp_path / "bad.json")
+
+
+def test_a_demo_carries_on_from_where_the_last_one_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "demo-clock.json"
+    assert abs(resume_clock(path, start=DEFAULT_NOW)() - DEFAULT_NOW) < timedelta(seconds=5)  # first demo
+    earlier = ShiftedClock(DEFAULT_NOW + timedelta(minutes=40), wall_clock() - timedelta(days=2))
+    earlier.save(path, running=False)  # stopped at about 2 days + 40 min past the cohort's present
+    saved = read_clock_file(path)
+    assert not saved.is_live() and saved.current() == saved.stopped_at
+    resumed = resume_clock(path, start=DEFAULT_NOW)()
+    assert abs(resumed - saved.stopped_at) < timedelta(seconds=5)
+    ShiftedClock(DEFAULT_NOW - timedelta(days=9), wall_clock()).save(path, running=False)
+    assert resume_clock(path, start=DEFAULT_NOW)() >= DEFAULT_NOW  # never before the cohort's present
+
+
+def test_a_running_clock_file_is_live_only_while_its_process_exists(tmp_path: Path) -> None:
+    path = tmp_path / "demo-clock.json"
+    shifted_clock(DEFAULT_NOW).save(path)
+    assert read_clock_file(path).is_live()  # this process
+    data = json.loads(path.read_text())
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(json.dumps({**data, "pid": int(finished.stdout)}))
+    assert not read_clock_file(path).is_live()
 
 
 def test_a_naive_time_is_refused() -> None:

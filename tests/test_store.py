@@ -8,6 +8,9 @@ on PostgreSQL in a schema of its own that is dropped afterwards.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -210,19 +213,29 @@ def test_finish_run_records_status_time_and_merges_details(store: Engine) -> Non
 
 def test_a_new_run_of_the_same_work_marks_the_ones_a_dead_process_left_running_as_failed(store: Engine) -> None:
     hour = NOW.replace(minute=0)
-    dead = start_run(store, "score", scheduled_for=hour, model_version="v1", now=NOW)
-    other_hour = start_run(store, "score", scheduled_for=hour - timedelta(hours=1), model_version="v1", now=NOW)
-    other_model = start_run(store, "score", scheduled_for=hour, model_version="v2", now=NOW)
-    finished = start_run(store, "score", scheduled_for=hour, model_version="v1", now=NOW)
-    finish_run(store, finished, status="succeeded", now=NOW)
-    new = start_run(store, "score", scheduled_for=hour, model_version="v1", now=NOW)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_here = {"host": socket.gethostname(), "pid": int(gone.stdout)}
+    alive_here = {"host": socket.gethostname(), "pid": os.getpid()}
+    elsewhere = {"host": "another-host", "pid": 1}
+
+    def started(details: dict, *, when: datetime = NOW, hours_back: int = 0, model: str = "v1") -> int:
+        return start_run(store, "score", details=details, scheduled_for=hour - timedelta(hours=hours_back),
+                         model_version=model, now=when)
+
+    dead = started(dead_here)
+    live = started(alive_here)
+    other_host = started(elsewhere)
+    other_host_long_ago = started(elsewhere, when=NOW - timedelta(hours=7))
+    other_hour = started(dead_here, hours_back=1)
+    other_model = started(dead_here, model="v2")
+    new = started(alive_here)
     marked = fail_unfinished_runs(store, "score", scheduled_for=hour, model_version="v1", now=NOW,
                                   error="stopped", except_id=new)
     with store.connect() as connection:
         status = dict(connection.execute(select(runs.c.id, runs.c.status)).all())
-    assert marked == 1
-    assert status == {dead: "failed", other_hour: "running", other_model: "running", finished: "succeeded",
-                      new: "running"}
+    assert marked == 2
+    assert status == {dead: "failed", live: "running", other_host: "running", other_host_long_ago: "failed",
+                      other_hour: "running", other_model: "running", new: "running"}
 
 
 def test_finishing_an_unknown_run_names_its_id(store: Engine) -> None:
@@ -296,6 +309,19 @@ def test_late_observations_revise_the_hours_score_and_its_drivers_in_place(store
     stale = revised.with_columns(observations=pl.col("observations") - 1, risk=pl.lit(0.01))
     assert write_scores(store, start_run(store, "score", now=later), "v1", stale, two_drivers_each(stale), now=later) == 0
     assert latest_scores(store, model_version="v1").sort("encounter_id")["risk"].to_list() == [0.9, 0.1]
+
+
+def test_a_transfer_recorded_since_revises_the_hours_score_to_the_new_ward(store: Engine) -> None:
+    frame = hourly_scores([NOW], encounters=("E1",)).with_columns(observations=pl.lit(10))
+    write_scores(store, start_run(store, "score", now=NOW), "v1", frame, two_drivers_each(frame), now=NOW)
+    moved = frame.with_columns(ward=pl.lit("W2"))
+    assert write_scores(store, start_run(store, "score", now=NOW), "v1", moved, two_drivers_each(moved), now=NOW) == 1
+    assert write_scores(store, start_run(store, "score", now=NOW), "v1", moved, two_drivers_each(moved), now=NOW) == 0
+    stale_reader = frame.with_columns(observations=pl.lit(9))  # an older read of the lake, on the old ward
+    assert write_scores(store, start_run(store, "score", now=NOW), "v1", stale_reader, two_drivers_each(stale_reader),
+                        now=NOW) == 0
+    assert latest_scores(store, model_version="v1")["ward"].to_list() == ["W2"]
+    assert (count(store, scores), count(store, drivers)) == (1, 2)
 
 
 def test_a_score_whose_observation_count_is_unknown_counts_zero(store: Engine) -> None:

@@ -27,6 +27,7 @@ MARKERS = {
     "snoozed": ("square", "#6b7385"),
     "reopened": ("triangle-up-open", RAISE_COLOUR),
     "resolved": ("circle-open", "#1e6b45"),
+    "moved": ("circle-open", "#576072"),
 }
 GRAPH_CONFIG = {"displayModeBar": False}
 

@@ -24,6 +24,7 @@ ACTION_LABELS = {
     "resolved": "Resolved",
     "re_alerted": "Re-alerted (risk rose)",
     "reopened": "Reopened (snooze ended)",
+    "moved": "Moved with the patient",
 }
 TREND_SYMBOLS = {"rising": "▲", "falling": "▼", "steady": "▶"}
 TREND_WORDS = {"rising": "rising", "falling": "falling", "steady": "steady"}

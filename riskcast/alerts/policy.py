@@ -36,6 +36,13 @@ Decisions, so that a reader of an alert's history can tell why it moved:
   re-alerts a risk alert; it may raise a stale-data alert (when stale_data_alert is on).
 - A score for an hour before the open alert's `raised_for` is ignored (a late rescoring of
   an old hour does not clear a newer alert).
+- **Departure**: the exception to "only staff resolve it". When the patient is no longer
+  admitted at a scored hour, riskcast resolves their open alerts in any state
+  (`departure_resolutions`; reason DEPARTURE_REASON): nobody on a ward can act on them. Such a
+  resolution does not suppress a later alert (a discharge that a later feed corrects must
+  not silence the patient).
+- **Moves**: an open alert follows its patient to the ward the latest score puts them on
+  (riskcast.alerts.state records a "moved" event).
 """
 
 from __future__ import annotations
@@ -483,6 +490,10 @@ def expired_snoozes(open_alerts: Iterable[AlertSnapshot], *, now: datetime) -> l
     return [_wake(alert) for alert in open_alerts if _snooze_expired(alert, now)]
 
 
+DEPARTURE_REASON = "patient no longer admitted"
+"""How a departure resolution's reason begins (the state machine recognises it by this)."""
+
+
 def departure_resolutions(
     open_alerts: Iterable[AlertSnapshot], *, admitted: Collection[str], at: datetime
 ) -> list[Action]:
@@ -492,7 +503,7 @@ def departure_resolutions(
     after `at` are kept (a late rescoring of an earlier hour must not close them)."""
     return [
         Action(ActionType.AUTO_RESOLVE, alert.alert_id,
-               f"patient no longer admitted at {at.isoformat(timespec='minutes')} (discharged or left)")
+               f"{DEPARTURE_REASON} at {at.isoformat(timespec='minutes')} (discharged or left)")
         for alert in open_alerts
         if alert.kind != AlertKind.SYSTEM and alert.is_open and alert.raised_for <= at
         and alert.encounter_id not in admitted

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from riskcast.alerts.policy import (
+    DEPARTURE_REASON,
     OPEN_STATES,
     SYSTEM_ACTOR,
     Action,
@@ -297,6 +298,19 @@ def _score_snapshots(scores: pl.DataFrame) -> list[ScoreSnapshot]:
     return [ScoreSnapshot(**row) for row in rows]
 
 
+def _resolved_on_departure(session: Session, alert_ids: Sequence[int]) -> set[int]:
+    """The alerts among `alert_ids` that riskcast resolved because the patient left."""
+    departed: set[int] = set()
+    for chunk in _chunks(alert_ids):
+        departed.update(session.scalars(
+            select(alert_events.c.alert_id).where(
+                alert_events.c.alert_id.in_(chunk), alert_events.c.action == "resolved",
+                alert_events.c.actor == SYSTEM_ACTOR, alert_events.c.reason.startswith(DEPARTURE_REASON),
+            )
+        ))  # fmt: skip
+    return departed
+
+
 class _ScoringRun:
     """One process_scores transaction: the encounters' alerts, and what was done to them."""
 
@@ -310,6 +324,7 @@ class _ScoringRun:
         self.last_resolved: dict[tuple[str, AlertKind], Alert] = {}
         self.episodes: dict[tuple[str, AlertKind], int] = {}
         self.pending: dict[int, datetime] = {}
+        self.departed: set[int] = set()
         self.counts: dict[str, int] = {}
 
     def policy(self, ward: str | None) -> AlertPolicy:
@@ -322,6 +337,7 @@ class _ScoringRun:
 
     def load(self, encounter_ids: Sequence[str]) -> None:
         kinds = [AlertKind.RISK.value, AlertKind.STALE_DATA.value]
+        found: list[Alert] = []
         for chunk in _chunks(encounter_ids):
             query = (
                 select(Alert)
@@ -329,8 +345,12 @@ class _ScoringRun:
                 .order_by(Alert.id)
                 .with_for_update()
             )
-            for alert in self.session.scalars(query):
-                self.remember(alert)
+            found.extend(self.session.scalars(query))
+        self.departed = _resolved_on_departure(
+            self.session, [a.id for a in found if a.state == AlertState.RESOLVED.value]
+        )
+        for alert in found:
+            self.remember(alert)
         self.pending = _pending_since(
             self.session, [a.id for a in self.open.values() if a.state == AlertState.NEW]
         )
@@ -341,15 +361,17 @@ class _ScoringRun:
         if alert.state != AlertState.RESOLVED:
             self.open[key] = alert
             return
+        if alert.id in self.departed:  # closed because the patient left: suppresses nothing
+            return
         previous = self.last_resolved.get(key)
         if previous is None or (alert.updated_at, alert.id) > (previous.updated_at, previous.id):
             self.last_resolved[key] = alert
 
     def follow_patient(self, alert: Alert, score: ScoreSnapshot) -> None:
         """An open alert moves with its patient to the ward they are now scored on, so the
-        new ward's staff see it and may act on it. Only a score after the alert's hour that is
-        the encounter's latest moves it: a late rescoring of an earlier hour does not."""
-        if score.ward is None or alert.ward == score.ward or score.scored_at <= alert.raised_for:
+        new ward's staff see it and may act on it. Only a score of the alert's hour or later
+        that is the encounter's latest moves it: a late rescoring of an earlier hour does not."""
+        if score.ward is None or alert.ward == score.ward or score.scored_at < alert.raised_for:
             return
         latest = self.session.execute(
             select(func.max(scores_table.c.scored_at)).where(

@@ -11,7 +11,8 @@ import click
 from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
 
 DEMO_CLOCK_FILE = "demo-clock.json"
-"""In the home: the running demo's shifted clock, for `demo-feed` and `scheduler --present demo`."""
+"""In the home: the demo's shifted clock, for `demo-feed`, `scheduler --present demo` and the
+next `riskcast demo` (which carries on from where this one stopped)."""
 
 
 def demo_clock_path(home: Path) -> Path:
@@ -42,18 +43,20 @@ def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: b
         if not ctx.obj.get("json"):
             click.echo(f"… {message}", err=True)
 
+    from riskcast.clock import resume_clock
+    from riskcast.synth import DEFAULT_NOW
+
     settings = settings_of(ctx)
-    summary = run_demo(settings, now=now_utc(), encounters=encounters, seed=seed, retrain=retrain, progress=progress)
+    # Everything the demo writes (alerts, events, runs) is stamped on the cohort's clock, which
+    # carries on from where the last demo stopped (see riskcast.clock.resume_clock).
+    clock = resume_clock(demo_clock_path(settings.home), start=DEFAULT_NOW)
+    summary = run_demo(settings, now=clock(), encounters=encounters, seed=seed, retrain=retrain, progress=progress)
     emit(ctx, summary.to_dict(), summary.text)
     if not serve:
         return
-    from riskcast.clock import shifted_clock
     from riskcast.dashboards.app import serve as serve_dashboard
-    from riskcast.synth import DEFAULT_NOW
 
-    # The synthetic cohort's present is DEFAULT_NOW: show the ward as it was then.
-    clock = shifted_clock(DEFAULT_NOW)
-    clock.save(demo_clock_path(settings.home))
+    clock.save(demo_clock_path(settings.home), running=True)
     service = engine = None
     if with_scheduler:
         from riskcast.jobs.scheduler import RiskcastScheduler
@@ -74,6 +77,7 @@ def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: b
             service.stop(wait=True)
         if engine is not None:
             engine.dispose()
+        clock.save(demo_clock_path(settings.home), running=False)
 
 
 @cli.command("demo-feed")
@@ -92,13 +96,13 @@ def demo_feed(ctx: click.Context, patients: int, at_text: str | None, ward: str 
     With `riskcast demo` running, the scheduler ingests it within ~10 s and rescoring the
     hour shows them on the ward board, with alerts, within a minute.
     """
-    from riskcast.clock import ShiftedClock
+    from riskcast.clock import read_clock_file
     from riskcast.pipeline.demo_feed import write_demo_feed
 
     settings = settings_of(ctx)
     at = parse_time(at_text)
     if at is None:
         clock_file = demo_clock_path(settings.home)
-        at = ShiftedClock.load(clock_file)() if clock_file.is_file() else now_utc()
+        at = read_clock_file(clock_file).current() if clock_file.is_file() else now_utc()
     feed = write_demo_feed(settings, at=at, patients=patients, ward=ward, seed=seed)
     emit(ctx, feed.to_dict(), feed.text)

@@ -32,15 +32,20 @@ def scheduler(ctx: click.Context, config: Path | None, present_text: str | None)
     Logs each run to stderr; every run is also a row in the store's job_runs table. Stop it
     with SIGTERM or Ctrl-C: running jobs finish first (a second signal exits at once).
     """
-    from riskcast.clock import ShiftedClock, shifted_clock, wall_clock
+    from riskcast.clock import read_clock_file, shifted_clock, wall_clock
     from riskcast.cli.demo import demo_clock_path
+    from riskcast.errors import ConfigError
     from riskcast.jobs.scheduler import RiskcastScheduler
     from riskcast.store import open_store
 
     settings = settings_of(ctx)
     schedule = _schedule(ctx, config)
     if present_text == "demo":
-        clock = ShiftedClock.load(demo_clock_path(settings.home))
+        saved = read_clock_file(demo_clock_path(settings.home))
+        if not saved.is_live():
+            raise ConfigError(f"no `riskcast demo` is serving from {settings.home} (its clock file says it stopped, "
+                              "or its process is gone): start it, or give --present TIME")
+        clock = saved.clock
     elif present_text is not None:
         clock = shifted_clock(parse_time(present_text))
     else:

@@ -14,7 +14,7 @@ ingest job never sees half a file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,9 @@ def write_demo_feed(
     lake = Lake(settings.lake_dir)
     if lake.is_empty():
         raise LakeError(f"the lake at {lake.root} is empty: run `riskcast demo` first")
-    hour = at.replace(minute=0, second=0, microsecond=0)
+    if at.tzinfo is None:
+        raise ValueError(f"at must be timezone-aware, got {at.isoformat()}")
+    hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     times = [hour - before for before in CHARTED_BEFORE_HOUR]
     charttime = times[-1]
     candidates = _candidates(settings, lake, hour=hour, charttime=charttime)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from riskcast.features.build import latest_features
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
 from riskcast.store import fail_unfinished_runs, finish_run, start_run, write_scores
+from riskcast.store.records import run_holder
 
 INSUFFICIENT = "insufficient_data"
 SCORED = "scored"
@@ -144,16 +145,19 @@ def score_admitted(
     """
     if lake.is_empty():
         raise LakeError(f"the lake at {lake.root} is empty: run `riskcast ingest PATH` first")
-    at = at.replace(minute=0, second=0, microsecond=0)
+    if at.tzinfo is None:
+        raise ValueError(f"at must be timezone-aware, got {at.isoformat()}")
+    at = at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
     version = model_version or registry.champion()
     model = registry.load(version)
     version = version or registry.champion()
-    run_id = start_run(engine, "score", details={"at": at.isoformat()}, scheduled_for=at, model_version=version, now=now)
-    fail_unfinished_runs(
-        engine, "score", scheduled_for=at, model_version=version, now=now, except_id=run_id,
-        error=f"stopped before it finished (its process ended); run {run_id} scored the hour again",
-    )
+    run_id = start_run(engine, "score", details={"at": at.isoformat(), **run_holder()}, scheduled_for=at,
+                       model_version=version, now=now)
     try:
+        fail_unfinished_runs(
+            engine, "score", scheduled_for=at, model_version=version, now=now, except_id=run_id,
+            error=f"stopped before it finished (its process ended); run {run_id} scored the hour again",
+        )
         admitted = admitted_encounters(lake.scan("encounters"), at=at)
         is_champion = version == registry.champion()  # challengers are scored in shadow: no alerts
         if admitted.height == 0:

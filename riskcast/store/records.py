@@ -8,13 +8,15 @@ store never reads the clock. Every time is UTC-aware.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.errors import StoreError
@@ -141,6 +143,32 @@ def finish_run(
         )
 
 
+RUN_PRESUMED_DEAD_AFTER = timedelta(hours=6)
+"""A run still "running" this long after it started is taken to have died, wherever it ran."""
+
+
+def run_holder() -> dict[str, Any]:
+    """Who runs this process's runs, for run details: host and pid (see fail_unfinished_runs)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _is_dead(details: dict[str, Any] | None, started_at: datetime, now: datetime) -> bool:
+    details = details or {}
+    if started_at < now - RUN_PRESUMED_DEAD_AFTER:
+        return True
+    if details.get("host") != socket.gethostname() or not isinstance(details.get("pid"), int):
+        return False  # another host's run: only the age can tell
+    if details["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(details["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def fail_unfinished_runs(
     bind: Engine | Connection,
     kind: str,
@@ -151,25 +179,27 @@ def fail_unfinished_runs(
     error: str,
     except_id: int | None = None,
 ) -> int:
-    """Mark runs of `kind` for `scheduled_for` (and `model_version`) still "running" as failed
-    with `error`: their process stopped (killed, crashed) before finishing them, and a new run
-    of the same work is taking over. Returns how many were marked.
-
-    A run that was in fact still alive ends with its own finish_run, which wins.
-    """
+    """Mark runs of `kind` for `scheduled_for` (and `model_version`) left "running" by a
+    process that is gone (same host, its pid no longer exists; or started more than
+    RUN_PRESUMED_DEAD_AFTER ago) as failed with `error`. A live run is left alone. Returns how
+    many were marked."""
     with _writing(bind) as connection:
-        result = connection.execute(
-            update(runs)
-            .where(
+        candidates = connection.execute(
+            select(runs.c.id, runs.c.details, runs.c.started_at).where(
                 runs.c.kind == kind,
                 runs.c.status == "running",
                 runs.c.scheduled_for == scheduled_for,
                 runs.c.model_version == model_version if model_version is not None else runs.c.model_version.is_(None),
                 runs.c.id != (except_id if except_id is not None else -1),
             )
-            .values(status="failed", finished_at=now, error=error)
-        )
-        return int(result.rowcount or 0)
+        ).all()
+        dead = [row.id for row in candidates if _is_dead(row.details, row.started_at, now)]
+        if dead:
+            connection.execute(
+                update(runs).where(runs.c.id.in_(dead), runs.c.status == "running")
+                .values(status="failed", finished_at=now, error=error)
+            )  # fmt: skip
+        return len(dead)
 
 
 def write_quarantine(bind: Engine | Connection, batch_id: str, frame: pl.DataFrame, *, now: datetime) -> int:
@@ -217,7 +247,7 @@ def write_scores(
     *,
     now: datetime,
 ) -> int:
-    """Store one run's scores and their drivers; the number of scores that were new.
+    """Store one run's scores and their drivers; the number of scores written (new or revised).
 
     `scores_frame`: encounter_id, patient_id, ward, site, scored_at (UTC, the hour the score
     describes), risk (null or NaN when insufficient data), status, missing, and optionally
@@ -227,10 +257,11 @@ def write_scores(
     value; each row attaches to the score with the same (encounter_id, scored_at).
 
     A score whose (model_version, encounter_id, scored_at) is already stored is skipped,
-    with its drivers, unless it saw more observations than the stored one: late data for
-    the hour arrived, and the stored score and its drivers are replaced by this one
-    (INSERT ... ON CONFLICT DO UPDATE WHERE more observations). Rescoring an hour with the
-    same data therefore writes nothing. Everything is written in one transaction.
+    with its drivers, unless it saw more observations than the stored one (late data for
+    the hour arrived) or as many but on another ward (a transfer recorded since): then the
+    stored score and its drivers are replaced by this one (INSERT ... ON CONFLICT DO UPDATE
+    WHERE ...). Rescoring an hour with the same data therefore writes nothing. Everything is
+    written in one transaction.
     """
     _require_columns(scores_frame, SCORE_COLUMNS, "scores")
     _require_columns(drivers_frame, DRIVER_COLUMNS, "drivers")
@@ -267,7 +298,9 @@ def write_scores(
     if orphans:
         raise ValueError(f"drivers frame has {orphans} row(s) whose (encounter_id, scored_at) is not in the scores frame")
 
-    score_rows = score_rows_frame.with_columns(
+    # Rows in key order: two scorers of the same hour lock the same rows in the same order
+    # (PostgreSQL locks every conflicting row of an upsert), so they cannot deadlock.
+    score_rows = score_rows_frame.sort("encounter_id", "scored_at").with_columns(
         run_id=pl.lit(run_id, dtype=pl.Int64),
         model_version=pl.lit(model_version),
         created_at=pl.lit(now, dtype=UTC_DATETIME),
@@ -277,7 +310,11 @@ def write_scores(
         statement = statement.on_conflict_do_update(
             index_elements=["model_version", "encounter_id", "scored_at"],
             set_={name: statement.excluded[name] for name in _REVISED_COLUMNS},
-            where=statement.excluded.observations > scores.c.observations,
+            where=or_(
+                statement.excluded.observations > scores.c.observations,
+                and_(statement.excluded.observations == scores.c.observations,
+                     statement.excluded.ward.is_distinct_from(scores.c.ward)),
+            ),
         ).returning(scores.c.id, scores.c.encounter_id, scores.c.scored_at)
         written = connection.execute(statement, score_rows).all()
         if not written:

@@ -21,12 +21,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import yaml
 from sqlalchemy import Engine, func, select
 
 from riskcast.clock import shifted_clock
 from riskcast.config import Settings
+from riskcast.alerts.state import alert_history, list_alerts
+from riskcast.contracts import QUARANTINE_SCHEMA
 from riskcast.jobs.runner import execute_job
 from riskcast.jobs.runs import JobRunRecord, get_job_run, job_runs_frame
 from riskcast.jobs.schedule import parse_schedule
@@ -34,6 +37,7 @@ from riskcast.jobs.system_alerts import system_alerts_frame
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
 from riskcast.store.tables import alert_events, alerts, drivers, quarantine, runs, scores
@@ -357,6 +361,39 @@ def test_nightly_scores_evaluates_and_audits_the_champion(tmp_path: Path, traine
     assert counts["audit"].get("verdict") in ("pass", "warn", "fail") or counts["audit"]["skipped"]
 
 
+def test_scoring_closes_a_discharged_patients_alert_but_shadow_scoring_does_not(tmp_path: Path, trained: Path) -> None:
+    settings = new_home(tmp_path, trained)
+    lake, registry = Lake(settings.lake_dir), ModelRegistry(settings.models_dir)
+    champion = registry.champion()
+    shadow = registry.register(registry.load(champion), metadata={"intended_use": "tests", "limits": []},
+                               now=datetime.now(UTC))
+    hour = lake.scan("observations").select(pl.col("charttime").max()).collect().item().replace(
+        minute=0, second=0, microsecond=0)
+    engine = open_store(settings.database_url)
+    try:
+        score_admitted(lake, registry, engine, at=hour, now=hour + timedelta(minutes=5))
+        open_alerts = list_alerts(engine).filter(pl.col("kind") == "risk", pl.col("state") == "new")
+        assert open_alerts.height > 0
+        leaving = str(open_alerts["encounter_id"][0])
+        stay = lake.scan("encounters").filter(pl.col("encounter_id") == leaving).collect()
+        lake.commit_batch(  # a later feed records the discharge, half an hour after the scored hour
+            "29990101T000000-discharge", {"encounters": stay.drop("batch_id").with_columns(
+                discharge_time=pl.lit(hour + timedelta(minutes=30)).cast(stay.schema["discharge_time"]))},
+            pl.DataFrame(schema=QUARANTINE_SCHEMA), sources=[], created_at=hour + timedelta(minutes=40),
+        )
+        later = hour + timedelta(hours=1)
+        score_admitted(lake, registry, engine, at=later, now=later + timedelta(minutes=5), model_version=shadow)
+        assert list_alerts(engine).filter(pl.col("encounter_id") == leaving, pl.col("kind") == "risk")["state"][0] == "new"
+        summary = score_admitted(lake, registry, engine, at=later, now=later + timedelta(minutes=6))
+        alert = list_alerts(engine).filter(pl.col("encounter_id") == leaving, pl.col("kind") == "risk").row(0, named=True)
+        history = alert_history(engine, alert_id=alert["alert_id"])
+    finally:
+        engine.dispose()
+    assert alert["state"] == "resolved" and summary.alerts["departed_resolved"] >= 1
+    last = history.row(-1, named=True)
+    assert (last["actor"], last["action"]) == ("riskcast", "resolved") and "no longer admitted" in last["reason"]
+
+
 @pytest.mark.parametrize("promote_when_gates_pass", [False, True])
 def test_retrain_scores_the_challenger_in_shadow_and_promotes_only_through_the_gates(
     tmp_path: Path, trained: Path, promote_when_gates_pass: bool
@@ -387,8 +424,9 @@ def test_retrain_scores_the_challenger_in_shadow_and_promotes_only_through_the_g
     assert {g["gate"] for g in counts["gates"]} == {"calibration", "fairness"}
     assert all(g["reason"] for g in counts["gates"])
     all_passed = all(g["passed"] for g in counts["gates"])
+    no_worse = counts["challenger_evaluation"]["auroc"] >= counts["champion_evaluation"]["auroc"] - 0.01
     promoted = registry.champion() == challenger
-    assert promoted == (all_passed and promote_when_gates_pass)
+    assert promoted == (all_passed and no_worse and promote_when_gates_pass)
     expected = "promoted" if promoted else ("left to a person" if all_passed else "blocked by the gates")
     assert counts["promotion"]["decision"] == expected, counts["gates"]
 
