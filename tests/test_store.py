@@ -42,7 +42,7 @@ from riskcast.store import (
     write_scores,
     write_session,
 )
-from riskcast.store.tables import Alert, alerts, drivers, models, quarantine, runs, scores
+from riskcast.store.tables import Alert, alerts, drivers, models, quarantine, runs, score_revisions, scores
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 # --- frames ------------------------------------------------------------------------------
@@ -305,6 +305,12 @@ def test_late_observations_revise_the_hours_score_and_its_drivers_in_place(store
     assert rows["E1"].created_at == later
     assert (rows["E2"].observations, rows["E2"].run_id) == (10, first_run)
     assert sorted(texts) == [("E1", "resp rate high (E1)")] * 2 + [("E2", "heart rate high (E2)")] * 2
+    with store.connect() as connection:  # what staff saw before the revision stays on record
+        kept = connection.execute(select(score_revisions)).all()
+    assert len(kept) == 1 and kept[0].score_id == rows["E1"].id
+    assert (kept[0].risk, kept[0].observations, kept[0].run_id, kept[0].created_at, kept[0].revised_at) == (
+        0.1, 10, first_run, NOW, later)
+    assert [d["text"] for d in kept[0].drivers] == ["heart rate high (E1)"] * 2
     # Fewer observations (a scorer that read the lake before the late batch) never wins.
     stale = revised.with_columns(observations=pl.col("observations") - 1, risk=pl.lit(0.01))
     assert write_scores(store, start_run(store, "score", now=later), "v1", stale, two_drivers_each(stale), now=later) == 0
@@ -321,7 +327,7 @@ def test_a_transfer_recorded_since_revises_the_hours_score_to_the_new_ward(store
     assert write_scores(store, start_run(store, "score", now=NOW), "v1", stale_reader, two_drivers_each(stale_reader),
                         now=NOW) == 0
     assert latest_scores(store, model_version="v1")["ward"].to_list() == ["W2"]
-    assert (count(store, scores), count(store, drivers)) == (1, 2)
+    assert (count(store, scores), count(store, drivers), count(store, score_revisions)) == (1, 2, 1)
 
 
 def test_a_score_whose_observation_count_is_unknown_counts_zero(store: Engine) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.errors import StoreError
 from riskcast.store.session import write_transaction
-from riskcast.store.tables import drivers, models, quarantine, runs, scores
+from riskcast.store.tables import drivers, models, quarantine, runs, score_revisions, scores
 
 QUARANTINE_COLUMNS = ("table", "source_file", "source_line", "rule", "detail", "record")
 SCORE_COLUMNS = ("encounter_id", "patient_id", "ward", "site", "scored_at", "risk", "status", "missing")
@@ -306,6 +306,7 @@ def write_scores(
         created_at=pl.lit(now, dtype=UTC_DATETIME),
     ).to_dicts()
     with _writing(bind) as connection:
+        _keep_revised(connection, model_version, score_rows_frame, now=now)
         statement = _dialect_insert(connection, scores)
         statement = statement.on_conflict_do_update(
             index_elements=["model_version", "encounter_id", "scored_at"],
@@ -336,6 +337,64 @@ def write_scores(
         if driver_rows:
             connection.execute(insert(drivers), driver_rows)
     return len(written)
+
+
+_STORED_SCORE_SCHEMA = {
+    "score_id": pl.Int64(), "encounter_id": pl.String(), "scored_at": UTC_DATETIME, "run_id": pl.Int64(),
+    "ward": pl.String(), "risk": pl.Float64(), "status": pl.String(), "missing": pl.String(),
+    "observations": pl.Int64(), "created_at": UTC_DATETIME,
+}  # fmt: skip
+
+
+def _keep_revised(connection: Connection, model_version: str, frame: pl.DataFrame, *, now: datetime) -> int:
+    """Copy the stored scores that `frame` is about to revise (see write_scores), with their
+    drivers, into score_revisions: what staff saw stays on record. Locks those rows on
+    PostgreSQL until the revision commits. Returns how many were kept."""
+    hours = frame["scored_at"].unique().to_list()
+    encounter_ids = frame["encounter_id"].unique().sort().to_list()
+    stored: list[tuple[Any, ...]] = []
+    for start in range(0, len(encounter_ids), _IDS_PER_STATEMENT):
+        query = select(
+            scores.c.id, scores.c.encounter_id, scores.c.scored_at, scores.c.run_id, scores.c.ward, scores.c.risk,
+            scores.c.status, scores.c.missing, scores.c.observations, scores.c.created_at,
+        ).where(
+            scores.c.model_version == model_version,
+            scores.c.encounter_id.in_(encounter_ids[start : start + _IDS_PER_STATEMENT]),
+            scores.c.scored_at.in_(hours),
+        )  # fmt: skip
+        if connection.dialect.name == "postgresql":
+            query = query.order_by(scores.c.encounter_id, scores.c.scored_at).with_for_update()
+        stored.extend(tuple(row) for row in connection.execute(query).all())
+    if not stored:
+        return 0
+    existing = pl.DataFrame(stored, schema=_STORED_SCORE_SCHEMA, orient="row")
+    incoming = frame.select("encounter_id", "scored_at", pl.col("observations").alias("new_observations"),
+                            pl.col("ward").alias("new_ward"))
+    revised = existing.join(incoming, on=["encounter_id", "scored_at"], how="inner").filter(
+        (pl.col("new_observations") > pl.col("observations"))
+        | ((pl.col("new_observations") == pl.col("observations")) & pl.col("new_ward").ne_missing(pl.col("ward")))
+    )
+    if revised.height == 0:
+        return 0
+    ids = revised["score_id"].to_list()
+    kept_drivers: dict[int, list[dict[str, Any]]] = {}
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        rows = connection.execute(
+            select(drivers.c.score_id, drivers.c.rank, drivers.c.variable, drivers.c.text, drivers.c.contribution)
+            .where(drivers.c.score_id.in_(ids[start : start + _IDS_PER_STATEMENT]))
+            .order_by(drivers.c.score_id, drivers.c.rank)
+        ).all()
+        for row in rows:
+            kept_drivers.setdefault(row.score_id, []).append(
+                {"rank": row.rank, "variable": row.variable, "text": row.text, "contribution": row.contribution}
+            )
+    connection.execute(insert(score_revisions), [
+        {"score_id": r["score_id"], "run_id": r["run_id"], "ward": r["ward"], "risk": r["risk"], "status": r["status"],
+         "missing": r["missing"], "observations": r["observations"], "created_at": r["created_at"], "revised_at": now,
+         "drivers": kept_drivers.get(r["score_id"], [])}
+        for r in revised.iter_rows(named=True)
+    ])  # fmt: skip
+    return revised.height
 
 
 def latest_scores(

@@ -183,6 +183,27 @@ class Driver(Base):
     value: Mapped[float | None]
 
 
+class ScoreRevision(Base):
+    """A score as it stood before late observations (or a transfer) revised it in place: what
+    staff saw then, kept for audit. `drivers` are its top drivers then (rank, variable, text,
+    contribution), `revised_at` when the revision replaced it."""
+
+    __tablename__ = "score_revisions"
+    __table_args__ = (Index(None, "score_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    score_id: Mapped[int] = mapped_column(BigId, ForeignKey("scores.id", ondelete="CASCADE"))
+    run_id: Mapped[int]
+    ward: Mapped[str | None]
+    risk: Mapped[float | None]
+    status: Mapped[str]
+    missing: Mapped[str | None] = mapped_column(Text)
+    observations: Mapped[int]
+    created_at: Mapped[datetime]
+    revised_at: Mapped[datetime]
+    drivers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
 class QuarantineRow(Base):
     """An input row held back by a contract rule, with the rule, detail and raw record."""
 
@@ -324,6 +345,7 @@ runs: Table = Run.__table__  # type: ignore[assignment]
 models: Table = ModelRecord.__table__  # type: ignore[assignment]
 scores: Table = Score.__table__  # type: ignore[assignment]
 drivers: Table = Driver.__table__  # type: ignore[assignment]
+score_revisions: Table = ScoreRevision.__table__  # type: ignore[assignment]
 quarantine: Table = QuarantineRow.__table__  # type: ignore[assignment]
 alerts: Table = Alert.__table__  # type: ignore[assignment]
 alert_events: Table = AlertEvent.__table__  # type: ignore[assignment]

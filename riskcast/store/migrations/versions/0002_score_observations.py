@@ -1,5 +1,6 @@
 """Scores record how many observations they saw, so a late-arriving observation can revise
-the score of its hour; alert events may say an alert moved with its patient to another ward.
+the score of its hour, and score_revisions keeps each score as it stood before a revision;
+alert events may say an alert moved with its patient to another ward.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,6 +21,8 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 UTC = sa.DateTime(timezone=True)
+# 64-bit ids on PostgreSQL; SQLite needs INTEGER PRIMARY KEY for an autoincrementing rowid.
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 ACTIONS_0001 = ("raised", "acknowledged", "snoozed", "escalated", "resolved", "re_alerted", "reopened")
 ACTIONS_0002 = ACTIONS_0001 + ("moved",)
 
@@ -62,9 +65,30 @@ def upgrade() -> None:
     with op.batch_alter_table("scores") as batch:
         batch.add_column(sa.Column("observations", sa.Integer(), server_default="0", nullable=False))
     _allow_actions(ACTIONS_0002)
+    op.create_table(
+        "score_revisions",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("score_id", BIG_ID, nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("ward", sa.String(), nullable=True),
+        sa.Column("risk", sa.Float(), nullable=True),
+        sa.Column("status", sa.String(), nullable=False),
+        sa.Column("missing", sa.Text(), nullable=True),
+        sa.Column("observations", sa.Integer(), nullable=False),
+        sa.Column("created_at", UTC, nullable=False),
+        sa.Column("revised_at", UTC, nullable=False),
+        sa.Column("drivers", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["score_id"], ["scores.id"], name=op.f("fk_score_revisions_score_id_scores"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_score_revisions")),
+    )
+    op.create_index(op.f("ix_score_revisions_score_id"), "score_revisions", ["score_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_score_revisions_score_id"), table_name="score_revisions")
+    op.drop_table("score_revisions")
     op.execute("DELETE FROM alert_events WHERE action = 'moved'")
     _allow_actions(ACTIONS_0001)
     with op.batch_alter_table("scores") as batch:
