@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,7 +53,8 @@ class ShiftedClock:
         its user stops, recording the time it stopped at (see resume_clock)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"present": self.present.isoformat(), "started": self.started.isoformat(), "running": running,
-                "pid": os.getpid(), "stopped_at": None if running else self().isoformat()}
+                "host": socket.gethostname(), "pid": os.getpid(),
+                "stopped_at": None if running else self().isoformat()}
         scratch = path.with_name(f".{path.name}.tmp")
         scratch.write_text(json.dumps(data))
         scratch.replace(path)
@@ -71,6 +73,7 @@ class ClockFile:
     running: bool
     pid: int | None
     stopped_at: datetime | None
+    host: str | None = None
 
     def current(self) -> datetime:
         """The clock's time now while its user runs; the time it stopped at otherwise."""
@@ -78,7 +81,7 @@ class ClockFile:
 
     def is_live(self) -> bool:
         """Whether the process that saved it says it runs and still exists on this host."""
-        if not self.running or self.pid is None:
+        if not self.running or self.pid is None or self.host != socket.gethostname():
             return False
         try:
             os.kill(self.pid, 0)
@@ -98,7 +101,7 @@ def read_clock_file(path: Path) -> ClockFile:
         clock = ShiftedClock(datetime.fromisoformat(data["present"]), datetime.fromisoformat(data["started"]))
         stopped = data.get("stopped_at")
         return ClockFile(clock, bool(data.get("running", True)), data.get("pid"),
-                         datetime.fromisoformat(stopped) if stopped else None)
+                         datetime.fromisoformat(stopped) if stopped else None, data.get("host"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a riskcast clock file ({type(exc).__name__}: {exc})") from exc
 

@@ -158,22 +158,22 @@ class _WriterLock:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        handle.seek(0)
-                        holder = handle.read().strip() or "unknown"
-                        raise LakeError(
-                            f"the lake at {self.path.parent} is being written by another process ({holder}); gave "
-                            f"up after {timeout:.0f} s. If no riskcast process is running, the lock is free: try again"
-                        ) from None
-                    time.sleep(0.2)
+                    pass
+                except OSError as exc:
+                    raise LakeError(f"cannot lock {self.path} for writing ({exc.strerror or exc}); the lake needs "
+                                    "a file system with working file locks") from exc
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise LakeError(
+                        f"the lake at {self.path.parent} is being written by another process ({holder}); gave "
+                        f"up after {timeout:.0f} s. If no riskcast process is running, the lock is free: try again"
+                    )
+                time.sleep(0.2)
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()}\n")
             handle.flush()
-        except OSError as exc:
-            handle.close()
-            raise LakeError(f"cannot lock {self.path} for writing ({exc.strerror or exc}); the lake needs a file "
-                            "system with working file locks") from exc
         except BaseException:
             handle.close()
             raise

@@ -372,10 +372,12 @@ def test_an_open_alert_moves_with_its_patient_to_the_new_ward_once(store: Engine
     assert run(store, scores(("E1", later, 0.35), ward="W2"), now=later + timedelta(minutes=6)).moved == 0
 
 
-def test_a_transfer_within_the_alerts_own_hour_moves_it(store: Engine) -> None:
+def test_a_rescoring_of_the_alerts_own_hour_on_another_ward_does_not_move_it(store: Engine) -> None:
+    """A scorer that read the encounters before or after a transfer cannot be told apart within
+    the hour: the move waits for the next hour's score."""
     raise_one(store, encounter="E1")
-    assert run(store, scores(("E1", HOUR, 0.35), ward="W3"), now=NOW + timedelta(minutes=1)).moved == 1
-    assert only_alert(store)["ward"] == "W3"
+    assert run(store, scores(("E1", HOUR, 0.35), ward="W3"), now=NOW + timedelta(minutes=1)).moved == 0
+    assert only_alert(store)["ward"] == "W1"
 
 
 def test_a_late_rescoring_after_the_alert_but_before_the_latest_scored_hour_does_not_move_it(store: Engine) -> None:
@@ -422,6 +424,19 @@ def test_a_departure_resolution_does_not_suppress_the_patient_when_they_turn_out
     two_later = HOUR + timedelta(hours=2)
     run(store, scores(("E2", two_later, 0.35)), now=two_later + timedelta(minutes=5))
     assert list_alerts(store).filter(pl.col("encounter_id") == "E2", pl.col("state") == "new").height == 0
+
+
+def test_after_a_departure_an_earlier_staff_resolution_does_not_suppress_either(store: Engine) -> None:
+    first = raise_one(store, 0.50, encounter="E3")
+    nurse(store, first, resolve, reason="reviewed", now=NOW)
+    later = HOUR + timedelta(hours=1)
+    run(store, scores(("E3", later, 0.66)), now=later + timedelta(minutes=5))  # re-alerts by the step
+    second = list_alerts(store).filter(pl.col("encounter_id") == "E3", pl.col("state") == "new")
+    assert second.height == 1
+    resolve_departed(store, admitted=set(), at=later, now=later + timedelta(minutes=6))  # a discharge, in error
+    two_later = HOUR + timedelta(hours=2)
+    run(store, scores(("E3", two_later, 0.60)), now=two_later + timedelta(minutes=5))  # below 0.50 + step
+    assert list_alerts(store).filter(pl.col("encounter_id") == "E3", pl.col("state") == "new").height == 1
 
 
 def test_stale_vitals_raise_a_data_alert_that_clears_when_vitals_return(store: Engine) -> None:

@@ -361,17 +361,16 @@ class _ScoringRun:
         if alert.state != AlertState.RESOLVED:
             self.open[key] = alert
             return
-        if alert.id in self.departed:  # closed because the patient left: suppresses nothing
-            return
         previous = self.last_resolved.get(key)
         if previous is None or (alert.updated_at, alert.id) > (previous.updated_at, previous.id):
             self.last_resolved[key] = alert
 
     def follow_patient(self, alert: Alert, score: ScoreSnapshot) -> None:
         """An open alert moves with its patient to the ward they are now scored on, so the
-        new ward's staff see it and may act on it. Only a score of the alert's hour or later
-        that is the encounter's latest moves it: a late rescoring of an earlier hour does not."""
-        if score.ward is None or alert.ward == score.ward or score.scored_at < alert.raised_for:
+        new ward's staff see it and may act on it. Only a score of a later hour than the alert's
+        that is the encounter's latest moves it: a late rescoring of an earlier hour, or a stale
+        rescoring of the alert's own, does not."""
+        if score.ward is None or alert.ward == score.ward or score.scored_at <= alert.raised_for:
             return
         latest = self.session.execute(
             select(func.max(scores_table.c.scored_at)).where(
@@ -397,6 +396,8 @@ class _ScoringRun:
             if current is not None:
                 self.follow_patient(current, score)
             resolved = self.last_resolved.get(key)
+            if resolved is not None and resolved.id in self.departed:
+                resolved = None  # closed because the patient left: suppresses nothing
             actions = decide(
                 _snapshot(current, self.pending.get(current.id)) if current is not None else None,
                 score,

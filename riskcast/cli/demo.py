@@ -4,6 +4,8 @@ scheduler running beside it; `riskcast demo-feed`: a file of new observations fo
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -33,9 +35,10 @@ def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: b
          port: int) -> None:
     """Synthesise, ingest, train, evaluate, score, print a summary, then serve the dashboard.
 
-    The dashboard and the scheduler run on the cohort's clock: it is 2026-01-15 12:00 UTC
-    when the dashboard starts, and time passes at real speed. Drop observation files into
-    <home>/inbox (`riskcast demo-feed` writes one) and the ward board changes within a minute.
+    Everything runs on the cohort's clock: the first demo starts at the cohort's present,
+    2026-01-15 12:00 UTC, a later one where the last stopped, and time passes at real speed.
+    Drop observation files into <home>/inbox (`riskcast demo-feed` writes one) and the ward
+    board changes within a minute.
     """
     from riskcast.pipeline.demo import run_demo
 
@@ -49,14 +52,21 @@ def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: b
     settings = settings_of(ctx)
     # Everything the demo writes (alerts, events, runs) is stamped on the cohort's clock, which
     # carries on from where the last demo stopped (see riskcast.clock.resume_clock).
-    clock = resume_clock(demo_clock_path(settings.home), start=DEFAULT_NOW)
-    summary = run_demo(settings, now=clock(), encounters=encounters, seed=seed, retrain=retrain, progress=progress)
+    clock_file = demo_clock_path(settings.home)
+    clock = resume_clock(clock_file, start=DEFAULT_NOW)
+    try:
+        summary = run_demo(settings, now=clock(), encounters=encounters, seed=seed, retrain=retrain,
+                           progress=progress)
+    finally:
+        clock.save(clock_file, running=False)
     emit(ctx, summary.to_dict(), summary.text)
     if not serve:
         return
     from riskcast.dashboards.app import serve as serve_dashboard
 
-    clock.save(demo_clock_path(settings.home), running=True)
+    # SIGTERM (systemctl stop, docker stop) ends the demo like Ctrl-C, so its clock is saved.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    clock.save(clock_file, running=True)
     service = engine = None
     if with_scheduler:
         from riskcast.jobs.scheduler import RiskcastScheduler
@@ -77,14 +87,15 @@ def demo(ctx: click.Context, encounters: int, seed: int, retrain: bool, serve: b
             service.stop(wait=True)
         if engine is not None:
             engine.dispose()
-        clock.save(demo_clock_path(settings.home), running=False)
+        clock.save(clock_file, running=False)
 
 
 @cli.command("demo-feed")
 @click.option("--patients", type=click.IntRange(1, 50), default=3, show_default=True,
               help="How many patients deteriorate.")
 @click.option("--at", "at_text", default=None,
-              help="The time to feed (ISO 8601; default: the running demo's clock, else now).")
+              help="The time to feed (ISO 8601; default: the demo's clock, running or where it stopped; "
+                   "without a demo clock, now).")
 @click.option("--ward", default=None, help="Only patients on this ward (default: any ward).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which patients are chosen.")
 @click.pass_context

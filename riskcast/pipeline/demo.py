@@ -87,7 +87,8 @@ def run_demo(
     retrain: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> DemoSummary:
-    """Synthesise, ingest, train (unless a champion exists), evaluate and score; returns the summary."""
+    """Synthesise, ingest, train (unless a champion exists), evaluate, and score the hour of
+    `now` (the demo clock's; never before the cohort's present); returns the summary."""
     cohort = settings.home / "demo-cohort"
     if not (cohort / "observations.parquet").exists():
         progress(f"building a synthetic cohort of {encounters:,} encounters")
@@ -113,11 +114,12 @@ def run_demo(
         device = json.loads((registry.path_of(version) / "config.json").read_text())["device"]
         report = json.loads((settings.reports_dir / f"evaluation-{version}.json").read_text())
         test_count = len(json.loads((registry.path_of(version) / "heldout_patients.json").read_text()))
-    progress(f"scoring the admitted patients at {DEFAULT_NOW.isoformat()} (the cohort's present)")
+    hour = max(now, DEFAULT_NOW).replace(minute=0, second=0, microsecond=0)
+    progress(f"scoring the admitted patients at {hour.isoformat()} (the demo clock's hour)")
     engine = open_store(settings.database_url)
     try:
         sync_models(settings, registry, engine, now=now)
-        scored = score_admitted(lake, registry, engine, at=DEFAULT_NOW, now=now, model_version=version)
+        scored = score_admitted(lake, registry, engine, at=hour, now=now, model_version=version)
     finally:
         engine.dispose()
     return DemoSummary(

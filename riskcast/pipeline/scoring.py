@@ -156,7 +156,8 @@ def score_admitted(
     try:
         fail_unfinished_runs(
             engine, "score", scheduled_for=at, model_version=version, now=now, except_id=run_id,
-            error=f"stopped before it finished (its process ended); run {run_id} scored the hour again",
+            error=f"did not finish (its process is gone, or it started over 6 h ago on another host); "
+                  f"run {run_id} scored the hour again",
         )
         admitted = admitted_encounters(lake.scan("encounters"), at=at)
         is_champion = version == registry.champion()  # challengers are scored in shadow: no alerts

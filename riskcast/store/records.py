@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.errors import StoreError
@@ -153,20 +153,19 @@ def run_holder() -> dict[str, Any]:
 
 
 def _is_dead(details: dict[str, Any] | None, started_at: datetime, now: datetime) -> bool:
+    """On this host the run's pid answers alone; for another (or an unknown) host, the age."""
     details = details or {}
-    if started_at < now - RUN_PRESUMED_DEAD_AFTER:
-        return True
-    if details.get("host") != socket.gethostname() or not isinstance(details.get("pid"), int):
-        return False  # another host's run: only the age can tell
-    if details["pid"] == os.getpid():
+    if details.get("host") == socket.gethostname() and isinstance(details.get("pid"), int):
+        if details["pid"] == os.getpid():
+            return False
+        try:
+            os.kill(details["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
         return False
-    try:
-        os.kill(details["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return started_at < now - RUN_PRESUMED_DEAD_AFTER
 
 
 def fail_unfinished_runs(
@@ -258,10 +257,13 @@ def write_scores(
 
     A score whose (model_version, encounter_id, scored_at) is already stored is skipped,
     with its drivers, unless it saw more observations than the stored one (late data for
-    the hour arrived) or as many but on another ward (a transfer recorded since): then the
-    stored score and its drivers are replaced by this one (INSERT ... ON CONFLICT DO UPDATE
-    WHERE ...). Rescoring an hour with the same data therefore writes nothing. Everything is
-    written in one transaction.
+    the hour arrived): then the stored score is copied to score_revisions, and it and its
+    drivers are replaced by this one (INSERT ... ON CONFLICT DO UPDATE WHERE more
+    observations). Rescoring an hour with the same data therefore writes nothing; a scorer
+    that read the lake earlier never overwrites a later one. A transfer shows from the next
+    hour's score (a ward alone does not say which read is newer). On PostgreSQL, writers of
+    one model version take turns (a transaction-level advisory lock), so a revision always
+    finds the row it replaces. Everything is written in one transaction.
     """
     _require_columns(scores_frame, SCORE_COLUMNS, "scores")
     _require_columns(drivers_frame, DRIVER_COLUMNS, "drivers")
@@ -306,16 +308,15 @@ def write_scores(
         created_at=pl.lit(now, dtype=UTC_DATETIME),
     ).to_dicts()
     with _writing(bind) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                               {"key": f"riskcast:scores:{model_version}"})
         _keep_revised(connection, model_version, score_rows_frame, now=now)
         statement = _dialect_insert(connection, scores)
         statement = statement.on_conflict_do_update(
             index_elements=["model_version", "encounter_id", "scored_at"],
             set_={name: statement.excluded[name] for name in _REVISED_COLUMNS},
-            where=or_(
-                statement.excluded.observations > scores.c.observations,
-                and_(statement.excluded.observations == scores.c.observations,
-                     statement.excluded.ward.is_distinct_from(scores.c.ward)),
-            ),
+            where=statement.excluded.observations > scores.c.observations,
         ).returning(scores.c.id, scores.c.encounter_id, scores.c.scored_at)
         written = connection.execute(statement, score_rows).all()
         if not written:
@@ -348,8 +349,7 @@ _STORED_SCORE_SCHEMA = {
 
 def _keep_revised(connection: Connection, model_version: str, frame: pl.DataFrame, *, now: datetime) -> int:
     """Copy the stored scores that `frame` is about to revise (see write_scores), with their
-    drivers, into score_revisions: what staff saw stays on record. Locks those rows on
-    PostgreSQL until the revision commits. Returns how many were kept."""
+    drivers, into score_revisions: what staff saw stays on record. Returns how many were kept."""
     hours = frame["scored_at"].unique().to_list()
     encounter_ids = frame["encounter_id"].unique().sort().to_list()
     stored: list[tuple[Any, ...]] = []
@@ -362,17 +362,13 @@ def _keep_revised(connection: Connection, model_version: str, frame: pl.DataFram
             scores.c.encounter_id.in_(encounter_ids[start : start + _IDS_PER_STATEMENT]),
             scores.c.scored_at.in_(hours),
         )  # fmt: skip
-        if connection.dialect.name == "postgresql":
-            query = query.order_by(scores.c.encounter_id, scores.c.scored_at).with_for_update()
         stored.extend(tuple(row) for row in connection.execute(query).all())
     if not stored:
         return 0
     existing = pl.DataFrame(stored, schema=_STORED_SCORE_SCHEMA, orient="row")
-    incoming = frame.select("encounter_id", "scored_at", pl.col("observations").alias("new_observations"),
-                            pl.col("ward").alias("new_ward"))
+    incoming = frame.select("encounter_id", "scored_at", pl.col("observations").alias("new_observations"))
     revised = existing.join(incoming, on=["encounter_id", "scored_at"], how="inner").filter(
-        (pl.col("new_observations") > pl.col("observations"))
-        | ((pl.col("new_observations") == pl.col("observations")) & pl.col("new_ward").ne_missing(pl.col("ward")))
+        pl.col("new_observations") > pl.col("observations")  # the upsert's WHERE
     )
     if revised.height == 0:
         return 0
