@@ -24,12 +24,7 @@ shared machine; CPU seconds are reported beside them.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +34,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
+import benchkit
+from benchkit import timed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -46,47 +43,8 @@ T = TypeVar("T")
 
 
 def machine() -> dict[str, Any]:
-    """CPU model (from /proc/cpuinfo), cores, RAM, load and library versions."""
-    cpu = platform.processor() or "unknown"
-    ram_gib = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    for module in ("riskcast", "polars", "numpy", "pandas", "scipy", "sklearn", "fairlearn", "xgboost"):
-        try:
-            versions[module] = getattr(importlib.import_module(module), "__version__", "?")
-        except ImportError:
-            versions[module] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-
-
-def timed(function: Callable[[], T], *, repeats: int) -> tuple[dict[str, Any], T]:
-    """Median wall and CPU seconds of `repeats` calls, every call's wall seconds, the last result."""
-    walls: list[float] = []
-    cpus: list[float] = []
-    for _ in range(repeats):
-        gc.collect()
-        cpu_started, started = time.process_time(), time.perf_counter()
-        result = function()
-        walls.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu_started)
-    return {"seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus),
-            "runs": [round(w, 2) for w in walls]}, result
+    """The machine and the versions of the libraries this benchmark exercises."""
+    return benchkit.machine(("riskcast", "polars", "numpy", "pandas", "scipy", "scikit-learn", "fairlearn", "xgboost"))
 
 
 def set_up(root: Path, *, encounters: int, seed: int) -> tuple[pl.DataFrame, float, dict[str, Any]]:

@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -53,6 +50,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+import benchkit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -94,36 +92,8 @@ return performance.getEntriesByType('resource')
 
 # --------------------------------------------------------------------------- environment
 def machine() -> dict[str, Any]:
-    """CPU model (from /proc/cpuinfo), cores, RAM, load, library and browser versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions: dict[str, Any] = {"python": platform.python_version()}
-    for module in ("riskcast", "dash", "dash_ag_grid", "flask", "werkzeug", "polars", "sqlalchemy", "selenium"):
-        try:
-            versions[module] = importlib.metadata.version(module.replace("_", "-"))
-        except importlib.metadata.PackageNotFoundError:
-            versions[module] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "versions": versions,
-    }
+    """The machine and the versions of the libraries this benchmark exercises."""
+    return benchkit.machine(("riskcast", "dash", "dash_ag_grid", "flask", "werkzeug", "polars", "sqlalchemy", "selenium"))
 
 
 def median_of(values: list[float]) -> dict[str, Any]:

@@ -37,23 +37,19 @@ noisy machine; CPU seconds are printed beside wall seconds.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
+import benchkit
+from benchkit import print_machine, timed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -61,61 +57,12 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- environment
-def machine() -> dict[str, Any]:
-    """CPU model (from /proc/cpuinfo), cores, RAM, load and library versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    for module in ("riskcast", "numpy", "pandas", "polars", "xgboost", "lightgbm", "shap"):
-        try:
-            versions[module] = getattr(importlib.import_module(module), "__version__", "?")
-        except ImportError:
-            versions[module] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-
-
-def print_machine(env: dict[str, Any]) -> None:
-    print(f"Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM; "
-          f"load average at start {env['load_average_at_start']}")  # fmt: skip
-    print("Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-
-
-def timed(function: Callable[[], T], *, repeats: int) -> tuple[dict[str, Any], T]:
-    """Median wall and CPU seconds of `repeats` calls, every call's wall seconds, the last result."""
-    walls: list[float] = []
-    cpus: list[float] = []
-    result: T
-    for _ in range(repeats):
-        gc.collect()
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        result = function()
-        walls.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu_started)
-    return {"seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus), "runs": walls}, result
-
-
 # --------------------------------------------------------------------------- data and models
+def machine() -> dict[str, Any]:
+    """The machine and the versions of the libraries this benchmark exercises."""
+    return benchkit.machine(("riskcast", "numpy", "pandas", "polars", "xgboost", "lightgbm", "shap"))
+
+
 def labelled_matrix(scratch: Path, *, n_encounters: int, seed: int) -> pl.DataFrame:
     """The labelled feature matrix (deterioration, 12 h) of a synthetic cohort, censored rows dropped."""
     from riskcast import synth

@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +43,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import polars as pl
+import benchkit
+from benchkit import peak_rss_gib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -69,6 +68,11 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- pandas version
+def machine() -> dict[str, Any]:
+    """The machine, polars' thread pool and the versions of the libraries this benchmark compares."""
+    return {**benchkit.machine(("polars", "pandas", "numpy", "pyarrow")), "polars_threads": pl.thread_pool_size()}
+
+
 def pandas_features(observations_pd: pd.DataFrame, encounters_pd: pd.DataFrame) -> pd.DataFrame:
     """The per-variable features of riskcast's feature matrix, written in plain pandas.
 
@@ -385,13 +389,6 @@ def timed(function: Callable[[], T], *, repeats: int) -> tuple[float, list[float
     return statistics.median(seconds), seconds, result
 
 
-def peak_rss_gib() -> float:
-    """This process's peak resident memory so far (a high-water mark), GiB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
 def last_cpu_median(repeats: int) -> float:
     """Median CPU seconds of the last `repeats` timed calls."""
     return statistics.median(CPU_SECONDS[-repeats:])
@@ -620,44 +617,6 @@ def print_profile(title: str, profile: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- environment
-def machine() -> dict[str, Any]:
-    """CPU model, cores, RAM and library versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    for module in ("polars", "pandas", "numpy", "pyarrow"):
-        try:
-            versions[module] = importlib.import_module(module).__version__
-        except ImportError:
-            versions[module] = None
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "polars_threads": pl.thread_pool_size(),
-        "ram_gib": ram_gib,
-        "load_average_at_start": load,
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-
-
 def wait_for_modules(modules: list[str], *, max_minutes: float) -> None:
     """Poll every 60 s until the modules import in a fresh interpreter (others are writing them)."""
     deadline = time.monotonic() + max_minutes * 60

@@ -64,10 +64,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
-import os
-import platform
 import sys
 import tarfile
 import tempfile
@@ -78,6 +75,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import benchkit
+from benchkit import peak_rss_gib, print_machine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -88,52 +87,12 @@ SWEEP_FLAG_RATES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20, 0.30)
 
 
 # --------------------------------------------------------------------------- environment
-def machine() -> dict[str, Any]:
-    """CPU model (from /proc/cpuinfo), cores, RAM, load and library versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    for module in ("riskcast", "polars", "numpy", "pandas", "xgboost", "sklearn"):
-        try:
-            versions[module] = getattr(importlib.import_module(module), "__version__", "?")
-        except ImportError:
-            versions[module] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-
-
-def print_machine(env: dict[str, Any]) -> None:
-    print(f"Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM; "
-          f"load average at start {env['load_average_at_start']}")  # fmt: skip
-    print("Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-
-
-def peak_rss_gib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
 # --------------------------------------------------------------------------- the challenge's rows
+def machine() -> dict[str, Any]:
+    """The machine and the versions of the libraries this benchmark exercises."""
+    return benchkit.machine(("riskcast", "polars", "numpy", "pandas", "xgboost", "scikit-learn"))
+
+
 def challenge_rows(archive: Path, *, stems: set[str] | None = None) -> pl.DataFrame:
     """encounter_id (file stem), first_iculos, last_iculos, psv_rows for every .psv in the archive.
 

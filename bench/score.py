@@ -37,10 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -51,6 +48,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
+import benchkit
+from benchkit import peak_rss_gib, print_machine, timed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -58,67 +57,12 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- environment
-def machine() -> dict[str, Any]:
-    """CPU model (from /proc/cpuinfo), cores, RAM, load and library versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    for module in ("riskcast", "polars", "numpy", "pandas", "xgboost", "lightgbm", "shap", "sqlalchemy"):
-        try:
-            versions[module] = getattr(importlib.import_module(module), "__version__", "?")
-        except ImportError:
-            versions[module] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-
-
-def print_machine(env: dict[str, Any]) -> None:
-    print(f"Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM; "
-          f"load average at start {env['load_average_at_start']}")  # fmt: skip
-    print("Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-
-
-def timed(function: Callable[[], T], *, repeats: int) -> tuple[dict[str, Any], T]:
-    """Median wall and CPU seconds of `repeats` calls, every call's wall seconds, the last result."""
-    walls: list[float] = []
-    cpus: list[float] = []
-    result: T
-    for _ in range(repeats):
-        gc.collect()
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        result = function()
-        walls.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu_started)
-    return {"seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus), "runs": walls}, result
-
-
-def peak_rss_gib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
 # --------------------------------------------------------------------------- set-up
+def machine() -> dict[str, Any]:
+    """The machine and the versions of the libraries this benchmark exercises."""
+    return benchkit.machine(("riskcast", "polars", "numpy", "pandas", "xgboost", "lightgbm", "shap", "sqlalchemy"))
+
+
 def make_lake(root: Path, *, n_encounters: int, admitted_fraction: float, seed: int) -> dict[str, Any]:
     """Generate a synthetic cohort, write it as Parquet and ingest it into a lake at root/lake."""
     from riskcast import synth

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -33,7 +32,6 @@ from riskcast.pipeline.demo_feed import write_demo_feed
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.training import train_and_register
-from riskcast.store import open_store
 from riskcast.store.records import latest_scores
 from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
 
