@@ -19,16 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from riskcast.config import read_yaml_config
 from riskcast.errors import ConfigError
 
 DEFAULT_SCHEDULE_FILE = "schedule.yaml"
@@ -233,22 +232,7 @@ def load_schedule(path: Path | None = None, *, home: Path | None = None, package
     one named `packaged` (schemas/schedule.yaml, or schemas/demo_schedule.yaml for the demo)."""
     if path is None and home is not None and (Path(home) / HOME_SCHEDULE_FILE).is_file():
         path = Path(home) / HOME_SCHEDULE_FILE
-    if path is None:
-        source = f"schemas/{packaged}"
-        try:
-            text = resources.files("riskcast.schemas").joinpath(packaged).read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"{source} is missing from the installed package") from None
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the schedule {source}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    data, source = read_yaml_config(path, packaged=packaged, what="schedule")
     return parse_schedule(data, source=source)
 
 

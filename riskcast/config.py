@@ -9,6 +9,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from riskcast.errors import ConfigError
@@ -74,3 +75,28 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
             f"source time zone {settings.source_timezone!r} is not an IANA zone name (e.g. 'Europe/London')"
         ) from exc
     return settings
+
+
+def read_yaml_config(path: str | Path | None, *, packaged: str, what: str) -> tuple[Any, str]:
+    """The parsed YAML of `path`, or of the packaged schemas/`packaged` when None, and its
+    source name for messages. ConfigError names the file (`what` says what it is) when it
+    cannot be read or is not YAML; checking its content is the caller's."""
+    import yaml
+    from importlib import resources
+
+    if path is None:
+        source = f"schemas/{packaged}"
+        try:
+            text = resources.files("riskcast.schemas").joinpath(packaged).read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"{source} is missing from the installed package") from None
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the {what} {source}: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text), source
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None

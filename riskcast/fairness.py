@@ -76,7 +76,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -84,7 +83,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import polars as pl
-import yaml
 from fairlearn.metrics import (
     MetricFrame,
     false_negative_rate,
@@ -97,6 +95,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import precision_score
 
+from riskcast.config import read_yaml_config
 from riskcast.errors import ConfigError, EvaluationError
 from riskcast.evaluate import alert_metrics, calibration, discrimination
 
@@ -305,22 +304,7 @@ def parse_gates(data: Any, *, source: str = DEFAULT_GATES_FILE) -> GateConfig:
 
 def load_gates(path: str | Path | None = None) -> GateConfig:
     """The fairness gates from ``path``, or the packaged schemas/fairness_gates.yaml when None."""
-    if path is None:
-        source = f"schemas/{DEFAULT_GATES_FILE}"
-        try:
-            text = resources.files("riskcast.schemas").joinpath(DEFAULT_GATES_FILE).read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"{source} is missing from the installed package") from None
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the fairness gates {source}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    data, source = read_yaml_config(path, packaged=DEFAULT_GATES_FILE, what="fairness gates")
     return parse_gates(data, source=source)
 
 

@@ -52,13 +52,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 
+from riskcast.config import read_yaml_config
 from riskcast.errors import ConfigError
 
 DEFAULT_POLICY_FILE = "alert_policy.yaml"
@@ -318,22 +317,7 @@ def parse_policy(data: Any, *, source: str = DEFAULT_POLICY_FILE) -> PolicySet:
 
 def load_policy(path: str | Path | None = None) -> PolicySet:
     """The alert policy from `path`, or the packaged schemas/alert_policy.yaml when None."""
-    if path is None:
-        source = f"schemas/{DEFAULT_POLICY_FILE}"
-        try:
-            text = resources.files("riskcast.schemas").joinpath(DEFAULT_POLICY_FILE).read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"{source} is missing from the installed package") from None
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the alert policy {source}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    data, source = read_yaml_config(path, packaged=DEFAULT_POLICY_FILE, what="alert policy")
     return parse_policy(data, source=source)
 
 
