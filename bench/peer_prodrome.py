@@ -5,10 +5,14 @@ Run with riskcast's venv; prodrome runs in its own venv (made outside the reposi
 prodrome==0.1.0`), through bench/peer_prodrome_runner.py, one subprocess per training run,
 so each run's wall time, CPU time and peak RSS are its own (os.wait4 on the child).
 
-    .venv/bin/python bench/peer_prodrome.py                          # every split (hours on 2 cores)
+    .venv/bin/python bench/peer_prodrome.py                          # every split (about 20 min on 2 busy cores)
     .venv/bin/python bench/peer_prodrome.py --splits default,temporal
     .venv/bin/python bench/peer_prodrome.py --limit 2000              # the first 2,000 stays: a smoke run
     .venv/bin/python bench/peer_prodrome.py --venv /path/to/venv --work /path/to/scratch
+
+The first call also extracts set A into --work and parses it with prodrome's own parser (about
+4 min, once; delete <work>/data/prepared to redo it). prodrome is deterministic here: a rerun
+writes identical predictions.
 
 The splits (patient_id is the .psv file stem, e.g. p000001), defined by these rules alone so
 riskcast's benchmark can use the identical assignment (`split_runs` below):
