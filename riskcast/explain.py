@@ -37,28 +37,15 @@ import polars as pl
 
 from riskcast.catalog import Catalog, Variable, load_catalog
 from riskcast.errors import ModelError
+from riskcast.features.families import SUFFIXES, suffixes_of
 
 BIAS = "bias"
 NEWS2 = "news2"
 
-#: Suffixes that features/ appends to a catalogue variable name (see the helper brief).
-FEATURE_SUFFIXES = (
-    "_last",
-    "_hours_since",
-    "_count_24h",
-    "_mean_6h",
-    "_min_6h",
-    "_max_6h",
-    "_std_6h",
-    "_mean_24h",
-    "_min_24h",
-    "_max_24h",
-    "_std_24h",
-    "_slope_6h",
-    "_change",
-)
+#: Suffixes that features/ appends to a catalogue variable name (riskcast.features.families).
+FEATURE_SUFFIXES = SUFFIXES
 #: Features about the measurement process (when and how often), not the patient's value.
-MEASUREMENT_PROCESS_SUFFIXES = ("_hours_since", "_count_24h")
+MEASUREMENT_PROCESS_SUFFIXES = suffixes_of("process", "missingness")
 
 DIRECTIONS = ("risk_up", "risk_down", "both")
 
@@ -302,12 +289,17 @@ def _catalog_describer(variable: Variable, columns: _Columns) -> _Describer:
             if round(hours) < 1:
                 return f"Measured within the hour: {_lower_first(label)}", hours
             return f"Not measured for {hours:.0f} h: {_lower_first(label)}", hours
-        if feature == f"{name}_count_24h":
+        if feature in (f"{name}_count_24h", f"{name}_count_stay"):
             count = columns.value(feature, row)
+            span = "in 24 h" if feature.endswith("_24h") else "this stay"
             if not count:
-                return f"Not measured in 24 h: {_lower_first(label)}", count
+                return f"Not measured {span}: {_lower_first(label)}", count
             times = "once" if round(count) == 1 else f"{count:.0f} times"
-            return f"Measured {times} in 24 h: {_lower_first(label)}", count
+            return f"Measured {times} {span}: {_lower_first(label)}", count
+        if feature == f"{name}_measured":
+            measured = columns.value(feature, row)
+            return (f"Measured in the last hour: {_lower_first(label)}" if measured else
+                    f"Not measured in the last hour: {_lower_first(label)}"), measured
         if columns.get(f"{name}_last") is None:
             return label, None
         last = columns.value(f"{name}_last", row)

@@ -15,13 +15,15 @@ Python loop runs over patients or rows.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
 
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import FeatureError
+from riskcast.features.families import DEFAULT_FAMILIES, FAMILIES, check_families, columns_of
 from riskcast.features.scores import early_warning_scores, with_missing_columns
 
 HOUR = pl.duration(hours=1)
@@ -29,7 +31,9 @@ META_COLUMNS = ["encounter_id", "patient_id", "time", "site", "ward", "sex", "ra
 VITAL_WINDOWS_HOURS = (6, 24)
 AGE_BANDS = [(0, 45, "18-44"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, "80+")]
 
-_STATS = ["n", "sum", "sumsq", "min", "max", "last", "last_time", "first", "st", "stt", "stx"]
+_STATS = ["n", "sum", "sumsq", "min", "max", "last", "prev", "last_time", "first", "st", "stt", "stx"]
+# A variable's baseline is the mean of its values in the stay's first hours (see families).
+BASELINE_HOURS = {"vital": 6, "lab": 24}
 
 
 def _ceil_hour(column: pl.Expr) -> pl.Expr:
@@ -88,6 +92,7 @@ def _hourly_stats(observations: pl.LazyFrame, bounds: pl.LazyFrame, variables: l
         value.min().alias("min"),
         value.max().alias("max"),
         value.last().alias("last"),
+        pl.when(pl.len() >= 2).then(value.tail(2).first()).alias("prev"),
         pl.col("charttime").last().alias("last_time"),
         value.first().alias("first"),
         t.sum().alias("st"),
@@ -128,8 +133,12 @@ def _scatter_wide(stats: pl.DataFrame, bounds: pl.DataFrame, n_rows: int) -> lis
     return columns
 
 
-def _variable_features(variable: str, *, is_vital: bool, present: set[str]) -> list[pl.Expr]:
-    """Features of one variable from its hourly stats columns, as window expressions."""
+def _variable_features(variable: str, *, kind: str, present: set[str]) -> list[pl.Expr]:
+    """Every feature of one variable from its hourly stats columns, as window expressions.
+
+    All families are built here; build_features keeps the columns of the families asked for
+    (polars skips the work for columns it then drops).
+    """
     def col(stat: str) -> pl.Expr:
         name = f"{variable}__{stat}"
         if name in present:
@@ -140,12 +149,30 @@ def _variable_features(variable: str, *, is_vital: bool, present: set[str]) -> l
     last = col("last").forward_fill().over(by)
     last_time = col("last_time").forward_fill().over(by)
     n = col("n").fill_null(0.0)
+    # The value before the latest one: earlier in the same hour, else the last of earlier hours.
+    previous = pl.when(n >= 2).then(col("prev")).otherwise(col("last").forward_fill().shift(1).over(by))
+    delta = pl.when(n > 0).then(col("last") - previous).forward_fill().over(by)
+    in_baseline = pl.int_range(pl.len()).over(by) < BASELINE_HOURS[kind]
+    baseline_n = pl.when(in_baseline).then(n).otherwise(0.0).cum_sum().over(by)
+    baseline_sum = pl.when(in_baseline).then(col("sum").fill_null(0.0)).otherwise(0.0).cum_sum().over(by)
+    baseline = pl.when(baseline_n > 0).then(baseline_sum / baseline_n)
+    stay_n = n.cum_sum().over(by)
+    stay_mean = pl.when(stay_n > 0).then(col("sum").fill_null(0.0).cum_sum().over(by) / stay_n)
+    stay_min = col("min").fill_null(float("inf")).cum_min().over(by)
+    stay_max = col("max").fill_null(float("-inf")).cum_max().over(by)
     exprs = [
         last.alias(f"{variable}_last"),
         ((pl.col("time") - last_time).dt.total_seconds() / 3600.0).alias(f"{variable}_hours_since"),
         n.rolling_sum(window_size=24, min_samples=1).over(by).alias(f"{variable}_count_24h"),
+        (n > 0).cast(pl.Float64).alias(f"{variable}_measured"),
+        delta.alias(f"{variable}_delta"),
+        (last - baseline).alias(f"{variable}_from_baseline"),
+        (last - stay_mean).alias(f"{variable}_from_mean"),
+        pl.when(stay_n > 0).then(stay_min).alias(f"{variable}_min_stay"),
+        pl.when(stay_n > 0).then(stay_max).alias(f"{variable}_max_stay"),
+        stay_n.alias(f"{variable}_count_stay"),
     ]
-    if not is_vital:
+    if kind != "vital":
         return exprs
     for hours in VITAL_WINDOWS_HOURS:
         count = n.rolling_sum(window_size=hours, min_samples=1).over(by)
@@ -207,6 +234,8 @@ def build_features(
     catalog: Catalog | None = None,
     encounter_ids: list[str] | None = None,
     grid_from: datetime | None = None,
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    data_end: datetime | None = None,
 ) -> pl.DataFrame:
     """The hourly feature matrix (see the module docstring), sorted by encounter and time.
 
@@ -215,7 +244,12 @@ def build_features(
     grid_from: start every grid no earlier than this hour (used by latest_features; rows
         then see earlier observations only through the first hour, so only rows at least
         24 h after grid_from are exact).
+    families: the feature families to keep (riskcast.features.families).
+    data_end: where stays still admitted end when `at` is not given; by default the latest
+        charttime in `observations`. A build of part of the data (one shard of encounters)
+        passes the whole data's end, so every part ends open stays at the same hour.
     """
+    families = check_families(families)
     catalog = catalog or load_catalog()
     observations, encounters, patients = (f.lazy() for f in (observations, encounters, patients))
     if at is not None:
@@ -227,7 +261,8 @@ def build_features(
         wanted = pl.Series("encounter_id", encounter_ids, dtype=pl.String)
         encounters = encounters.filter(pl.col("encounter_id").is_in(wanted.implode()))
         observations = observations.filter(pl.col("encounter_id").is_in(wanted.implode()))
-    data_end = observations.select(pl.col("charttime").max()).collect().item()
+    if data_end is None:
+        data_end = observations.select(pl.col("charttime").max()).collect().item()
     variables = list(catalog.variables)
     bounds = (
         grid_bounds(encounters, at=at, data_end=data_end, grid_from=grid_from)
@@ -246,7 +281,7 @@ def build_features(
     frame = grid.with_columns(wide).lazy()
     feature_exprs: list[pl.Expr] = []
     for name, variable in catalog.variables.items():
-        feature_exprs += _variable_features(name, is_vital=variable.kind == "vital", present=present)
+        feature_exprs += _variable_features(name, kind=variable.kind, present=present)
     frame = frame.select("encounter_id", "time", *feature_exprs)
     frame = (
         frame.join(demographics, on="encounter_id", how="left", maintain_order="left")
@@ -254,8 +289,9 @@ def build_features(
         .drop("admit_time")
     )
     frame = with_missing_columns(frame).with_columns(early_warning_scores())
-    ordered = META_COLUMNS + [c for c in frame.collect_schema().names() if c not in META_COLUMNS]
-    return frame.select(ordered).collect()
+    names = frame.collect_schema().names()
+    wanted = columns_of([c for c in names if c not in META_COLUMNS], families)
+    return frame.select(META_COLUMNS + wanted).collect()
 
 
 LONGEST_WINDOW_HOURS = max(VITAL_WINDOWS_HOURS)
@@ -269,14 +305,17 @@ def latest_features(
     at: datetime,
     encounter_ids: list[str] | None = None,
     catalog: Catalog | None = None,
+    families: Sequence[str] = DEFAULT_FAMILIES,
 ) -> pl.DataFrame:
     """The feature row at hour `at` of each encounter, identical to build_features' row at `at`.
 
     Scoring needs one row per patient, not the whole stay: the windowed features are built
-    on the last 24 hours only, and the features that reach further back (last value, hours
-    since, change from the first value) come from one aggregate over the full history.
-    A test checks the result equals build_features(...) filtered to `at`.
+    on the last 24 hours only, and the features that reach further back (last value and the
+    one before it, hours since, change from the first value and from the stay's baseline)
+    come from one aggregate over the full history. A test checks the result equals
+    build_features(...) filtered to `at`.
     """
+    families = check_families(families)
     catalog = catalog or load_catalog()
     observations, encounters, patients = (f.lazy() for f in (observations, encounters, patients))
     if at.tzinfo is None:
@@ -286,30 +325,36 @@ def latest_features(
     window_start = at - timedelta(hours=LONGEST_WINDOW_HOURS)
     # The observations whose hour bin (never before the stay's first hour) falls in the window.
     admits = encounters.select("encounter_id", _ceil_hour(pl.col("admit_time")).alias("__first_hour"))
-    recent = (
-        observations.join(admits, on="encounter_id", how="inner")
-        .filter(pl.max_horizontal(_ceil_hour(pl.col("charttime")), pl.col("__first_hour")) > window_start)
-        .drop("__first_hour")
-    )
+    hour_bin = pl.max_horizontal(_ceil_hour(pl.col("charttime")), pl.col("__first_hour"))
+    recent = observations.join(admits, on="encounter_id", how="inner").filter(hour_bin > window_start).drop("__first_hour")
     frame = build_features(
         recent, encounters, patients, at=at, catalog=catalog, encounter_ids=encounter_ids,
-        grid_from=window_start + timedelta(hours=1),
+        grid_from=window_start + timedelta(hours=1), families=FAMILIES,
     ).filter(pl.col("time") == at)
     history = observations.filter(pl.col("charttime") <= at)
     if encounter_ids is not None:
         history = history.filter(pl.col("encounter_id").is_in(pl.Series(encounter_ids, dtype=pl.String).implode()))
     history = history.filter(pl.col("encounter_id").is_in(frame["encounter_id"].implode()))
+    bin_index = (hour_bin - pl.col("__first_hour")).dt.total_hours()
+    value = pl.col("value")
     summary = (
-        history.sort("charttime", "value", maintain_order=True)
+        history.join(admits, on="encounter_id", how="inner")
+        .with_columns(bin_index.alias("__bin"))
+        .sort("charttime", "value", maintain_order=True)
         .group_by("encounter_id", "variable")
         .agg(
-            pl.col("value").last().alias("last"),
+            value.last().alias("last"),
+            pl.when(pl.len() >= 2).then(value.tail(2).first()).alias("prev"),
             pl.col("charttime").last().alias("last_time"),
-            pl.col("value").first().alias("first"),
+            value.first().alias("first"),
+            value.mean().alias("mean"),
+            value.min().alias("min"),
+            value.max().alias("max"),
+            pl.len().cast(pl.Float64).alias("count"),
+            *[value.filter(pl.col("__bin") < hours).mean().alias(f"baseline_{kind}") for kind, hours in BASELINE_HOURS.items()],
         )
         .collect()
     )
-    replaced: list[pl.Expr] = []
     lookups = []
     for name, variable in catalog.variables.items():
         part = summary.filter(pl.col("variable") == name)
@@ -318,17 +363,53 @@ def latest_features(
                 "encounter_id",
                 pl.col("last").alias(f"{name}_last"),
                 ((pl.lit(at) - pl.col("last_time")).dt.total_seconds() / 3600.0).alias(f"{name}_hours_since"),
+                (pl.col("last") - pl.col("prev")).alias(f"{name}_delta"),
+                (pl.col("last") - pl.col(f"baseline_{variable.kind}")).alias(f"{name}_from_baseline"),
+                (pl.col("last") - pl.col("mean")).alias(f"{name}_from_mean"),
+                pl.col("min").alias(f"{name}_min_stay"),
+                pl.col("max").alias(f"{name}_max_stay"),
+                pl.col("count").alias(f"{name}_count_stay"),
                 *([(pl.col("last") - pl.col("first")).alias(f"{name}_change")] if variable.kind == "vital" else []),
             )
         )
-    columns = frame.columns
     for lookup in lookups:
         names = [c for c in lookup.columns if c != "encounter_id"]
         frame = frame.drop(names).join(lookup, on="encounter_id", how="left", maintain_order="left")
-        replaced += names
+    never_measured = [f"{name}_count_stay" for name in catalog.variables]
+    frame = frame.with_columns(pl.col(never_measured).fill_null(0.0))
     frame = frame.drop([c for c in _score_columns() if c in frame.columns])
     frame = with_missing_columns(frame).with_columns(early_warning_scores())
-    return frame.select(columns)
+    return frame.select(META_COLUMNS + columns_of(feature_columns(build_columns(catalog)), families))
+
+
+def build_columns(catalog: Catalog | None = None) -> list[str]:
+    """Every column build_features makes with all families on, in its order."""
+    catalog = catalog or load_catalog()
+    return list(_probe_columns(tuple(catalog.variables), catalog))
+
+
+def _probe_columns(names: tuple[str, ...], catalog: Catalog) -> tuple[str, ...]:
+    cached = _PROBED.get(names)
+    if cached is None:
+        start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        stay = pl.DataFrame(
+            {"encounter_id": ["probe"], "patient_id": ["probe"], "admit_time": [start], "discharge_time": [start + HOUR_DELTA],
+             "ward": [None], "site": [None]},
+            schema_overrides={"admit_time": pl.Datetime("us", "UTC"), "discharge_time": pl.Datetime("us", "UTC"),
+                              "ward": pl.String, "site": pl.String},
+        )
+        person = pl.DataFrame({"patient_id": ["probe"], "birth_year": [None], "age": [None], "sex": [None], "race_ethnicity": [None]},
+                              schema={"patient_id": pl.String, "birth_year": pl.Int64, "age": pl.Float64, "sex": pl.String,
+                                      "race_ethnicity": pl.String})
+        nothing = pl.DataFrame(schema={"encounter_id": pl.String, "charttime": pl.Datetime("us", "UTC"),
+                                       "variable": pl.String, "value": pl.Float64})
+        cached = tuple(build_features(nothing, stay, person, catalog=catalog, families=FAMILIES).columns)
+        _PROBED[names] = cached
+    return cached
+
+
+_PROBED: dict[tuple[str, ...], tuple[str, ...]] = {}
+HOUR_DELTA = timedelta(hours=1)
 
 
 def _score_columns() -> list[str]:
@@ -337,7 +418,13 @@ def _score_columns() -> list[str]:
     return [c for c in probe.columns if c not in ("encounter_id",) and not c.endswith("_last")]
 
 
-def feature_columns(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
-    """The model features of a feature matrix: every column except keys and meta."""
-    names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+def feature_columns(frame: pl.DataFrame | pl.LazyFrame | Sequence[str]) -> list[str]:
+    """The model features of a feature matrix (or of its column names): every column except
+    keys and meta."""
+    if isinstance(frame, pl.LazyFrame):
+        names = frame.collect_schema().names()
+    elif isinstance(frame, pl.DataFrame):
+        names = frame.columns
+    else:
+        names = list(frame)
     return [c for c in names if c not in META_COLUMNS]
