@@ -19,23 +19,21 @@ observations and outcomes accumulate.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import polars as pl
 
 from riskcast.catalog import TABLES
 from riskcast.contracts import QUARANTINE_SCHEMA, UTC_DATETIME
 from riskcast.errors import LakeError
+from riskcast.file_lock import exclusive_lock
 
 MANIFESTS = "batches"
 QUARANTINE = "quarantine"
@@ -126,72 +124,6 @@ WRITE_LOCK_TIMEOUT_SECONDS = 900.0
 """How long a writer waits for another to finish before giving up with a LakeError."""
 
 
-class _WriterLock:
-    """One lake's write lock in this process: a re-entrant thread lock around an exclusive
-    flock on the lock file (held while any thread of this process writes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.threads = threading.RLock()
-        self.depth = 0
-        self.handle: TextIO | None = None
-
-    def acquire(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        if not self.threads.acquire(timeout=max(timeout, 0.0)):
-            raise LakeError(f"the lake at {self.path.parent} is being written by another thread of this process; "
-                            f"gave up after {timeout:.0f} s")
-        if self.depth == 0:
-            try:
-                self.handle = self._flock(deadline, timeout)
-            except BaseException:
-                self.threads.release()
-                raise
-        self.depth += 1
-
-    def _flock(self, deadline: float, timeout: float) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
-        try:
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise LakeError(f"cannot lock {self.path} for writing ({exc.strerror or exc}); the lake needs "
-                                    "a file system with working file locks") from exc
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
-                    raise LakeError(
-                        f"the lake at {self.path.parent} is being written by another process ({holder}); gave "
-                        f"up after {timeout:.0f} s. If no riskcast process is running, the lock is free: try again"
-                    )
-                time.sleep(0.2)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()}\n")
-            handle.flush()
-        except BaseException:
-            handle.close()
-            raise
-        return handle
-
-    def release(self) -> None:
-        self.depth -= 1
-        if self.depth == 0 and self.handle is not None:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
-        self.threads.release()
-
-
-_WRITER_LOCKS: dict[Path, _WriterLock] = {}
-_WRITER_LOCKS_GUARD = threading.Lock()
-
-
 class Lake:
     """The Parquet lake under one root folder."""
 
@@ -202,15 +134,8 @@ class Lake:
     def writing(self, *, timeout: float = WRITE_LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
         """Hold the lake's write lock: one writer at a time across processes and threads;
         re-entrant. Waits up to `timeout` seconds for another writer, then raises LakeError."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        key = self.root.resolve()
-        with _WRITER_LOCKS_GUARD:
-            lock = _WRITER_LOCKS.setdefault(key, _WriterLock(key / LOCK_FILE))
-        lock.acquire(timeout)
-        try:
+        with exclusive_lock(self.root / LOCK_FILE, subject=f"the lake at {self.root}", error=LakeError, timeout=timeout):
             yield
-        finally:
-            lock.release()
 
     # ------------------------------------------------------------------ batches
     def manifests(self) -> list[BatchManifest]:
@@ -306,25 +231,29 @@ class Lake:
                     path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reading
-    def _files(self, folder: str) -> list[Path]:
-        committed = set(self.committed_batch_ids())
+    def _files(self, folder: str, batches: Sequence[str] | None = None) -> list[Path]:
+        committed = set(self.committed_batch_ids() if batches is None else batches)
         directory = self.root / folder
         if not directory.exists():
             return []
         return sorted(p for p in directory.glob("*.parquet") if p.stem in committed)
 
-    def scan(self, table: str) -> pl.LazyFrame:
-        """A table's committed rows; for patients and encounters the latest batch's row wins."""
+    def scan(self, table: str, *, batches: Sequence[str] | None = None) -> pl.LazyFrame:
+        """A table's committed rows; for patients and encounters the latest batch's row wins.
+
+        batches: read only these committed batches (in the lake's commit order), e.g. the
+        snapshot a reader listed once, so that a batch committed meanwhile is not half seen.
+        """
         if table not in LAKE_SCHEMAS:
             raise LakeError(f"unknown table {table!r}; the lake holds {', '.join(TABLES)}")
-        files = self._files(table)
+        files = self._files(table, batches)
         schema = {**LAKE_SCHEMAS[table], "batch_id": pl.String()}
         if not files:
             return pl.LazyFrame(schema=schema)
         frame = pl.scan_parquet(files, schema=schema)
         key = LATEST_WINS.get(table)
         if key:
-            committed = self.committed_batch_ids()
+            committed = [b for b in self.committed_batch_ids() if batches is None or b in set(batches)]
             order = pl.LazyFrame(
                 {"batch_id": committed, "__commit_order": list(range(len(committed)))},
                 schema={"batch_id": pl.String, "__commit_order": pl.Int64},
