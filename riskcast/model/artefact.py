@@ -224,5 +224,5 @@ def load_model(path: Path, *, device: str | None = None) -> RiskModel:
     model.fingerprint_ = DataFingerprint.from_dict(_read_json(path / "fingerprint.json"))
     metrics_path = path / "metrics.json"
     model.training_metrics_ = _read_json(metrics_path).get("training", {}) if metrics_path.is_file() else {}
-    model.split_ = None  # the row split belongs to the training data, which an artefact does not hold
+    model.row_roles_ = None  # the row split belongs to the training data, which an artefact does not hold
     return model

@@ -4,6 +4,12 @@ Each engine trains with early stopping on validation patients, returns raw margi
 (log-odds) and SHAP contributions through the library's own TreeSHAP, and reads and
 writes its native file format. Nothing here knows about calibration or patients.
 
+Training reads its rows chunk by chunk from a `RowSource` (riskcast.model.dataset.RoleView):
+XGBoost through a `DataIter` into a `QuantileDMatrix` (or an `ExtMemQuantileDMatrix` that
+keeps its pages on disk, when `external_memory` is set), LightGBM through `lgb.Sequence`
+objects, one per chunk. Only the quantised matrix and one chunk of float32 rows are in
+memory at a time; no pandas copy is made.
+
 After training, a booster is cut to its best iteration and passed through its native
 serialised form once, so the booster in memory is exactly what a saved artefact holds:
 a reloaded model predicts bit-for-bit the same.
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,15 +41,20 @@ class BoosterSettings:
     random_state: int
     n_jobs: int | None
     device: str
+    external_memory: bool = False
+    cache_dir: str | None = None  # where ExtMemQuantileDMatrix keeps its pages
 
 
-@dataclass(frozen=True)
-class TrainingSet:
-    """A float64 feature matrix, 0/1 labels and per-row weights."""
+class RowSource(Protocol):
+    """Training rows in chunks (see riskcast.model.dataset.RoleView)."""
 
-    X: np.ndarray
-    y: np.ndarray
-    weight: np.ndarray
+    def chunks_with_rows(self) -> list[int]: ...
+
+    def data(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def targets(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def rows_in(self, index: int) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class XGBoostEngine:
     booster_file = "booster.ubj"
 
     @staticmethod
-    def train(settings: BoosterSettings, train: TrainingSet, validation: TrainingSet | None) -> Trained:
+    def train(settings: BoosterSettings, train: RowSource, validation: RowSource | None) -> Trained:
         """Train with early stopping on `validation` (when given) and cut to the best round."""
         import xgboost as xgb
 
@@ -78,12 +89,15 @@ class XGBoostEngine:
             "seed": settings.random_state,
             "nthread": settings.n_jobs or 0,
         }
-        dtrain = xgb.QuantileDMatrix(train.X, label=train.y, weight=train.weight, nthread=settings.n_jobs or 0)
+        nthread = settings.n_jobs or 0
+        if settings.external_memory:
+            cache = str(Path(settings.cache_dir or ".") / "xgb-cache")
+            dtrain = xgb.ExtMemQuantileDMatrix(_chunk_iter(train, cache_prefix=cache), nthread=nthread)
+        else:
+            dtrain = xgb.QuantileDMatrix(_chunk_iter(train), nthread=nthread)
         evals, early = [], None
         if validation is not None:
-            dval = xgb.QuantileDMatrix(
-                validation.X, label=validation.y, weight=validation.weight, ref=dtrain, nthread=settings.n_jobs or 0
-            )
+            dval = xgb.QuantileDMatrix(_chunk_iter(validation), ref=dtrain, nthread=nthread)
             evals, early = [(dval, "validation")], settings.early_stopping_rounds
         booster = xgb.train(
             params,
@@ -153,7 +167,7 @@ class LightGBMEngine:
     booster_file = "booster.txt"
 
     @staticmethod
-    def train(settings: BoosterSettings, train: TrainingSet, validation: TrainingSet | None) -> Trained:
+    def train(settings: BoosterSettings, train: RowSource, validation: RowSource | None) -> Trained:
         """Train with early stopping on `validation` (when given) and cut to the best round."""
         import lightgbm as lgb
 
@@ -173,10 +187,10 @@ class LightGBMEngine:
             "num_threads": settings.n_jobs or 0,
             "verbose": -1,
         }
-        dtrain = lgb.Dataset(train.X, label=train.y, weight=train.weight, params={"verbose": -1})
+        dtrain = _lightgbm_dataset(train, reference=None)
         valid_sets, callbacks = [], []
         if validation is not None:
-            valid_sets = [lgb.Dataset(validation.X, label=validation.y, weight=validation.weight, reference=dtrain)]
+            valid_sets = [_lightgbm_dataset(validation, reference=dtrain)]
             if settings.early_stopping_rounds:
                 callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
         booster = lgb.train(
@@ -229,6 +243,80 @@ class LightGBMEngine:
         import lightgbm as lgb
 
         return lgb.Booster(model_file=str(path))
+
+
+def _chunk_iter_class() -> type:
+    import xgboost as xgb
+
+    class ChunkIter(xgb.DataIter):
+        """A RowSource's chunks, one at a time, for XGBoost's iterator-built matrices."""
+
+        def __init__(self, source: RowSource, cache_prefix: str | None = None) -> None:
+            self.source = source
+            self.chunks = source.chunks_with_rows()
+            self.position = 0
+            super().__init__(cache_prefix=cache_prefix, release_data=True)
+
+        def next(self, input_data: Any) -> bool:
+            if self.position == len(self.chunks):
+                return False
+            X, y, weight = self.source.data(self.chunks[self.position])
+            input_data(data=X, label=y, weight=weight)
+            self.position += 1
+            return True
+
+        def reset(self) -> None:
+            self.position = 0
+
+    return ChunkIter
+
+
+def _chunk_iter(source: RowSource, cache_prefix: str | None = None) -> Any:
+    return _chunk_iter_class()(source, cache_prefix)
+
+
+class _ChunkCache:
+    """The one chunk of rows LightGBM's sequences are reading (so only one is in memory)."""
+
+    def __init__(self, source: RowSource) -> None:
+        self.source = source
+        self.index: int | None = None
+        self.X: np.ndarray | None = None
+
+    def rows(self, index: int) -> np.ndarray:
+        if self.index != index:
+            self.X = None
+            self.X = self.source.data(index)[0]
+            self.index = index
+        assert self.X is not None
+        return self.X
+
+
+def _lightgbm_dataset(source: RowSource, *, reference: Any) -> Any:
+    """A lightgbm.Dataset read from the source's chunks through lgb.Sequence objects."""
+    import lightgbm as lgb
+
+    cache = _ChunkCache(source)
+
+    class ChunkSequence(lgb.Sequence):
+        batch_size = 65_536
+
+        def __init__(self, index: int, n_rows: int) -> None:
+            self.index, self.n_rows = index, n_rows
+
+        def __len__(self) -> int:
+            return self.n_rows
+
+        def __getitem__(self, item: Any) -> np.ndarray:
+            # LightGBM samples rows as doubles; a batch at a time, so the copy stays small.
+            return np.asarray(cache.rows(self.index)[item], dtype=np.float64)
+
+    chunks = source.chunks_with_rows()
+    sequences = [ChunkSequence(i, source.rows_in(i)) for i in chunks]
+    targets = [source.targets(i) for i in chunks]
+    label = np.concatenate([y for y, _ in targets])
+    weight = np.concatenate([w for _, w in targets])
+    return lgb.Dataset(sequences, label=label, weight=weight, reference=reference, params={"verbose": -1})
 
 
 Engine = type[XGBoostEngine] | type[LightGBMEngine]

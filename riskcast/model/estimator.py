@@ -31,26 +31,41 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from riskcast.errors import ModelError
 from riskcast.model.calibration import CALIBRATION_METHODS, fit_calibrator
 from riskcast.model.device import choose_device
-from riskcast.model.engines import BoosterSettings, TrainingSet, engine_for
+from riskcast.model.dataset import (
+    CALIBRATION,
+    ROLE_NAMES,
+    TRAIN,
+    VALIDATION,
+    ArrayDataset,
+    Dataset,
+    RowRoles,
+    RoleView,
+    assign_roles,
+    index_dataset,
+)
+from riskcast.model.engines import BoosterSettings, Engine, engine_for
 from riskcast.model.inputs import (
+    DataFingerprint,
     binary_labels,
     feature_matrix,
     feature_names_of,
-    fingerprint,
     group_ids,
 )
 from riskcast.model.operating_point import (
     ALERT_BUDGET,
     SENSITIVITY,
+    UTILITY,
     OperatingPoint,
     threshold_for_alert_budget,
     threshold_for_sensitivity,
+    threshold_for_utility,
 )
-from riskcast.model.splits import split_patients
+from riskcast.model.splits import PatientSplit, assign_patient_roles
+from riskcast.utility import row_utilities
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD_RULES: tuple[str, ...] = (SENSITIVITY, ALERT_BUDGET, "none")
+THRESHOLD_RULES: tuple[str, ...] = (SENSITIVITY, ALERT_BUDGET, UTILITY, "none")
 AUTO_ISOTONIC_MIN_POSITIVES = 1000  # calibration="auto" uses isotonic from this many positive rows
 DEFAULT_THRESHOLD = 0.5  # used by predict() only when no operating point was chosen
 
@@ -72,6 +87,42 @@ def _weighted_log_loss(y: np.ndarray, margin: np.ndarray, weight: np.ndarray) ->
 
 def _brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2))
+
+
+def _train_on_dask(
+    address: str, engine_name: str, settings: BoosterSettings, train: RoleView, validation: RoleView | None, n_features: int
+) -> Any:
+    if engine_name != "xgboost":
+        raise ModelError("distributed training needs --engine xgboost: lightgbm.dask has no supported early stopping")
+    from riskcast.model.distributed import DaskXGBoostEngine, dask_client
+
+    with dask_client(address) as client:
+        return DaskXGBoostEngine(client, n_features).train(settings, train, validation)
+
+
+def _held_out_margins(dataset: Dataset, roles: RowRoles, engine: Engine, booster: Any, *, n_jobs: int | None) -> dict[str, np.ndarray]:
+    """Margins, labels, roles, encounter ids and row positions of the validation and
+    calibration rows, predicted chunk by chunk."""
+    parts: dict[str, list[np.ndarray]] = {"margin": [], "y": [], "scoring_labels": [], "role": [], "encounter_ids": [],
+                                          "position": []}
+    offset = 0
+    for index in range(dataset.n_chunks):
+        chunk_roles = roles.chunk_roles[index]
+        keep = chunk_roles != TRAIN
+        if keep.any():
+            chunk = dataset.chunk(index)
+            parts["margin"].append(engine.margin(booster, np.ascontiguousarray(chunk.X[keep]), n_jobs=n_jobs))
+            parts["y"].append(np.asarray(chunk.y)[keep].astype(np.int8))
+            scoring = chunk.y if chunk.scoring_labels is None else chunk.scoring_labels
+            parts["scoring_labels"].append(np.asarray(scoring)[keep].astype(np.int8))
+            parts["role"].append(chunk_roles[keep])
+            ids = chunk.encounter_ids if chunk.encounter_ids is not None else np.full(chunk.n_rows, None, dtype=object)
+            parts["encounter_ids"].append(np.asarray(ids)[keep])
+            parts["position"].append(offset + np.flatnonzero(keep))
+        offset += len(chunk_roles)
+    empty = {"margin": np.float64, "y": np.int8, "scoring_labels": np.int8, "role": np.int8, "encounter_ids": object,
+             "position": np.int64}
+    return {k: (np.concatenate(v) if v else np.zeros(0, dtype=empty[k])) for k, v in parts.items()}
 
 
 class RiskModel(ClassifierMixin, BaseEstimator):
@@ -96,11 +147,22 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         None (no class weighting).
     threshold_rule : "sensitivity" (flag at least `threshold_target` of positive rows),
         "alert_budget" (at most `threshold_target` alert episodes per 100 patient-days;
-        needs `encounter_ids` in fit) or "none" (predict() uses 0.5).
+        needs `encounter_ids` in fit), "utility" (the threshold maximising the PhysioNet
+        2019 utility on the calibration patients; y must then be the challenge's hourly
+        SepsisLabel on every hour of each stay, and fit needs `encounter_ids`) or "none"
+        (predict() uses 0.5).
     threshold_target : the target for `threshold_rule`.
     random_state : seed for the patient split and the booster.
     n_jobs : CPU threads for training and prediction; None lets the engine use every core
         (on a small or busy machine, 1 is often faster for small data).
+    negative_fraction : train on this share of the negative training rows (each kept one
+        weighted by the inverse), to train faster on years of data; validation, calibration
+        and the threshold always see every row. 1.0 keeps them all.
+    external_memory : XGBoost keeps its quantised training matrix in pages on disk
+        (ExtMemQuantileDMatrix under `cache_dir`), for data whose matrix would not fit.
+    dask_address : train the booster with xgboost.dask on this cluster ("tcp://host:8786",
+        or "local[:N]" for a local cluster of N worker processes); the split, calibration
+        and threshold stay local (riskcast.model.distributed). XGBoost only.
 
     Learned attributes
     ------------------
@@ -110,8 +172,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     feature_names_in_, n_features_in_, classes_ : as in scikit-learn.
     device_, device_message_ : the device used, and why.
     scale_pos_weight_ : the positive-class weight used.
-    split_ : row positions of the train / validation / calibration patients (None after
-        load_model). fingerprint_ : counts and hashes of the training data.
+    split_ : row positions of the train / validation / calibration patients, from
+        row_roles_ (None after load_model). fingerprint_ : counts and hashes of the
+        training data. threshold_rows_ / threshold_risk_ : the rows (positions) the
+        threshold was chosen on and their calibrated risk. largest_chunk_rows_ : the most
+        rows of one chunk held at once while training.
     training_metrics_ : per-set counts, validation log loss, Brier before/after calibration.
     search_trials_ : after search(), every candidate and its validation loss.
     """
@@ -136,6 +201,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         threshold_target: float = 0.8,
         random_state: int = 0,
         n_jobs: int | None = None,
+        negative_fraction: float = 1.0,
+        external_memory: bool = False,
+        cache_dir: str | None = None,
+        dask_address: str | None = None,
     ) -> None:
         self.engine = engine
         self.device = device
@@ -155,6 +224,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.threshold_target = threshold_target
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.negative_fraction = negative_fraction
+        self.external_memory = external_memory
+        self.cache_dir = cache_dir
+        self.dask_address = dask_address
 
     # ------------------------------------------------------------------ fitting
 
@@ -186,20 +259,39 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             return self.calibration
         return "isotonic" if int(np.sum(y_calibration)) >= AUTO_ISOTONIC_MIN_POSITIVES else "platt"
 
-    def _positive_weight(self, y_train: np.ndarray) -> float:
+    def _positive_weight(self, n_rows: int, n_positive: int) -> float:
         if self.scale_pos_weight is None:
             return 1.0
         if self.scale_pos_weight == "auto":
-            n_pos = int(np.sum(y_train == 1))
-            return float(len(y_train) - n_pos) / n_pos
+            return float(n_rows - n_positive) / n_positive
         return float(self.scale_pos_weight)
+
+    def _dataset(self, X: Any, y: Any, groups: Any, encounter_ids: Any) -> Dataset:
+        """What fit() was given, as a chunked Dataset (in-memory inputs become one chunk)."""
+        if hasattr(X, "chunk") and hasattr(X, "n_chunks"):
+            if y is not None or groups is not None:
+                raise ModelError("pass labels and patient ids inside the Dataset, not as y and groups")
+            return X
+        if y is None or groups is None:
+            raise ModelError("fit() needs y (0/1 labels) and groups (a patient id per row)")
+        names = feature_names_of(X)
+        if not names:
+            raise ModelError("X has no feature columns")
+        matrix = feature_matrix(X, names)
+        labels = binary_labels(y, n_rows=len(matrix))
+        patients = group_ids(groups, n_rows=len(matrix))
+        if encounter_ids is not None:
+            encounter_ids = np.asarray(encounter_ids)
+            if len(encounter_ids) != len(matrix):
+                raise ModelError(f"encounter_ids has {len(encounter_ids)} values but X has {len(matrix)} rows")
+        return ArrayDataset(matrix, labels, patients, feature_names=names, encounter_ids=encounter_ids)
 
     def fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         *,
-        groups: Any,
+        groups: Any = None,
         encounter_ids: Any = None,
         hours_per_row: float = 1.0,
     ) -> RiskModel:
@@ -208,43 +300,42 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         X: numeric features, one row per encounter-hour (all columns are used as
         features, in this order); y: 0/1 outcome per row; groups: patient id per row;
         encounter_ids: encounter per row, rows in time order within an encounter
-        (needed only for threshold_rule="alert_budget"); hours_per_row: exposure time a
-        row stands for, for alert rates.
+        (needed for threshold_rule="alert_budget" and "utility"); hours_per_row: exposure
+        time a row stands for, for alert rates.
+
+        X may instead be a riskcast.model.dataset.Dataset (chunks of float32 rows with their
+        labels, patients and encounters; y and groups then stay None): the boosters then
+        read it chunk by chunk and only one chunk is in memory at a time. Both paths are the
+        same code: in-memory inputs are a dataset of one chunk.
         """
         self._check_params()
-        names = feature_names_of(X)
+        dataset = self._dataset(X, y, groups, encounter_ids)
+        names = list(dataset.feature_names)
         if not names:
             raise ModelError("X has no feature columns")
-        matrix = feature_matrix(X, names)
-        labels = binary_labels(y, n_rows=len(matrix))
-        patients = group_ids(groups, n_rows=len(matrix))
-        n_pos = int(labels.sum())
-        if n_pos == 0 or n_pos == len(labels):
-            raise ModelError(f"y has {n_pos} positive row(s) out of {len(labels)}; training needs both outcomes")
-        if self.threshold_rule == ALERT_BUDGET and encounter_ids is None:
-            raise ModelError("threshold_rule='alert_budget' needs encounter_ids in fit()")
-        if encounter_ids is not None:
-            encounter_ids = np.asarray(encounter_ids)
-            if len(encounter_ids) != len(matrix):
-                raise ModelError(f"encounter_ids has {len(encounter_ids)} values but X has {len(matrix)} rows")
+        index = index_dataset(dataset)
+        n_pos = index.n_positive
+        if n_pos == 0 or n_pos == index.n_rows:
+            raise ModelError(f"y has {n_pos} positive row(s) out of {index.n_rows}; training needs both outcomes")
+        if self.threshold_rule in (ALERT_BUDGET, UTILITY) and dataset.chunk(0).encounter_ids is None:
+            raise ModelError(f"threshold_rule={self.threshold_rule!r} needs encounter_ids in fit()")
+        if not (0.0 < float(self.negative_fraction) <= 1.0):
+            raise ModelError(f"negative_fraction must be in (0, 1] (got {self.negative_fraction!r})")
 
         choice = choose_device(self.device, engine=self.engine)
         logger.info("training %s", choice.message)
-        split = split_patients(
-            patients,
-            labels,
+        patient_roles = assign_patient_roles(
+            index.patient_positives > 0,
             validation_fraction=self.validation_fraction,
             calibration_fraction=self.calibration_fraction,
             random_state=self.random_state,
         )
-        y_train = labels[split.train]
-        if y_train.sum() == 0:
-            raise ModelError(f"the training patients ({len(split.train)} rows) have no positive rows")
-        positive_weight = self._positive_weight(y_train)
-
-        def training_set(rows: np.ndarray) -> TrainingSet:
-            y_rows = labels[rows].astype(np.float64)
-            return TrainingSet(matrix[rows], y_rows, np.where(y_rows == 1, positive_weight, 1.0))
+        roles = assign_roles(index, patient_roles)
+        n_train = roles.rows(TRAIN)
+        n_train_pos = int(sum(int(labels[r == TRAIN].sum()) for labels, r in zip(index.chunk_labels, roles.chunk_roles, strict=True)))
+        if n_train_pos == 0:
+            raise ModelError(f"the training patients ({n_train} rows) have no positive rows")
+        positive_weight = self._positive_weight(n_train, n_train_pos)
 
         engine = engine_for(self.engine)
         settings = BoosterSettings(
@@ -259,9 +350,17 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             random_state=int(self.random_state),
             n_jobs=self.n_jobs,
             device=choice.device,
+            external_memory=bool(self.external_memory),
+            cache_dir=self.cache_dir,
         )
-        validation = training_set(split.validation) if len(split.validation) else None
-        trained = engine.train(settings, training_set(split.train), validation)
+        train_rows = RoleView(dataset, index, roles, [TRAIN], positive_weight=positive_weight,
+                              negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
+        validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight)
+                      if roles.rows(VALIDATION) else None)
+        if self.dask_address:
+            trained = _train_on_dask(self.dask_address, self.engine, settings, train_rows, validation, len(names))
+        else:
+            trained = engine.train(settings, train_rows, validation)
 
         self.booster_ = trained.booster
         self.n_rounds_ = trained.n_rounds
@@ -271,22 +370,32 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.device_ = choice.device
         self.device_message_ = choice.message
         self.scale_pos_weight_ = positive_weight
-        self.split_ = split
-        self.fingerprint_ = fingerprint(matrix, labels, patients)
+        self.row_roles_ = np.concatenate(roles.chunk_roles)
+        self.fingerprint_ = DataFingerprint(
+            rows=index.n_rows, patients=len(index.patients), positives=n_pos, features=len(names),
+            x_sha256=index.x_sha256, y_sha256=index.y_sha256,
+        )
+        self.largest_chunk_rows_ = max(index.largest_chunk_rows, train_rows.largest_chunk_rows)
 
         metrics: dict[str, Any] = {"n_rounds": trained.n_rounds, "scale_pos_weight": positive_weight}
-        for set_name, rows in (("train", split.train), ("validation", split.validation), ("calibration", split.calibration)):
-            metrics[f"{set_name}_rows"] = int(len(rows))
-            metrics[f"{set_name}_patients"] = int(len(pd.unique(patients[rows])))
-            metrics[f"{set_name}_positives"] = int(labels[rows].sum())
+        for role, set_name in ROLE_NAMES.items():
+            metrics[f"{set_name}_rows"] = roles.rows(role)
+            metrics[f"{set_name}_patients"] = roles.patients(role)
+            metrics[f"{set_name}_positives"] = int(sum(
+                int(labels[r == role].sum()) for labels, r in zip(index.chunk_labels, roles.chunk_roles, strict=True)
+            ))
+        if self.negative_fraction < 1.0:
+            metrics["negative_fraction"] = float(self.negative_fraction)
+            metrics["train_rows_used"] = train_rows.n_rows
+        held = _held_out_margins(dataset, roles, engine, self.booster_, n_jobs=self.n_jobs)
+        is_validation, is_calibration = held["role"] == VALIDATION, held["role"] == CALIBRATION
         if validation is not None:
-            val_margin = engine.margin(self.booster_, validation.X, n_jobs=self.n_jobs)
-            metrics["validation_log_loss"] = _weighted_log_loss(validation.y, val_margin, validation.weight)
+            val_y = held["y"][is_validation].astype(np.float64)
+            weight = np.where(val_y == 1, positive_weight, 1.0)
+            metrics["validation_log_loss"] = _weighted_log_loss(val_y, held["margin"][is_validation], weight)
 
-        calibration_rows = split.calibration
         if self.calibration != "none":
-            cal_margin = engine.margin(self.booster_, matrix[calibration_rows], n_jobs=self.n_jobs)
-            cal_y = labels[calibration_rows]
+            cal_margin, cal_y = held["margin"][is_calibration], held["y"][is_calibration]
             self.calibration_method_ = self._calibration_method(cal_y)
             self.calibrator_ = fit_calibrator(cal_margin, cal_y, method=self.calibration_method_)
             metrics["calibration_brier_uncalibrated"] = _brier(cal_y, expit(cal_margin))
@@ -297,33 +406,50 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.training_metrics_ = metrics
 
         self.operating_point_ = None
+        self.threshold_rows_ = np.zeros(0, dtype=np.int64)
+        self.threshold_risk_ = np.zeros(0)
         if self.threshold_rule != "none":
-            rows = split.held_out
-            if len(rows) == 0:
+            chosen = is_calibration if is_calibration.any() else is_validation
+            if not chosen.any():
                 raise ModelError(
                     f"threshold_rule={self.threshold_rule!r} needs held-out patients: "
                     "set calibration_fraction or validation_fraction > 0"
                 )
-            risk = self._proba_from_matrix(matrix[rows])
+            risk = self.calibrator_.predict(held["margin"][chosen])
+            y_chosen = held["y"][chosen]
             if self.threshold_rule == SENSITIVITY:
-                self.operating_point_ = threshold_for_sensitivity(risk, labels[rows], target=self.threshold_target)
-            else:
+                self.operating_point_ = threshold_for_sensitivity(risk, y_chosen, target=self.threshold_target)
+            elif self.threshold_rule == ALERT_BUDGET:
                 self.operating_point_ = threshold_for_alert_budget(
                     risk,
-                    encounter_ids=encounter_ids[rows],
+                    encounter_ids=held["encounter_ids"][chosen],
                     hours_per_row=hours_per_row,
                     alerts_per_100_patient_days=self.threshold_target,
                 )
+            else:
+                utilities = row_utilities(held["scoring_labels"][chosen], held["encounter_ids"][chosen])
+                self.operating_point_ = threshold_for_utility(risk, utilities.gain, span=utilities.span)
+            self.threshold_rows_ = held["position"][chosen]
+            self.threshold_risk_ = risk
         self.threshold_ = DEFAULT_THRESHOLD if self.operating_point_ is None else self.operating_point_.threshold
-        logger.info("trained %s: %d rounds on %d rows", self.engine, trained.n_rounds, len(split.train))
+        logger.info("trained %s: %d rounds on %d rows", self.engine, trained.n_rounds, n_train)
         return self
+
+    @property
+    def split_(self) -> PatientSplit | None:
+        """Row positions (in the order fit read them) of the train / validation / calibration patients."""
+        roles = getattr(self, "row_roles_", None)
+        if roles is None:
+            return None
+        return PatientSplit(np.flatnonzero(roles == TRAIN), np.flatnonzero(roles == VALIDATION),
+                            np.flatnonzero(roles == CALIBRATION))
 
     def search(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         *,
-        groups: Any,
+        groups: Any = None,
         n_iter: int = 8,
         encounter_ids: Any = None,
         hours_per_row: float = 1.0,

@@ -1,6 +1,6 @@
 """Turn what a caller hands the model (pandas or polars frames, arrays) into plain numpy.
 
-The model sees only numbers: a float64 matrix in a fixed column order with NaN for
+The model sees only numbers: a float32 matrix in a fixed column order with NaN for
 missing, 0/1 labels and one group (patient) id per row. Everything is checked at the
 door so that a mistake is reported with the column or argument that caused it, not as
 a stack trace from inside a booster.
@@ -45,7 +45,7 @@ def feature_names_of(X: Any) -> list[str]:
 
 
 def feature_matrix(X: Any, feature_names: Sequence[str]) -> np.ndarray:
-    """X as a C-ordered float64 array with exactly `feature_names`, in that order.
+    """X as a C-ordered float32 array (what the boosters train on) with exactly `feature_names`, in that order.
 
     Extra columns (keys, metadata) are ignored. Missing columns, non-numeric columns and
     infinite values raise ModelError naming the columns; null and NaN both become NaN,
@@ -59,7 +59,8 @@ def feature_matrix(X: Any, feature_names: Sequence[str]) -> np.ndarray:
                 "(pass a DataFrame with named columns to be safe)"
             )
         try:
-            matrix = np.ascontiguousarray(X, dtype=np.float64)
+            with np.errstate(over="ignore"):
+                matrix = np.ascontiguousarray(X, dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"X is not numeric: {exc}") from exc
     elif isinstance(X, pl.DataFrame | pd.DataFrame):
@@ -85,10 +86,11 @@ def feature_matrix(X: Any, feature_names: Sequence[str]) -> np.ndarray:
         if bad:
             raise ModelError(f"X has {len(bad)} non-numeric feature column(s): {_name_list(bad)}")
         if isinstance(X, pl.DataFrame):
-            matrix = X.select(pl.col(names).cast(pl.Float64)).to_numpy()
+            matrix = X.select(pl.col(names).cast(pl.Float32)).to_numpy()
         else:
             matrix = X[[columns[n] for n in names]].to_numpy(dtype=np.float64, na_value=np.nan)
-        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     else:
         feature_names_of(X)  # raises the type error
         raise AssertionError("unreachable")
@@ -142,8 +144,8 @@ def group_ids(groups: Any, *, n_rows: int) -> np.ndarray:
 class DataFingerprint:
     """What a model was trained on, without the data itself.
 
-    `x_sha256` hashes the float64 feature matrix (C order, the model's column order,
-    NaN as stored by numpy); `y_sha256` hashes the labels as int8. Two fits with
+    `x_sha256` hashes the float32 feature matrix (C order, the model's column order,
+    rows in the order training read them, NaN as stored by numpy); `y_sha256` hashes the labels as int8. Two fits with
     identical data give identical hashes, so a retrain on unchanged data is visible.
     """
 
@@ -171,6 +173,6 @@ def fingerprint(matrix: np.ndarray, y: np.ndarray, groups: np.ndarray) -> DataFi
         patients=int(len(pd.unique(groups))),
         positives=int(np.sum(y == 1)),
         features=int(matrix.shape[1]),
-        x_sha256=hashlib.sha256(np.ascontiguousarray(matrix, dtype=np.float64).tobytes()).hexdigest(),
+        x_sha256=hashlib.sha256(np.ascontiguousarray(matrix, dtype=np.float32).tobytes()).hexdigest(),
         y_sha256=hashlib.sha256(np.ascontiguousarray(y, dtype=np.int8).tobytes()).hexdigest(),
     )

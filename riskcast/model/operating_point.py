@@ -200,3 +200,40 @@ def threshold_for_sensitivity(risk: Any, y: Any, *, target: float) -> OperatingP
         flag_rate=float(np.mean(risk >= threshold)),
         n_rows=len(risk),
     )
+
+
+UTILITY = "utility"
+
+
+def threshold_for_utility(risk: Any, gain: Any, *, span: float) -> OperatingPoint:
+    """The threshold that maximises an additive utility on these rows.
+
+    gain: per row, what flagging it adds to the total (the utility of an alarm minus that
+    of no alarm; riskcast.utility.RowUtilities.gain for the PhysioNet 2019 rule). The total
+    at threshold t is the sum of the gains of rows with risk >= t, so one pass down the
+    sorted risks finds the best t; ties in risk are flagged together. `achieved` is the
+    normalised utility at the threshold (total gain / span: 0 for no alarms, 1 for the best
+    alarms); with no positive total anywhere the threshold sits just above the highest risk
+    (no flags).
+    """
+    risk = _as_risk(risk)
+    gain = np.asarray(gain, dtype=np.float64)
+    if gain.shape != risk.shape:
+        raise ModelError(f"gain has {len(gain)} values but risk has {len(risk)}")
+    if not span > 0:
+        raise ModelError("cannot choose a threshold for utility: the best and the no-alarm utilities are equal "
+                         "(no positive rows among these patients)")
+    order = np.argsort(-risk, kind="stable")
+    ordered = risk[order]
+    total = np.cumsum(gain[order])
+    # Only cut between distinct risks: the last row of each run of equal risk.
+    ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+    best = int(ends[np.argmax(total[ends])])
+    if total[best] <= 0:
+        threshold, achieved, flag_rate = float(np.nextafter(ordered[0], np.inf)), 0.0, 0.0
+    else:
+        threshold = float(ordered[best])
+        achieved = float(total[best] / span)
+        flag_rate = float(np.mean(risk >= threshold))
+    return OperatingPoint(threshold=threshold, rule=UTILITY, target=None, achieved=achieved, flag_rate=flag_rate,
+                          n_rows=len(risk))

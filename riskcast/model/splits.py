@@ -53,6 +53,35 @@ def split_patients(
     any positive row), rounded to whole patients; a non-zero fraction gets at least one
     patient of a stratum that has at least three. Training keeps the rest.
     """
+    codes, uniques = pd.factorize(groups, sort=True)
+    patient_positive = np.zeros(len(uniques), dtype=bool)
+    np.logical_or.at(patient_positive, codes, y == 1)
+    assignment = assign_patient_roles(
+        patient_positive,
+        validation_fraction=validation_fraction,
+        calibration_fraction=calibration_fraction,
+        random_state=random_state,
+    )
+    row_set = assignment[codes]
+    return PatientSplit(
+        train=np.flatnonzero(row_set == 0),
+        validation=np.flatnonzero(row_set == 1),
+        calibration=np.flatnonzero(row_set == 2),
+    )
+
+
+def assign_patient_roles(
+    patient_positive: np.ndarray,
+    *,
+    validation_fraction: float,
+    calibration_fraction: float,
+    random_state: int | None,
+) -> np.ndarray:
+    """Per patient (in sorted patient-id order): 0 train, 1 validation, 2 calibration.
+
+    The same patients and seed give the same assignment whatever order or chunks the rows
+    came in (see split_patients for the rule).
+    """
     validation_fraction = _check_fraction(validation_fraction, name="validation_fraction")
     calibration_fraction = _check_fraction(calibration_fraction, name="calibration_fraction")
     if validation_fraction + calibration_fraction >= 0.9:
@@ -60,13 +89,9 @@ def split_patients(
             "validation_fraction + calibration_fraction must leave at least 10% of patients "
             f"for training (got {validation_fraction} + {calibration_fraction})"
         )
-    codes, uniques = pd.factorize(groups, sort=True)
-    n_patients = len(uniques)
+    n_patients = len(patient_positive)
     if n_patients < 3 and (validation_fraction or calibration_fraction):
         raise ModelError(f"need at least 3 patients to split train/validation/calibration (got {n_patients})")
-    patient_positive = np.zeros(n_patients, dtype=bool)
-    np.logical_or.at(patient_positive, codes, y == 1)
-
     rng = np.random.default_rng(random_state)
     assignment = np.zeros(n_patients, dtype=np.int8)  # 0 train, 1 validation, 2 calibration
     for stratum in (np.flatnonzero(patient_positive), np.flatnonzero(~patient_positive)):
@@ -76,12 +101,7 @@ def split_patients(
         n_val = _share(n, validation_fraction)
         assignment[order[:n_cal]] = 2
         assignment[order[n_cal : n_cal + n_val]] = 1
-    row_set = assignment[codes]
-    return PatientSplit(
-        train=np.flatnonzero(row_set == 0),
-        validation=np.flatnonzero(row_set == 1),
-        calibration=np.flatnonzero(row_set == 2),
-    )
+    return assignment
 
 
 def _share(n: int, fraction: float) -> int:
