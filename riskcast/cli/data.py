@@ -113,28 +113,57 @@ def quarantine(ctx: click.Context, batch: str | None, rule: str | None, limit: i
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet file to write.")
-@click.option("--at", "at_text", default=None, help="Build as of this time (ISO 8601, UTC if no offset).")
-@click.option("--outcome", default=None, help="Also attach labels for this outcome (e.g. deterioration, sepsis).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Also write the matrix to this Parquet file (shard by shard).")
+@click.option("--at", "at_text", default=None,
+              help="Write the matrix as the data stood at this time (ISO 8601, UTC if no offset), built in memory "
+                   "instead of from the store; needs --out.")
+@click.option("--outcome", default=None, help="With --out: attach labels for this outcome (e.g. deterioration, sepsis).")
 @click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=12.0, show_default=True)
+@click.option("--rows-per-shard", type=click.IntRange(min=1000), default=None,
+              help="Encounter-hours a shard aims at when a store is first built (default 100,000).")
 @click.pass_context
 @friendly_errors
-def features(ctx: click.Context, out: Path, at_text: str | None, outcome: str | None, horizon_hours: float) -> None:
-    """Build the point-in-time hourly feature matrix from the lake."""
+def features(ctx: click.Context, out: Path | None, at_text: str | None, outcome: str | None, horizon_hours: float,
+             rows_per_shard: int | None) -> None:
+    """Build or refresh the feature store (only shards the new lake batches touched are rebuilt)."""
+    from riskcast.feature_store import DEFAULT_ROWS_PER_SHARD, refresh_store
     from riskcast.pipeline.training import feature_matrix
+    from riskcast.pipeline.training_data import Labelling, export_matrix, store_for
 
     settings = settings_of(ctx)
     started = time.perf_counter()
-    frame = feature_matrix(Lake(settings.lake_dir), at=parse_time(at_text), outcome=outcome, horizon_hours=horizon_hours)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    frame.write_parquet(tmp)
-    tmp.replace(out)
-    data = {
-        "out": str(out),
-        "rows": frame.height,
-        "encounters": frame["encounter_id"].n_unique(),
-        "columns": frame.width,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    emit(ctx, data, f"wrote {data['rows']:,} rows x {data['columns']} columns for {data['encounters']:,} encounters to {out} in {data['seconds']} s")
+    lake = Lake(settings.lake_dir)
+    if at_text is not None:
+        if out is None:
+            raise click.UsageError("--at writes a matrix as of that time: give --out FILE too")
+        frame = feature_matrix(lake, at=parse_time(at_text), outcome=outcome, horizon_hours=horizon_hours)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".tmp-{out.name}")
+        frame.write_parquet(tmp)
+        tmp.replace(out)
+        data = {"out": str(out), "rows": frame.height, "columns": frame.width,
+                "seconds": round(time.perf_counter() - started, 2)}
+        emit(ctx, data, f"wrote {data['rows']:,} rows x {data['columns']} columns to {out} in {data['seconds']} s")
+        return
+    store = store_for(lake)
+    summary = refresh_store(lake, store, rows_per_shard=rows_per_shard or DEFAULT_ROWS_PER_SHARD, progress=_say(ctx))
+    data = summary.to_dict() | {"store": str(store.root)}
+    if out is not None:
+        labelling = Labelling(outcome, horizon_hours, keep_after_event=outcome == "sepsis") if outcome else None
+        rows, width = export_matrix(store.open(), lake, out, labelling=labelling)
+        data |= {"out": str(out), "out_rows": rows, "out_columns": width}
+    data["seconds"] = round(time.perf_counter() - started, 2)
+    emit(ctx, data, lambda: (
+        f"feature store {data['store']}: {data['rows']:,} rows of {data['encounters']:,} encounters in "
+        f"{data['n_shards']} shard(s), {data['features']} features; rebuilt {data['rebuilt']}, unchanged "
+        f"{data['unchanged']}, in {data['seconds']} s"
+        + (f"\nwrote {data['out_rows']:,} rows x {data['out_columns']} columns to {out}" if out is not None else "")
+    ))
+
+
+def _say(ctx: click.Context):
+    def say(message: str) -> None:
+        if not ctx.obj.get("json"):
+            click.echo(f"… {message}", err=True)
+    return say

@@ -24,10 +24,22 @@ def _progress(ctx: click.Context):
 @click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=12.0, show_default=True)
 @click.option("--engine", type=click.Choice(["xgboost", "lightgbm"]), default="xgboost", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--operating-point", type=click.Choice(["alert_budget", "sensitivity", "utility"]), default=None,
+              help="How the threshold is chosen on the calibration patients: an alert budget (wards; the default), a "
+                   "target sensitivity, or the PhysioNet 2019 utility (the default for --outcome sepsis).")
 @click.option("--alerts-per-100-patient-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Choose the threshold from this alert budget (default 15).")
 @click.option("--target-sensitivity", type=click.FloatRange(0, 1), default=None,
               help="Choose the threshold for this row-level sensitivity instead of an alert budget.")
+@click.option("--families", "families_text", default=None,
+              help="Feature families, e.g. 'default', 'all', 'default,-process' or 'values,trends,clocks' "
+                   "(see the README's ablation table).")
+@click.option("--negative-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Train on this share of the negative hours (weighted back); calibration and evaluation see all.")
+@click.option("--external-memory", is_flag=True,
+              help="XGBoost keeps its quantised matrix on disk (for data whose matrix would not fit in memory).")
+@click.option("--dask", "dask_address", default=None,
+              help="Train on a Dask cluster: a scheduler address (tcp://host:8786) or local[:WORKERS].")
 @click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True, help="Share of patients held out.")
 @click.option("--temporal", is_flag=True, help="Hold out the patients admitted last instead of a random share.")
 @click.option("--search", is_flag=True, help="Run a small hyperparameter search first.")
@@ -38,9 +50,11 @@ def _progress(ctx: click.Context):
 @click.pass_context
 @friendly_errors
 def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, device: str,
-          alerts_per_100_patient_days: float | None, target_sensitivity: float | None, test_fraction: float,
-          temporal: bool, search: bool, ablations: bool, promote: bool | None, seed: int) -> None:
+          operating_point: str | None, alerts_per_100_patient_days: float | None, target_sensitivity: float | None,
+          families_text: str | None, negative_fraction: float, external_memory: bool, dask_address: str | None,
+          test_fraction: float, temporal: bool, search: bool, ablations: bool, promote: bool | None, seed: int) -> None:
     """Train, calibrate and evaluate a model on held-out patients, and register it."""
+    from riskcast.features.families import parse_families
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.training import train_and_register
 
@@ -48,8 +62,10 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
     started = time.perf_counter()
     result = train_and_register(
         Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=now_utc(), outcome=outcome,
-        horizon_hours=horizon_hours, engine=engine, device=device,
+        horizon_hours=horizon_hours, engine=engine, device=device, operating_point=operating_point,
         alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
+        families=parse_families(families_text) if families_text else None, negative_fraction=negative_fraction,
+        external_memory=external_memory, dask=dask_address,
         test_fraction=test_fraction, temporal=temporal, search=search, ablations=ablations, promote=promote,
         reports_dir=settings.reports_dir, seed=seed, progress=_progress(ctx),
     )
@@ -150,25 +166,58 @@ def evaluate(ctx: click.Context, data_path: Path | None, model_version: str | No
 
     check = meta.get("promise_check")
     emit(ctx, data, lambda: f"# {meta['model_version']} on {meta['data']}\n\n"
-         + (promise_markdown(check) if check else "") + report.to_markdown())
+         + transport_markdown(meta["transport"]) + (promise_markdown(check) if check else "") + report.to_markdown())
+
+
+def transport_markdown(transport: dict) -> str:
+    """How calibration and the threshold carried over, as a short Markdown section."""
+    def num(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    lines = [
+        "## At this site\n",
+        f"- calibration-in-the-large: {num(transport['calibration_in_the_large'], '+.4f')} "
+        f"(mean predicted {num(transport['mean_predicted'], '.4f')}, observed {num(transport['observed_rate'], '.4f')}; "
+        "positive: the model over-predicts here)",
+        f"- at the model's threshold {transport['threshold']:.4f}: "
+        f"{num(transport['alerts_per_100_patient_days'], '.1f')} alert episodes per 100 patient-days, "
+        f"{num(transport['flag_rate'], '.1%')} of hours flagged",
+    ]
+    if transport.get("utility") is not None:
+        lines.append(f"- PhysioNet 2019 utility at that threshold: {transport['utility']:.3f}")
+    lines.append("- if calibration is off here, `riskcast recalibrate --data` fits a new calibrator on this site's "
+                 "first patients as a new model version (never applied silently)\n\n")
+    return "\n".join(lines)
 
 
 @cli.command()
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="Data to score (any ingestable format).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Parquet, or CSV if the name ends in .csv.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Parquet, or CSV if the name ends in .csv; with --format physionet a folder of .psv files.")
+@click.option("--format", "out_format", type=click.Choice(["table", "physionet"]), default="table", show_default=True,
+              help="physionet: one .psv per stay with PredictedProbability|PredictedLabel, as the 2019 challenge's "
+                   "evaluate_sepsis_score.py reads them.")
 @click.option("--model", "model_version", default=None, help="Model version (default: the champion).")
 @click.pass_context
 @friendly_errors
-def predict(ctx: click.Context, data_path: Path, out: Path, model_version: str | None) -> None:
-    """Score every encounter-hour of another dataset: encounter_id, time, risk, flagged."""
+def predict(ctx: click.Context, data_path: Path, out: Path, out_format: str, model_version: str | None) -> None:
+    """Score every hour of another dataset (every source row, for PhysioNet files)."""
     from riskcast.model import ModelRegistry
-    from riskcast.pipeline.external import predict_dataset
+    from riskcast.pipeline.external import predict_dataset, write_physionet_predictions
 
     settings = settings_of(ctx)
+    if out_format == "physionet" and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise click.UsageError(f"{out} already exists and is not an empty folder; --format physionet writes a new folder")
     predictions, meta = predict_dataset(
         settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
         now=now_utc(), progress=_progress(ctx),
     )
+    if out_format == "physionet":
+        files = write_physionet_predictions(predictions, out)
+        data = meta | {"out": str(out), "rows": predictions.height, "files": files}
+        emit(ctx, data, f"wrote {predictions.height:,} predictions ({meta['flagged']:,} flagged) in {files:,} .psv "
+                        f"files to {out}")
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".tmp-{out.name}")
     if out.suffix == ".csv":
@@ -178,6 +227,39 @@ def predict(ctx: click.Context, data_path: Path, out: Path, model_version: str |
     tmp.replace(out)
     data = meta | {"out": str(out), "rows": predictions.height}
     emit(ctx, data, f"wrote {predictions.height:,} predictions ({meta['flagged']:,} flagged) to {out}")
+
+
+@cli.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+              help="The new site's data (any ingestable format).")
+@click.option("--model", "model_version", default=None, help="Model version (default: the champion).")
+@click.option("--first-patients", type=click.IntRange(min=1), default=None,
+              help="Recalibrate on this many of the site's first patients (by admission).")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3, show_default=True,
+              help="Else on this share of its first patients.")
+@click.option("--method", type=click.Choice(["auto", "isotonic", "platt"]), default="auto", show_default=True)
+@click.pass_context
+@friendly_errors
+def recalibrate(ctx: click.Context, data_path: Path, model_version: str | None, first_patients: int | None,
+                fraction: float, method: str) -> None:
+    """Fit a new calibrator on a new site's first patients, as a new model version (not promoted)."""
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.external import recalibrate_model
+
+    settings = settings_of(ctx)
+    data = recalibrate_model(
+        settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
+        first_patients=first_patients, fraction=fraction, method=method, now=now_utc(), progress=_progress(ctx),
+    )
+    emit(ctx, data, lambda: (
+        f"registered {data['version']}: {data['from_version']} recalibrated ({data['method']}) on the first "
+        f"{data['patients']:,} patients of {data['data']} ({data['rows']:,} hours, {data['positives']:,} positive)\n"
+        f"  calibration-in-the-large {data['calibration_in_the_large_before']:+.4f} -> "
+        f"{data['calibration_in_the_large_after']:+.4f}; threshold {data['threshold_before']:.4f} -> "
+        f"{data['threshold_after']:.4f}\n"
+        f"  not promoted: check it on the site's later patients (`riskcast evaluate --data ... --model "
+        f"{data['version']}`), then `riskcast models promote`"
+    ))
 
 
 @cli.group()

@@ -495,3 +495,35 @@ def _observations(stays: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
             SOURCE_LINE: rows["_line"].gather(row_index),
         }
     )
+
+
+def physionet_rows(path: Path, *, limit: int | None = None) -> pl.DataFrame:
+    """One row per data line of the PhysioNet files under `path`, in file and line order.
+
+    Columns: encounter_id (the file's stem, as read_physionet names the stay), source_file
+    (provenance, as in the quarantine), file_name (the .psv's own name, e.g. p000001.psv),
+    line (1 is the header), row (0-based position among the file's data lines), iculos
+    (null when the line's ICULOS cannot be read) and time (the clock hour whose feature row
+    describes the line: admit_time + ICULOS hours, rounded up to the hour). Predictions for
+    outside scorers are keyed by these, so there is exactly one per line the files hold.
+    """
+    files, _ = _read_files(Path(path), limit=limit)
+    stays = _stay_frame(files)
+    rows = _with_charttime(_parse_rows(files), stays)
+    stays = stays.with_columns(
+        pl.Series("file_name", [PurePosixPath(f.label.split(":")[-1]).name for f in files], dtype=pl.String)
+    )
+    charttime = pl.col("_charttime")
+    hour = charttime.dt.truncate("1h")
+    return (
+        rows.join(stays.select("_file", "_stem", "_label", "file_name"), on="_file", how="left", maintain_order="left")
+        .select(
+            pl.col("_stem").alias("encounter_id"),
+            pl.col("_label").alias(SOURCE_FILE),
+            "file_name",
+            pl.col("_line").alias("line"),
+            pl.int_range(pl.len()).over("_file").cast(pl.Int64).alias("row"),
+            pl.col("ICULOS").cast(pl.Int64, strict=False).alias("iculos"),
+            pl.when(charttime == hour).then(hour).otherwise(hour + pl.duration(hours=1)).alias("time"),
+        )
+    )

@@ -46,7 +46,8 @@ from riskcast.fairness import (
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.external import model_outcome
-from riskcast.pipeline.training import HELD_OUT_FILE, feature_matrix
+from riskcast.pipeline.training import HELD_OUT_FILE
+from riskcast.pipeline.training_data import LabelSource, Labelling, fresh_generation, labelled_shards
 from riskcast.store import finish_run, open_store, start_run, write_transaction
 from riskcast.store.tables import audits
 
@@ -102,19 +103,27 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
             "only models trained by `riskcast train` can be audited"
         )
     held_out = json.loads(held_out_path.read_text())
+    generation = fresh_generation(lake)
+    labels = LabelSource(lake, batches=generation.batches)
     # For sepsis the PhysioNet challenge scores every hour, after onset too (as evaluate_model does).
-    frame = feature_matrix(lake, outcome=outcome, horizon_hours=horizon_hours, keep_after_event=outcome == "sepsis")
-    frame = frame.filter(
-        pl.col("label").is_not_null() & pl.col("patient_id").is_in(pl.Series(held_out, dtype=pl.String).implode())
-    )
-    if frame.height == 0:
+    labelling = Labelling(outcome, horizon_hours).for_evaluation()
+    features = list(model.feature_names_in_)
+    wanted = list(dict.fromkeys([*features, *SENSITIVE_FEATURES, *MEASUREMENT_COLUMNS]))
+    parts = []
+    for frame in labelled_shards(generation, labels, labelling, columns=wanted, patients=held_out):
+        if frame.height == 0:
+            continue
+        risk = model.predict_proba(frame.select(features))[:, 1]
+        keep = [*AUDIT_COLUMNS, *[c for c in (*SENSITIVE_FEATURES, *MEASUREMENT_COLUMNS) if c in frame.columns]]
+        parts.append(frame.select(keep).with_columns(
+            pl.Series("risk", risk, dtype=pl.Float64), *[pl.col(c).cast(pl.Float64) for c in MEASUREMENT_COLUMNS if c in frame.columns]
+        ))
+    if not parts:
         raise ModelError(
             f"none of the {len(held_out):,} held-out patients of {version} has a labelled hour in the lake at "
             f"{lake.root}; was the lake rebuilt?"
         )
-    risk = model.predict_proba(frame.select(list(model.feature_names_in_)).to_pandas())[:, 1]
-    keep = [*AUDIT_COLUMNS, *[c for c in (*SENSITIVE_FEATURES, *MEASUREMENT_COLUMNS) if c in frame.columns]]
-    predictions = frame.select(keep).with_columns(pl.Series("risk", risk, dtype=pl.Float64))
+    predictions = pl.concat(parts)
     meta = {
         "outcome": outcome,
         "horizon_hours": horizon_hours,

@@ -23,6 +23,7 @@ from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import LakeError
 from riskcast.explain import drivers_frame, top_drivers
 from riskcast.features.build import latest_features
+from riskcast.features.families import FAMILIES
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
 from riskcast.store import fail_unfinished_runs, finish_run, start_run, write_scores
@@ -170,7 +171,7 @@ def score_admitted(
         observations = lake.scan("observations")
         latest = latest_features(
             observations, lake.scan("encounters"), lake.scan("patients"),
-            at=at, encounter_ids=admitted["encounter_id"].to_list(),
+            at=at, encounter_ids=admitted["encounter_id"].to_list(), families=FAMILIES,
         )
         no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
         scores, drivers = score_latest(latest, model)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,9 +13,12 @@ import numpy as np
 import polars as pl
 
 from riskcast.errors import LakeError, ModelError
+from riskcast.feature_store import FeatureStore
 from riskcast.evaluate import alert_metrics, evaluate, threshold_at_alert_rate
 from riskcast.explain import MEASUREMENT_PROCESS_SUFFIXES, global_importance
 from riskcast.features.build import build_features, feature_columns
+from riskcast.features.families import DEFAULT_FAMILIES, FAMILIES, columns_of
+from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset, fresh_generation, labelled_shards
 from riskcast.model import ModelRegistry, RiskModel, load_model, save_model
 from riskcast.labels import challenge_labels, make_labels
 from riskcast.lake import Lake
@@ -28,33 +31,39 @@ def feature_matrix(
     outcome: str | None = None,
     horizon_hours: float = 12.0,
     keep_after_event: bool = False,
+    families: Sequence[str] = DEFAULT_FAMILIES,
 ) -> pl.DataFrame:
-    """The hourly feature matrix of every encounter in the lake, labelled when outcome is given.
+    """The hourly feature matrix of every encounter in the lake, in memory, labelled when
+    outcome is given (for small lakes, tests and exports; flows read the store's shards).
 
-    With an outcome, rows after the first event are dropped (unless keep_after_event) and
-    a `label` (0/1, null when censored) and `event_time` are attached; for sepsis the
-    PhysioNet challenge's per-hour `sepsis_label` is attached too.
+    Read from the feature store beside the lake (refreshed first). With `at`, built from the
+    data as it stood at that time instead, without the store. With an outcome, rows after
+    the first event are dropped (unless keep_after_event) and `label` (0/1, null when
+    censored) and `event_time` are attached; for sepsis the challenge's `sepsis_label` too.
     """
     if lake.is_empty():
         raise LakeError(f"the lake at {lake.root} is empty: run `riskcast ingest PATH` first")
-    observations = lake.scan("observations")
-    encounters = lake.scan("encounters")
-    frame = build_features(observations, encounters, lake.scan("patients"), at=at)
+    if at is not None:
+        frame = build_features(lake.scan("observations"), lake.scan("encounters"), lake.scan("patients"), at=at,
+                               families=families)
+        if outcome is None:
+            return frame
+        labels = make_labels(frame.select("encounter_id", "time"), lake.scan("outcomes"), lake.scan("encounters"),
+                             outcome=outcome, horizon_hours=horizon_hours, as_of=at, keep_after_event=keep_after_event)
+        frame = frame.join(labels, on=["encounter_id", "time"], how="inner")
+        if outcome == "sepsis":
+            frame = frame.join(challenge_labels(labels, lake.scan("outcomes")), on=["encounter_id", "time"], how="left")
+        return frame.sort("encounter_id", "time")
+    generation = fresh_generation(lake)
+    columns = generation.columns()
+    if families != FAMILIES:
+        columns = [c for c in columns if c not in generation.features or c in set(columns_of(generation.features, families))]
     if outcome is None:
-        return frame
-    labels = make_labels(
-        frame.select("encounter_id", "time"),
-        lake.scan("outcomes"),
-        encounters,
-        outcome=outcome,
-        horizon_hours=horizon_hours,
-        as_of=at,
-        keep_after_event=keep_after_event,
-    )
-    frame = frame.join(labels, on=["encounter_id", "time"], how="inner")
-    if outcome == "sepsis":
-        frame = frame.join(challenge_labels(labels, lake.scan("outcomes")), on=["encounter_id", "time"], how="left")
-    return frame.sort("encounter_id", "time")
+        return pl.concat(list(generation.iter_shards(columns))).sort("encounter_id", "time")
+    labels = LabelSource(lake, batches=generation.batches)
+    labelling = Labelling(outcome, horizon_hours, keep_after_event)
+    parts = [labels.attach(shard, labelling, drop_censored=False) for shard in generation.iter_shards(columns)]
+    return pl.concat(parts).sort("encounter_id", "time")
 
 
 # --------------------------------------------------------------------------- training
@@ -81,6 +90,15 @@ LIMITS = [
 
 
 ABLATIONS_DIR = "ablations"
+# What each operating point promises (written into the model card).
+OPERATING_POINT_PROMISES = {
+    "alert_budget": "at most the chosen number of alert episodes per 100 patient-days on the calibration patients: "
+                    "a ward's alert burden, checked again on the held-out patients and at any new site",
+    "sensitivity": "at least the chosen share of positive hours flagged on the calibration patients",
+    "utility": "the threshold that maximised the PhysioNet/CinC 2019 utility (the challenge's scoring rule) on the "
+               "calibration patients; it promises that utility, not an alert burden, and the burden it implies is "
+               "reported beside it",
+}
 
 
 def _finite(value: Any) -> Any:
@@ -193,31 +211,67 @@ def ablation_features(name: str, features: list[str]) -> list[str]:
 ABLATIONS = ("clock only", "physiology only")
 
 
-def fit_ablations(train: pl.DataFrame, features: list[str], *, engine: str, device: str, seed: int) -> dict[str, RiskModel]:
+def fit_ablations(train: StoreDataset, features: list[str], *, engine: str, device: str, seed: int) -> dict[str, RiskModel]:
     """Refit the model on reduced feature sets (see ablation_features), same patients and settings."""
     models = {}
     for name in ABLATIONS:
         columns = ablation_features(name, features)
         model = RiskModel(engine=engine, device=device, threshold_rule="none", random_state=seed, **TRAINING_DEFAULTS)
-        models[name] = model.fit(train.select(columns).to_pandas(), train["label"].to_numpy(), groups=train["patient_id"].to_numpy())
+        models[name] = model.fit(train.with_features(columns))
     return models
 
 
-def with_ablations(scored: pl.DataFrame, frame: pl.DataFrame, ablations: dict[str, RiskModel], *, threshold: float) -> dict[str, float]:
-    """Add each ablation's risk as a column of `scored`; thresholds giving the model's alert rate.
+def score_dataset(
+    data: StoreDataset,
+    model: RiskModel,
+    ablations: dict[str, RiskModel] | None = None,
+    *,
+    sample_rows: int = 0,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score every row of `data` shard by shard: (evaluation frame with the model's and each
+    ablation's risk, a uniform random sample of up to `sample_rows` feature rows for SHAP).
 
-    Returns name -> threshold, for riskcast.evaluate's baselines, so every ablation is
-    measured at the same alert burden as the full model.
+    Only one shard's features are in memory at a time; the evaluation frame keeps keys,
+    labels, baseline scores and risks.
     """
+    ablations = ablations or {}
+    features = list(model.feature_names_in_)
+    wanted = list(dict.fromkeys([*features, *_baseline_sources(data.generation.features)]))
+    rng = np.random.default_rng(seed)
+    parts, sample, sample_keys = [], None, np.zeros(0)
+    for index in range(data.n_chunks):
+        frame = data.rows(index, columns=wanted)
+        if frame.height == 0:
+            continue
+        scored = evaluation_frame(frame, model.predict_proba(frame.select(features))[:, 1])
+        for name, ablation in ablations.items():
+            risk = ablation.predict_proba(frame.select(list(ablation.feature_names_in_)))[:, 1]
+            scored = scored.with_columns(pl.Series(name, risk, dtype=pl.Float64))
+        parts.append(scored)
+        if sample_rows:
+            keys = rng.random(frame.height)
+            merged_keys = np.concatenate([sample_keys, keys])
+            merged = frame.select(features) if sample is None else pl.concat([sample, frame.select(features)])
+            keep = np.argsort(merged_keys, kind="stable")[:sample_rows]
+            sample, sample_keys = merged[np.sort(keep)], merged_keys[np.sort(keep)]
+    if not parts:
+        raise ModelError("no labelled rows to score among the chosen patients")
+    return pl.concat(parts), sample if sample is not None else pl.DataFrame(schema={f: pl.Float32 for f in features})
+
+
+def ablation_thresholds(scored: pl.DataFrame, ablations: dict[str, RiskModel], *, threshold: float) -> dict[str, float]:
+    """Thresholds giving each ablation (a risk column of `scored`) the model's alert rate, for
+    riskcast.evaluate's baselines, so every ablation is measured at the same alert burden."""
     if not ablations:
         return {}
     rate = alert_metrics(scored, threshold=threshold).alerts_per_100_patient_days
-    thresholds = {}
-    for name, model in ablations.items():
-        risk = model.predict_proba(frame.select(list(model.feature_names_in_)).to_pandas())[:, 1]
-        scored.insert_column(scored.width, pl.Series(name, risk, dtype=pl.Float64))
-        thresholds[name] = threshold_at_alert_rate(scored, alerts_per_100_patient_days=rate, score=name)
-    return thresholds
+    return {name: threshold_at_alert_rate(scored, alerts_per_100_patient_days=rate, score=name) for name in ablations}
+
+
+def _baseline_sources(features: Sequence[str]) -> list[str]:
+    """The feature columns the bedside-score baselines are read from."""
+    return [source for source, _ in BASELINE_COLUMNS.values() if source in features]
 
 
 def load_ablations(model_dir: Path) -> dict[str, RiskModel]:
@@ -257,7 +311,10 @@ class TrainResult:
 
 
 def test_patients(frame: pl.DataFrame, *, test_fraction: float, temporal: bool, seed: int = 0) -> set[str]:
-    """Held-out patients: a random share, or (temporal) the patients admitted last."""
+    """Held-out patients: a random share, or (temporal) the patients admitted last.
+
+    frame: rows with patient_id and time (e.g. patient_first_seen's).
+    """
     if not 0 < test_fraction < 1:
         raise ModelError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     first_seen = frame.group_by("patient_id").agg(pl.col("time").min().alias("first_time")).sort("first_time", "patient_id")
@@ -267,6 +324,11 @@ def test_patients(frame: pl.DataFrame, *, test_fraction: float, temporal: bool, 
     else:
         chosen = first_seen.sample(n=n_test, seed=seed, shuffle=True)
     return set(chosen["patient_id"].to_list())
+
+
+def patient_first_seen(generation: Any) -> pl.DataFrame:
+    """patient_id, time: each patient's first hour in the feature store (one streaming query)."""
+    return generation.scan(["patient_id", "time"]).group_by("patient_id").agg(pl.col("time").min()).collect()
 
 
 def evaluation_frame(frame: pl.DataFrame, risk: np.ndarray) -> pl.DataFrame:
@@ -284,6 +346,49 @@ def baselines_of(frame: pl.DataFrame) -> dict[str, float]:
     return {name: threshold for name, (source, threshold) in BASELINE_COLUMNS.items() if name in frame.columns}
 
 
+def default_labelling(outcome: str, horizon_hours: float) -> Labelling:
+    """How a model of this outcome is labelled for training (see Labelling).
+
+    Sepsis keeps the hours after onset (labelled 1), as the PhysioNet 2019 challenge scores
+    and labels them: chosen on the transport benchmark (bench/transport.py), where it beat
+    dropping them on every split. Other outcomes drop them: after a deterioration there is
+    nothing left to predict.
+    """
+    return Labelling(outcome, horizon_hours, keep_after_event=outcome == "sepsis")
+
+
+def default_operating_point(outcome: str) -> str:
+    """The threshold rule a model of this outcome gets when none is asked for."""
+    return "utility" if outcome == "sepsis" else "alert_budget"
+
+
+OPERATING_POINTS = ("alert_budget", "sensitivity", "utility")
+
+
+def _threshold_rule(
+    outcome: str, operating_point: str | None, alerts_per_100_patient_days: float | None, target_sensitivity: float | None
+) -> tuple[str, float]:
+    rule = operating_point
+    if rule is None:
+        if target_sensitivity is not None:
+            rule = "sensitivity"
+        elif alerts_per_100_patient_days is not None:
+            rule = "alert_budget"
+        else:
+            rule = default_operating_point(outcome)
+    if rule not in OPERATING_POINTS:
+        raise ModelError(f"operating point must be one of {', '.join(OPERATING_POINTS)} (got {rule!r})")
+    if rule == "utility" and outcome != "sepsis":
+        raise ModelError("--operating-point utility maximises the PhysioNet 2019 sepsis utility: it needs --outcome sepsis")
+    if rule == "sensitivity":
+        if target_sensitivity is None:
+            raise ModelError("--operating-point sensitivity needs --target-sensitivity")
+        return rule, target_sensitivity
+    if rule == "alert_budget":
+        return rule, alerts_per_100_patient_days if alerts_per_100_patient_days is not None else DEFAULT_ALERT_BUDGET
+    return rule, 0.0
+
+
 def train_and_register(
     lake: Lake,
     registry: ModelRegistry,
@@ -295,6 +400,9 @@ def train_and_register(
     device: str = "auto",
     alerts_per_100_patient_days: float | None = None,
     target_sensitivity: float | None = None,
+    operating_point: str | None = None,
+    families: Sequence[str] | None = None,
+    keep_after_event: bool | None = None,
     test_fraction: float = 0.2,
     temporal: bool = False,
     search: bool = False,
@@ -303,63 +411,74 @@ def train_and_register(
     promote: bool | None = None,
     reports_dir: Path | None = None,
     seed: int = 0,
+    negative_fraction: float = 1.0,
+    external_memory: bool = False,
+    dask: str | None = None,
+    store: FeatureStore | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> TrainResult:
-    """Build labelled features, train on most patients, evaluate on held-out patients, register.
+    """Refresh the feature store, train on most patients, evaluate on held-out patients, register.
 
-    The operating point is chosen on the model's own calibration patients from an alert
-    budget (default DEFAULT_ALERT_BUDGET) or, when given, a target sensitivity. The first model becomes
-    champion; later ones only when `promote` is True.
+    The operating point is chosen on the model's own calibration patients: by the PhysioNet
+    utility for sepsis, else from an alert budget (default DEFAULT_ALERT_BUDGET) or, when
+    given, a target sensitivity (`operating_point` names the rule outright). The first model
+    becomes champion; later ones only when `promote` is True. Training and evaluation read
+    the store shard by shard (`dask`: train on a Dask cluster instead, see riskcast.model.distributed).
     """
-    progress("building features and labels")
-    frame = feature_matrix(lake, outcome=outcome, horizon_hours=horizon_hours).filter(pl.col("label").is_not_null())
-    if frame.height == 0 or frame["label"].sum() == 0:
-        raise ModelError(f"no labelled rows with a {outcome!r} event in the lake; check the outcomes table")
-    held_out = test_patients(frame, test_fraction=test_fraction, temporal=temporal, seed=seed)
-    is_test = pl.col("patient_id").is_in(pl.Series(list(held_out), dtype=pl.String).implode())
-    train, test = frame.filter(~is_test), frame.filter(is_test)
-    features = feature_columns(frame.drop("label", "event_time", "sepsis_label", strict=False))
-    if target_sensitivity is not None:
-        rule, target = "sensitivity", target_sensitivity
-    else:
-        rule = "alert_budget"
-        target = alerts_per_100_patient_days if alerts_per_100_patient_days is not None else DEFAULT_ALERT_BUDGET
+    families = tuple(families) if families is not None else DEFAULT_FAMILIES
+    progress("refreshing the feature store")
+    generation = fresh_generation(lake, store, progress=progress)
+    features = columns_of(generation.features, families)
+    labels = LabelSource(lake, batches=generation.batches)
+    labelling = default_labelling(outcome, horizon_hours)
+    if keep_after_event is not None:
+        labelling = Labelling(outcome, horizon_hours, keep_after_event)
+    held_out = test_patients(patient_first_seen(generation), test_fraction=test_fraction, temporal=temporal, seed=seed)
+    train = StoreDataset(generation, labels, labelling, features=features, exclude=held_out)
+    rule, target = _threshold_rule(outcome, operating_point, alerts_per_100_patient_days, target_sensitivity)
+    if rule == "utility" and not labelling.keep_after_event:
+        raise ModelError("the utility operating point scores every hour: train sepsis with the hours after onset kept")
     model = RiskModel(
-        engine=engine, device=device, threshold_rule=rule, threshold_target=target, random_state=seed, **TRAINING_DEFAULTS
+        engine=engine, device=device, threshold_rule=rule, threshold_target=target, random_state=seed,
+        negative_fraction=negative_fraction, external_memory=external_memory,
+        cache_dir=str(generation.folder) if external_memory else None, dask_address=dask, **TRAINING_DEFAULTS,
     )
-    progress(f"training {engine} on {train.height:,} rows of {train['patient_id'].n_unique():,} patients ({rule} {target})")
-    X = train.select(features).to_pandas()
+    progress(f"training {engine} on the store's {generation.n_shards} shard(s), {len(features)} features "
+             f"({', '.join(families)}; {rule}{'' if rule == 'utility' else f' {target:g}'})")
     if search:
-        model.search(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy())
-    model.fit(X, train["label"].to_numpy(), groups=train["patient_id"].to_numpy(), encounter_ids=train["encounter_id"].to_numpy())
-    calibration_rows = train[model.split_.held_out]
-    promise = make_promise(
-        evaluation_frame(calibration_rows, model.predict_proba(calibration_rows.select(features).to_pandas())[:, 1]),
-        threshold=model.threshold_,
-    )
+        model.search(train)
+    model.fit(train)
+    n_rows, n_patients = model.fingerprint_.rows, model.fingerprint_.patients
+    calibration_rows = train.rows_at(model.threshold_rows_, columns=_baseline_sources(generation.features))
+    promise = make_promise(evaluation_frame(calibration_rows, model.threshold_risk_), threshold=model.threshold_)
     ablation_models: dict[str, RiskModel] = {}
     if ablations:
         progress("refitting ablations: clock only, physiology only (without measurement-process features)")
         ablation_models = fit_ablations(train, features, engine=engine, device=device, seed=seed)
-    progress(f"evaluating on {len(held_out):,} held-out patients ({test.height:,} rows)")
-    risk = model.predict_proba(test.select(features).to_pandas())[:, 1]
-    scored = evaluation_frame(test, risk)
-    baselines = baselines_of(scored) | with_ablations(scored, test, ablation_models, threshold=model.threshold_)
+    progress(f"evaluating on {len(held_out):,} held-out patients")
+    test = StoreDataset(generation, labels, labelling.for_evaluation(), features=features, patients=held_out)
+    scored, sample = score_dataset(test, model, ablation_models, sample_rows=2000, seed=seed)
+    baselines = baselines_of(scored) | ablation_thresholds(scored, ablation_models, threshold=model.threshold_)
     report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, seed=seed, outcome=outcome)
     promise_check = check_promise(promise, report)
-    sample = test.select(features).sample(n=min(2000, test.height), seed=seed)
-    importance = global_importance(model.contributions(sample.to_pandas()), features)
+    importance = global_importance(model.contributions(sample), features)
     metadata = {
         "intended_use": INTENDED_USE,
         "data": {
             "outcome": outcome,
             "horizon_hours": horizon_hours,
-            "rows": frame.height,
-            "patients": frame["patient_id"].n_unique(),
+            "rows": n_rows + scored.height,
+            "patients": n_patients + scored["patient_id"].n_unique(),
             "test_patients": len(held_out),
             "split": "temporal" if temporal else "random by patient",
-            "lake_batches": lake.committed_batch_ids(),
+            "lake_batches": list(generation.batches),
+            "labels": labelling.to_dict(),
+            "feature_families": list(families),
+            "feature_store": generation.folder.name,
+            "negative_fraction": negative_fraction,
+            "trained_on": f"dask cluster {dask}" if dask else "this machine, shard by shard",
         },
+        "operating_point": {"rule": rule, "why": OPERATING_POINT_PROMISES[rule]},
         "metrics": report.to_dict(),
         "promise": promise,
         "promise_check_held_out": promise_check,
@@ -399,8 +518,8 @@ def train_and_register(
         promoted=should_promote,
         report=report,
         promise_check=promise_check,
-        n_rows=frame.height,
-        n_patients=frame["patient_id"].n_unique(),
+        n_rows=n_rows + scored.height,
+        n_patients=n_patients + scored["patient_id"].n_unique(),
         n_test_patients=len(held_out),
         device=model.device_,
         report_paths=paths,
