@@ -153,3 +153,30 @@ def features(ctx: click.Context, out: Path, at_text: str | None, outcome: str | 
         "seconds": round(time.perf_counter() - started, 2),
     }
     emit(ctx, data, f"wrote {data['rows']:,} rows x {data['columns']} columns for {data['encounters']:,} encounters to {out} in {data['seconds']} s")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["meds"]), default="meds", show_default=True, help="Export format.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New (or empty) folder to write the dataset to.")
+@click.option("--outcome", default="deterioration", show_default=True, help="Outcome whose labels are written as MEDS label files.")
+@click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=12.0, show_default=True)
+@click.option("--no-labels", is_flag=True, help="Write no label files.")
+@click.pass_context
+@friendly_errors
+def export(ctx: click.Context, fmt: str, out: Path, outcome: str, horizon_hours: float, no_labels: bool) -> None:
+    """Export the lake as a MEDS dataset (and outcome labels as MEDS label files)."""
+    from riskcast.pipeline.export import export_meds
+
+    settings = settings_of(ctx)
+    started = time.perf_counter()
+    written = export_meds(
+        Lake(settings.lake_dir), out, now=now_utc(), outcome=None if no_labels else outcome, horizon_hours=horizon_hours
+    )
+    data = written.to_dict() | {"format": fmt, "seconds": round(time.perf_counter() - started, 2)}
+    labels = data["labels"]
+    emit(ctx, data, lambda: "\n".join(
+        [f"wrote a MEDS dataset to {out} in {data['seconds']} s: {data['events']:,} events of "
+         f"{sum(data['subjects'].values()):,} subjects ("
+         + ", ".join(f"{k} {v:,}" for k, v in data["subjects"].items()) + ")"]
+        + ([f"  labels {labels['task']}: {labels['rows']:,} prediction times, {labels['positive']:,} positive"] if labels else [])
+    ))
