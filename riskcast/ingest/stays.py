@@ -113,7 +113,7 @@ def deaths_in_stays(deaths: pl.DataFrame, stays: pl.DataFrame) -> tuple[pl.DataF
     last moment), so that no hour of the stay is labelled after a death it preceded.
     """
     if deaths.height == 0:
-        return _empty_outcomes(), empty_skipped()
+        return _empty_outcomes(stays.schema.get("_admit", pl.Datetime("us"))), empty_skipped()
     numbered = deaths.with_row_index("_death")
     time, admit, discharge = pl.col("_time"), pl.col("_admit"), pl.col("_discharge")
     date_only = time == time.dt.truncate("1d")
@@ -147,11 +147,11 @@ def one_death_per_stay(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
     return kept, skipped_counts(repeats, table="outcomes", rule="same_death_twice", family="death")
 
 
-def _empty_outcomes() -> pl.DataFrame:
+def _empty_outcomes(time_type: pl.DataType) -> pl.DataFrame:
     return pl.DataFrame(
         schema={
             "encounter_id": pl.String,
-            "event_time": pl.Datetime("us"),
+            "event_time": time_type,
             "event_type": pl.String,
             SOURCE_FILE: pl.String,
             SOURCE_LINE: pl.Int64,
