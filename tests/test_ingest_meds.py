@@ -215,5 +215,17 @@ def test_the_mimic_iv_demo_ingests_its_vitals_and_labs(tmp_path):
     assert skipped(summary, "unmapped_code")["MEDICATION"] == 63_696
     rows_in = summary.accepted["observations"] + sum(summary.quarantined.get("observations", {}).values())
     assert rows_in == summary.rows_read["observations"]
-    assert set(quarantine["rule"]) <= {"duplicate", "outside_encounter", "out_of_range", "missing_required", "unparseable_value"}
+    # unparseable_time: local times that fall in a spring-forward gap of daylight saving
+    assert set(quarantine["rule"]) <= {"duplicate", "outside_encounter", "out_of_range", "missing_required", "unparseable_value", "unparseable_time"}
     assert {"death", "icu_transfer"} <= set(lake.scan("outcomes").collect()["event_type"])
+
+
+def test_date_shifted_local_times_keep_daylight_saving_far_in_the_future(tmp_path):
+    # MIMIC-IV shifts dates into 2110-2202; a July time in Boston is still four hours behind UTC.
+    events = [*stay_events(), {"subject_id": 1, "time": t("2020-03-01 09:00"), "code": "LAB//220045//bpm", "numeric_value": 88.0, "hadm_id": 100}]
+    for event in events:
+        if event["time"] is not None:
+            event["time"] = event["time"].replace(year=2180, month=7)
+    lake, _, _ = ingest(write_meds(tmp_path / "meds", events), tmp_path, source_timezone="America/New_York")
+    charttime = lake.scan("observations").collect()["charttime"][0]
+    assert charttime == datetime(2180, 7, 1, 13, 0, tzinfo=timezone.utc)

@@ -10,8 +10,8 @@ The layout (MEDS 0.4, validated with the `meds` package's schemas):
     metadata/subject_splits.parquet          subject_id, split
     labels/<outcome>_<H>h/0.parquet          subject_id, prediction_time, boolean_value
 
-Codes: `GENDER//F|M|O|U`, `RACE//<text>` and `AGE` (age in years, for sources that give no
-birth year) are static (no time); `MEDS_BIRTH` at 1 January of the birth year;
+Codes: `GENDER//F|M|O|U`, `RACE//<text>` and `AGE` (age in years at admission, where the
+source gave it) are static (no time); `MEDS_BIRTH` at 1 January of the birth year;
 `HOSPITAL_ADMISSION`, `TRANSFER_TO//admit//<ward>` and `HOSPITAL_DISCHARGE` for each
 encounter; `VITAL//<variable>` and `LAB//<variable>` for observations, in the catalogue's
 canonical unit (the `unit` column) with the variable's LOINC code as parent; `MEDS_DEATH`,
@@ -114,7 +114,7 @@ def _events(tables: dict[str, pl.DataFrame], ids: pl.DataFrame) -> pl.DataFrame:
         event(patients, null_time, pl.format("GENDER//{}", sex), site=pl.col("site")),
         event(patients.filter(pl.col("race_ethnicity").is_not_null()), null_time, pl.format("RACE//{}", pl.col("race_ethnicity"))),
         event(patients.filter(pl.col("birth_year").is_not_null()), birth, pl.lit("MEDS_BIRTH")),
-        event(patients.filter(pl.col("birth_year").is_null() & pl.col("age").is_not_null()), null_time, pl.lit("AGE"), pl.col("age")),
+        event(patients.filter(pl.col("age").is_not_null()), null_time, pl.lit("AGE"), pl.col("age")),
     ]
     stay = {"encounter": pl.col("encounter_id"), "site": pl.col("site")}
     encounter_events = [
