@@ -185,6 +185,7 @@ def test_the_mimic_omop_folder_gives_persons_visits_wards_and_deaths(tmp_path):
 
 @pytest.mark.realdata
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_the_synthea_sample_reads_back_from_postgresql(tmp_path, postgres_admin_url):
     if not SYNTHEA.exists():
         pytest.skip(f"the Synthea OMOP sample is not at {SYNTHEA} (see ../shared/data/README.md)")

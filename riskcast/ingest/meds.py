@@ -410,7 +410,7 @@ def _observations(
     placeholders = placeholder_units(mappings)
     measured = events.filter(pl.col("variable").is_not_null())
     number = (
-        pl.col("numeric_value").cast(pl.Float32).cast(pl.String)  # shortest decimal form of the float32
+        pl.col("numeric_value").cast(pl.String)  # the shortest decimal form of the float32 (or float64)
         if "numeric_value" in measured.columns
         else pl.lit(None, pl.String)
     )
