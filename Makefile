@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/physionet_cv.py
+	$(BIN)/python bench/ingest_standards.py
 
 lint: install
 	$(BIN)/lint-imports

@@ -74,10 +74,50 @@ def parse_datetime(column: pl.Expr, *, source_timezone: str = "UTC") -> pl.Expr:
         [text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _OFFSET_FORMATS]
     )
     naive = pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in _NAIVE_FORMATS])
-    naive_utc = naive.dt.replace_time_zone(
-        source_timezone, ambiguous="earliest", non_existent="null"
-    ).dt.convert_time_zone("UTC")
-    return pl.coalesce([with_offset, naive_utc])
+    return pl.coalesce([with_offset, local_to_utc(naive, source_timezone)])
+
+
+_TZ_TABLE_LAST_YEAR = 2037
+"""polars (chrono-tz) knows daylight saving only this far ahead; later local times are converted
+with Python's zoneinfo, which follows the zone's rule for ever. Research datasets shift dates
+far into the future (MIMIC-IV: 2110-2202), so this matters for them."""
+
+
+def local_to_utc(column: pl.Expr, source_timezone: str) -> pl.Expr:
+    """Naive local datetimes in source_timezone -> UTC; ambiguous times (the repeated hour) are
+    read as the earlier instant, times skipped by a DST change are null."""
+    fast = column.dt.replace_time_zone(source_timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    if source_timezone == "UTC":
+        return fast
+    far = column.map_batches(lambda s: _zoneinfo_to_utc(s, source_timezone), return_dtype=UTC_DATETIME)
+    return pl.when(column.dt.year() > _TZ_TABLE_LAST_YEAR).then(far).otherwise(fast)
+
+
+def _zoneinfo_to_utc(series: pl.Series, source_timezone: str) -> pl.Series:
+    """Far-future local times -> UTC with zoneinfo, once per distinct minute (a column of nulls elsewhere)."""
+    from datetime import timezone
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(source_timezone)
+    far = series.filter(series.dt.year() > _TZ_TABLE_LAST_YEAR).dt.truncate("1m").unique().drop_nulls()
+    offsets = {}
+    for local in far.to_list():
+        aware = local.replace(tzinfo=zone, fold=0)
+        utc = aware.astimezone(timezone.utc)
+        exists = utc.astimezone(zone).replace(tzinfo=None) == local
+        offsets[local] = aware.utcoffset().total_seconds() if exists and aware.utcoffset() is not None else None
+    if not offsets:
+        return pl.Series(series.name, [None] * series.len(), dtype=UTC_DATETIME)
+    table = pl.DataFrame(
+        {"minute": list(offsets), "offset": list(offsets.values())},
+        schema={"minute": series.dtype, "offset": pl.Float64},
+    )
+    frame = pl.DataFrame({"local": series}).with_columns(pl.col("local").dt.truncate("1m").alias("minute"))
+    joined = frame.join(table, on="minute", how="left", maintain_order="left")
+    utc = joined.select(
+        (pl.col("local") - pl.duration(seconds=pl.col("offset"))).dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+    ).to_series()
+    return utc.alias(series.name)
 
 
 def _typed_datetime(frame: pl.DataFrame, name: str, source_timezone: str) -> pl.Expr:
@@ -85,10 +125,10 @@ def _typed_datetime(frame: pl.DataFrame, name: str, source_timezone: str) -> pl.
     column = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
-            column = column.dt.replace_time_zone(source_timezone, ambiguous="earliest", non_existent="null")
+            return local_to_utc(column.dt.cast_time_unit("us"), source_timezone)
         return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     if dtype == pl.Date:
-        return column.cast(pl.Datetime("us")).dt.replace_time_zone(source_timezone).dt.convert_time_zone("UTC")
+        return local_to_utc(column.cast(pl.Datetime("us")), source_timezone)
     return parse_datetime(column, source_timezone=source_timezone)
 
 

@@ -38,15 +38,21 @@ def synth(ctx: click.Context, n_encounters: int, seed: int, out: Path, fmt: str,
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--site", default=None, help="Site name for sources that do not carry one (PhysioNet).")
+@click.argument("paths", nargs=-1, type=str)
+@click.option("--site", default=None, help="Site name for sources that do not carry one (PhysioNet, MEDS, FHIR, OMOP).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "canonical", "physionet", "meds", "fhir", "omop"]),
+              default="auto", show_default=True, help="Source format; auto recognises each path by its layout.")
+@click.option("--encounters", type=click.Choice(["hospital", "icu"]), default="hospital", show_default=True,
+              help="MEDS, FHIR, OMOP: an encounter is a hospital admission, or an ICU stay.")
 @click.pass_context
 @friendly_errors
-def ingest(ctx: click.Context, paths: tuple[Path, ...], site: str | None) -> None:
-    """Ingest CSV/Parquet tables or PhysioNet 2019 files into the lake.
+def ingest(ctx: click.Context, paths: tuple[str, ...], site: str | None, fmt: str, encounters: str) -> None:
+    """Ingest canonical CSV/Parquet tables, PhysioNet 2019 files, a MEDS dataset, a FHIR R4 bulk
+    export (NDJSON) or Bundle, or an OMOP CDM folder or database URL into the lake.
 
-    Bad rows are quarantined with the rule they broke; the good rows go on. Ingesting the
-    same content twice is a no-op.
+    Bad rows are quarantined with the rule they broke; the good rows go on. Codes riskcast
+    does not use (diagnoses, medications, …) are counted as skipped. Ingesting the same
+    content twice is a no-op.
     """
     from riskcast.pipeline.ingest import ingest_paths
     from riskcast.pipeline.store_sync import record_quarantine
@@ -56,7 +62,8 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], site: str | None) -> Non
         raise IngestError("name at least one file or folder to ingest, e.g. `riskcast ingest data/`")
     started = time.perf_counter()
     summary, quarantine = ingest_paths(
-        list(paths), lake=Lake(settings.lake_dir), now=now_utc(), source_timezone=settings.source_timezone, site=site
+        list(paths), lake=Lake(settings.lake_dir), now=now_utc(), source_timezone=settings.source_timezone, site=site,
+        format=None if fmt == "auto" else fmt, encounters=encounters,
     )
     if summary.batch_id is not None and quarantine.height:
         record_quarantine(settings, summary.batch_id, quarantine, now=now_utc())
@@ -82,6 +89,14 @@ def _ingest_text(data: dict) -> str:
     for table, rules in data["quarantined"].items():
         for rule, count in sorted(rules.items(), key=lambda kv: -kv[1]):
             lines.append(f"  quarantined {table}.{rule}: {count:,}")
+    if data.get("skipped"):
+        by_rule: dict[tuple[str, str], int] = {}
+        for row in data["skipped"]:
+            by_rule[(row["table"], row["rule"])] = by_rule.get((row["table"], row["rule"]), 0) + row["rows"]
+        for (table, rule), count in sorted(by_rule.items(), key=lambda kv: -kv[1]):
+            families = sorted((r for r in data["skipped"] if (r["table"], r["rule"]) == (table, rule)), key=lambda r: -r["rows"])
+            shown = ", ".join(f"{r['family']} {r['rows']:,}" for r in families[:4]) + (", …" if len(families) > 4 else "")
+            lines.append(f"  skipped {table}.{rule}: {count:,} ({shown})")
     if data["examples"]:
         lines.append("  first quarantined rows (see `riskcast quarantine`):")
         lines += [f"    {e}" for e in data["examples"]]
@@ -167,3 +182,30 @@ def _say(ctx: click.Context):
         if not ctx.obj.get("json"):
             click.echo(f"… {message}", err=True)
     return say
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["meds"]), default="meds", show_default=True, help="Export format.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New (or empty) folder to write the dataset to.")
+@click.option("--outcome", default="deterioration", show_default=True, help="Outcome whose labels are written as MEDS label files.")
+@click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=12.0, show_default=True)
+@click.option("--no-labels", is_flag=True, help="Write no label files.")
+@click.pass_context
+@friendly_errors
+def export(ctx: click.Context, fmt: str, out: Path, outcome: str, horizon_hours: float, no_labels: bool) -> None:
+    """Export the lake as a MEDS dataset (and outcome labels as MEDS label files)."""
+    from riskcast.pipeline.export import export_meds
+
+    settings = settings_of(ctx)
+    started = time.perf_counter()
+    written = export_meds(
+        Lake(settings.lake_dir), out, now=now_utc(), outcome=None if no_labels else outcome, horizon_hours=horizon_hours
+    )
+    data = written.to_dict() | {"format": fmt, "seconds": round(time.perf_counter() - started, 2)}
+    labels = data["labels"]
+    emit(ctx, data, lambda: "\n".join(
+        [f"wrote a MEDS dataset to {out} in {data['seconds']} s: {data['events']:,} events of "
+         f"{sum(data['subjects'].values()):,} subjects ("
+         + ", ".join(f"{k} {v:,}" for k, v in data["subjects"].items()) + ")"]
+        + ([f"  labels {labels['task']}: {labels['rows']:,} prediction times, {labels['positive']:,} positive"] if labels else [])
+    ))

@@ -27,7 +27,7 @@ from riskcast.contracts import (
     validate_patients,
 )
 from riskcast.errors import IngestError
-from riskcast.ingest import SourceFile, discover, read_source
+from riskcast.ingest import REJECTED, SKIPPED, SourceFile, discover, read_source
 from riskcast.lake import Lake, new_batch_id
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class IngestSummary:
     accepted: dict[str, int]
     quarantined: dict[str, dict[str, int]]
     examples: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # table, rule, family, rows (see ingest.rejects)
 
     @property
     def total_accepted(self) -> int:
@@ -67,6 +68,8 @@ class IngestSummary:
             "total_accepted": self.total_accepted,
             "total_quarantined": self.total_quarantined,
             "examples": self.examples,
+            "skipped": self.skipped,
+            "total_skipped": sum(row["rows"] for row in self.skipped),
         }
 
 
@@ -83,14 +86,21 @@ def ingest_paths(
     now: datetime,
     source_timezone: str = "UTC",
     site: str | None = None,
+    format: str | None = None,
+    encounters: str = "hospital",
 ) -> tuple[IngestSummary, pl.DataFrame]:
-    """Ingest the given files/folders as one batch; returns the summary and the quarantine.
+    """Ingest the given files/folders (or an OMOP database URL) as one batch; returns the
+    summary and the quarantine.
 
+    format: canonical, physionet, meds, fhir or omop; None recognises each path by its layout.
+    encounters: what a stay is for MEDS, FHIR and OMOP: "hospital" admissions or "icu" stays.
     Holds the lake's write lock from the check of what was already ingested to the commit,
     so a concurrent ingest neither takes the same files again nor accepts the same rows."""
-    sources = discover([Path(p) for p in paths])
+    sources = discover(list(paths), format=format)
     with lake.writing():
-        return _ingest_sources(sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site)
+        return _ingest_sources(
+            sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site, encounters=encounters
+        )
 
 
 def _ingest_sources(
@@ -101,6 +111,7 @@ def _ingest_sources(
     now: datetime,
     source_timezone: str,
     site: str | None,
+    encounters: str = "hospital",
 ) -> tuple[IngestSummary, pl.DataFrame]:
     seen = lake.seen_hashes()
     new_sources: list[SourceFile] = []
@@ -108,7 +119,7 @@ def _ingest_sources(
     for source in sources:
         status = "already ingested" if source.sha256 in seen else "new"
         source_rows.append(
-            {"path": str(source.path), "format": source.format, "sha256": source.sha256, "status": status,
+            {"path": source.display, "format": source.format, "sha256": source.sha256, "status": status,
              "batch_id": seen.get(source.sha256)}
         )
         if status == "new" and source.sha256 not in {s.sha256 for s in new_sources}:
@@ -119,13 +130,26 @@ def _ingest_sources(
         )
 
     by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
+    rejected: list[pl.DataFrame] = []  # quarantine rows an adapter judged itself
+    skipped: list[dict[str, Any]] = []
     for source in new_sources:
         log.info("reading %s (%s)", source.name, source.format)
-        for table, frame in read_source(source, site=site).items():
+        frames = read_source(source, site=site, encounters=encounters)
+        judged, counted = frames.pop(REJECTED, None), frames.pop(SKIPPED, None)
+        if judged is not None and judged.height:
+            rejected.append(judged)
+        if counted is not None and counted.height:
+            rows = counted.to_dicts()
+            skipped += rows
+            next(s for s in source_rows if s["sha256"] == source.sha256)["skipped"] = rows
+        for table, frame in frames.items():
             require_columns(frame, table, source=source.name)
             by_table[table].append(frame)
     raw = {t: _concat(by_table.get(t, [])) for t in TABLES}
     rows_read = {t: (f.height if f is not None else 0) for t, f in raw.items()}
+    for judged in rejected:
+        for table, count in judged.group_by("table").len().iter_rows():
+            rows_read[table] = rows_read.get(table, 0) + int(count)
     if sum(rows_read.values()) == 0:
         raise IngestError(f"nothing could be read from {', '.join(str(p) for p in paths)}: the files hold no rows")
 
@@ -152,7 +176,7 @@ def _ingest_sources(
             raw["outcomes"], known_encounters=known_encounters, source_timezone=source_timezone
         )
 
-    quarantine = pl.concat([r.quarantined for r in results.values()]) if results else empty_quarantine()
+    quarantine = pl.concat([*rejected, *(r.quarantined for r in results.values())]) if results or rejected else empty_quarantine()
     batch_id = new_batch_id(now, [s.sha256 for s in new_sources])
     manifest = lake.commit_batch(
         batch_id,
@@ -173,6 +197,7 @@ def _ingest_sources(
         accepted=manifest.accepted,
         quarantined=manifest.quarantined,
         examples=examples,
+        skipped=skipped,
     )
     return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
 
