@@ -273,6 +273,27 @@ def _shard_observations(partition: Path, shard: int) -> pl.DataFrame:
     return pl.read_parquet(files).select(list(OBSERVATION_COLUMNS))
 
 
+def _build_shard_frame(
+    shard: int,
+    partition: Path,
+    encounters: pl.DataFrame,
+    patients: pl.DataFrame,
+    shards: pl.DataFrame,
+    *,
+    families: Sequence[str],
+    data_end: datetime | None,
+    catalog: Catalog | None = None,
+) -> pl.DataFrame:
+    """One shard's feature rows (Float64, before the store's cast), built from its own
+    observations with the whole lake's data end."""
+    members = shards.filter(pl.col("shard") == shard).select("encounter_id")
+    stays = encounters.join(members, on="encounter_id", how="semi")
+    people = patients.join(stays.select("patient_id").unique(), on="patient_id", how="semi")
+    observations = _shard_observations(partition, shard)
+    frame = build_features(observations, stays, people, catalog=catalog, families=families, data_end=data_end)
+    return frame.with_columns(pl.lit(observations.height).alias("__observations"))
+
+
 def _build_shard(
     shard: int,
     partition: Path,
@@ -286,15 +307,11 @@ def _build_shard(
     catalog: Catalog,
 ) -> tuple[ShardRecord, int]:
     """Build one shard, write it under a new name; (its record, the most rows held)."""
-    members = shards.filter(pl.col("shard") == shard).select("encounter_id")
-    stays = encounters.join(members, on="encounter_id", how="semi")
-    people = patients.join(stays.select("patient_id").unique(), on="patient_id", how="semi")
-    observations = _shard_observations(partition, shard)
-    frame = build_features(
-        observations, stays, people, catalog=catalog, families=generation.families, data_end=data_end
+    frame = _build_shard_frame(
+        shard, partition, encounters, patients, shards, families=generation.families, data_end=data_end, catalog=catalog
     )
-    held = max(observations.height, frame.height)
-    del observations
+    observations = int(frame["__observations"][0]) if frame.height else 0
+    held = max(observations, frame.height)
     features = list(generation.manifest.features)
     frame = frame.select(META_COLUMNS + features).with_columns(pl.col(features).cast(pl.Float32))
     name = f"{shard:04d}-{uuid.uuid4().hex[:8]}.parquet"
@@ -305,5 +322,6 @@ def _build_shard(
     with tmp.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    record = ShardRecord(f"{SHARDS_DIR}/{name}", frame.height, stays.height, snapshot, _iso(data_end))
+    stays = frame["encounter_id"].n_unique() if frame.height else 0
+    record = ShardRecord(f"{SHARDS_DIR}/{name}", frame.height, stays, snapshot, _iso(data_end))
     return record, held
