@@ -68,10 +68,8 @@ def _unexpected_error(exc: Exception) -> flask.Response | HTTPException:
     if isinstance(exc, HTTPException):
         return exc
     request = flask.request
-    from riskcast.dashboards.access_log import redact_path
-
     LOGGER.error("unexpected %s answering %s %s (message withheld: it may hold patient data) at %s",
-                 type(exc).__name__, request.method, redact_path(request.path), _where(exc))  # fmt: skip
+                 type(exc).__name__, request.method, access_log.redact_path(request.path), _where(exc))  # fmt: skip
     return flask.Response(b"", status=500)
 
 
