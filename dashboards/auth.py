@@ -17,14 +17,19 @@ see to those wards (a nurse must have at least one; for other roles no wards mea
     admin           every page                     no
 
 Every page layout and every callback asks `page_user(page)` (or `current_user()`) and
-draws nothing for None; `install_gate` also refuses every request of a signed-out browser
-before Dash sees it. The user is read from the store on each request, so disabling a user
-or changing their password ends their sessions at once.
+draws nothing for None; the gate in `signin` also refuses every request of a signed-out
+browser before Dash sees it. The session and the user are read from the store on each
+request (see `sessions`), so signing out, disabling a user or changing their password ends
+their sessions at once, and an unused session ends after the idle timeout.
+
+A password must have MIN_PASSWORD_LENGTH characters and be hard to guess: zxcvbn (Dropbox's
+estimator, which knows common passwords, names, words, keyboard walks, repeats, dates and
+l33t spellings, and here also the user's name and wards) must rate it at least
+MIN_PASSWORD_SCORE of 4 ("safely unguessable" by an online attacker, and costly offline).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import secrets
@@ -33,12 +38,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import flask
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Engine, func, insert, select, update
+from zxcvbn import zxcvbn
 
+from riskcast.clock import wall_clock
+from riskcast.dashboards import auth_events, sessions
 from riskcast.dashboards.context import context
 from riskcast.errors import ConfigError
 from riskcast.store.session import write_transaction
@@ -46,6 +55,11 @@ from riskcast.store.tables import USER_ROLES, users
 
 SECRET_KEY_FILE = "dashboard-secret.key"
 MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024
+MIN_PASSWORD_SCORE = 3
+"""zxcvbn's score: 0 too guessable, 1 very guessable, 2 somewhat, 3 safely unguessable, 4 very."""
+ESTIMATED_CHARACTERS = 100
+"""zxcvbn rates the first this many characters (its run time grows fast with length)."""
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 PAGES = ("ward", "patient", "data-health", "model", "fairness")
 ROLE_PAGES: dict[str, frozenset[str]] = {
@@ -61,8 +75,8 @@ DEMO_USERS = (("demo-nurse", "nurse"), ("demo-physician", "physician"), ("demo-a
 _HASHER = PasswordHasher()
 # Verified against when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
-_SESSION_USER = "user"
-_SESSION_TAG = "tag"
+_SESSION_TOKEN = "sid"
+_INTERVAL_PROPERTY = ".n_intervals"
 
 
 @dataclass(frozen=True)
@@ -127,9 +141,31 @@ def _check_username(username: str) -> str:
     return name
 
 
-def _check_password(password: str) -> None:
+def typed_name(username: object) -> str | None:
+    """A typed user name, stripped and lower-cased, when it is a valid user name; else None."""
+    if not isinstance(username, str):
+        return None
+    name = username.strip().lower()
+    return name if USERNAME_PATTERN.match(name) else None
+
+
+def check_password(password: object, *, user_inputs: Iterable[str] = ()) -> None:
+    """Raise ConfigError, with zxcvbn's advice, unless `password` is long enough and hard to
+    guess. `user_inputs` (the user's name, their wards) count as easy to guess."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
         raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ConfigError(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+    inputs = ["riskcast", "dashboard", "ward", "nurse", "physician", *[str(i) for i in user_inputs if i]]
+    estimate = zxcvbn(password[:ESTIMATED_CHARACTERS], user_inputs=inputs)
+    score = int(estimate["score"])
+    if score < MIN_PASSWORD_SCORE:
+        feedback = estimate.get("feedback") or {}
+        advice = " ".join(t for t in [feedback.get("warning") or "", *(feedback.get("suggestions") or [])] if t)
+        raise ConfigError(
+            f"the password is too easy to guess (strength {score} of 4; at least {MIN_PASSWORD_SCORE} needed)"
+            + (f": {advice}" if advice else "")
+        )
 
 
 def _check_role_and_wards(role: str, wards: Iterable[str]) -> tuple[str, ...]:
@@ -159,7 +195,7 @@ def add_user(
     password, or when the user exists and `replace` is False."""
     name = _check_username(username)
     ward_list = _check_role_and_wards(role, wards)
-    _check_password(password)
+    check_password(password, user_inputs=[name, *name.replace(".", "-").replace("_", "-").split("-"), *ward_list])
     values = {"password_hash": hash_password(password), "role": role, "wards": list(ward_list), "active": True}
     with write_transaction(engine) as connection:
         exists = connection.execute(select(users.c.username).where(users.c.username == name)).first() is not None
@@ -167,17 +203,27 @@ def add_user(
             raise ConfigError(f"users: {name!r} already exists; pass --replace to reset their role, wards and password")
         if exists:
             connection.execute(update(users).where(users.c.username == name).values(**values))
+            _revoke_sessions(connection, name, now=now, why="password, role or wards reset")
         else:
             connection.execute(insert(users).values(username=name, created_at=now, **values))
         row = connection.execute(select(users).where(users.c.username == name)).one()
     return UserInfo(row.username, row.role, tuple(row.wards or ()), bool(row.active), row.created_at)
 
 
-def set_active(engine: Engine, username: str, *, active: bool) -> None:
-    """Enable or disable a user; a disabled user's open sessions stop working at once."""
+def _revoke_sessions(connection: Any, username: str, *, now: datetime, why: str) -> None:
+    revoked = sessions.revoke_all(connection, username, now=now)
+    auth_events.record(connection, "sessions_revoked", username=username, address=None, now=now,
+                       detail=f"{why}: {revoked} open session{'s' if revoked != 1 else ''} ended")  # fmt: skip
+
+
+def set_active(engine: Engine, username: str, *, active: bool, now: datetime | None = None) -> None:
+    """Enable or disable a user; disabling ends their open sessions at once (`now`: when,
+    default the wall clock)."""
     name = _check_username(username)
     with write_transaction(engine) as connection:
         changed = connection.execute(update(users).where(users.c.username == name).values(active=active)).rowcount
+        if changed and not active:
+            _revoke_sessions(connection, name, now=now or wall_clock(), why="user disabled")
     if not changed:
         raise ConfigError(f"users: no user named {name!r}")
 
@@ -218,20 +264,11 @@ def authenticate(engine: Engine, username: str, password: str) -> DashboardUser 
     return _as_user(row)
 
 
-def _hash_tag(password_hash: str) -> str:
-    """A short fingerprint of the stored hash: a session made before a password change
-    carries the old tag and is refused."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-def load_user(engine: Engine, username: str, *, tag: str | None = None) -> DashboardUser | None:
-    """The active user `username` (None when missing, disabled, or when `tag` is given and
-    their password changed since)."""
+def load_user(engine: Engine, username: str) -> DashboardUser | None:
+    """The active user `username` (None when missing or disabled)."""
     with engine.connect() as connection:
         row = connection.execute(select(users).where(users.c.username == username)).one_or_none()
     if row is None or not row.active:
-        return None
-    if tag is not None and not secrets.compare_digest(tag, _hash_tag(row.password_hash)):
         return None
     return _as_user(row)
 
@@ -243,6 +280,12 @@ def create_demo_users(engine: Engine, *, nurse_ward: str | None, now: datetime) 
     if count_users(engine):
         return None
     password = secrets.token_urlsafe(12)
+    while True:  # 16 random characters all but always rate 4 of 4; never hand out a weak one
+        try:
+            check_password(password)
+            break
+        except ConfigError:
+            password = secrets.token_urlsafe(12)
     created = []
     for username, role in DEMO_USERS:
         if role == "nurse" and nurse_ward is None:
@@ -280,19 +323,43 @@ def secret_key(home: Path) -> bytes:
 # --------------------------------------------------------------------------------- session
 
 
-def sign_in(user: DashboardUser, engine: Engine) -> None:
-    """Start a session for `user` in this request's cookie (a new session: no fixation)."""
-    with engine.connect() as connection:
-        password_hash = connection.execute(select(users.c.password_hash).where(users.c.username == user.username)).scalar_one()
+def _is_automatic_refresh(request: flask.Request) -> bool:
+    """Whether this request is a Dash callback fired only by a dcc.Interval (the page
+    refreshing itself), not by a person."""
+    if request.method != "POST" or not request.path.endswith("/_dash-update-component"):
+        return False
+    payload = request.get_json(silent=True)
+    changed = payload.get("changedPropIds") if isinstance(payload, dict) else None
+    return (
+        isinstance(changed, list)
+        and bool(changed)
+        and all(isinstance(p, str) and p.endswith(_INTERVAL_PROPERTY) for p in changed)
+    )
+
+
+def sign_in(user: DashboardUser) -> None:
+    """Start a new session for `user` (in the store, and its token in this request's cookie,
+    which is cleared first: no session fixation)."""
+    ctx = context()
+    address = flask.request.remote_addr
+    now = ctx.session_clock()
+    token = sessions.start(ctx.engine, user.username, now=now, lifetime=ctx.security.lifetime, address=address)
+    auth_events.record(ctx.engine, "signed_in", username=user.username, address=address, now=now)
     flask.session.clear()
     flask.session.permanent = True
-    flask.session[_SESSION_USER] = user.username
-    flask.session[_SESSION_TAG] = _hash_tag(password_hash)
+    flask.session[_SESSION_TOKEN] = token
+    flask.g.riskcast_user = user
 
 
 def sign_out() -> None:
-    """End this browser's session."""
+    """End this browser's session (in the store too: a copy of its cookie stops working)."""
+    ctx = context()
+    now = ctx.session_clock()
+    username = sessions.end(ctx.engine, flask.session.get(_SESSION_TOKEN), now=now)
+    if username is not None:
+        auth_events.record(ctx.engine, "signed_out", username=username, address=flask.request.remote_addr, now=now)
     flask.session.clear()
+    flask.g.riskcast_user = None
 
 
 def current_user() -> DashboardUser | None:
@@ -300,9 +367,12 @@ def current_user() -> DashboardUser | None:
     if "riskcast_user" in flask.g:
         return flask.g.riskcast_user
     user = None
-    username = flask.session.get(_SESSION_USER)
-    if isinstance(username, str):
-        user = load_user(context().engine, username, tag=flask.session.get(_SESSION_TAG))
+    token = flask.session.get(_SESSION_TOKEN)
+    if token is not None:
+        ctx = context()
+        username = sessions.active_username(ctx.engine, token, now=ctx.session_clock(), idle=ctx.security.idle,
+                                            activity=not _is_automatic_refresh(flask.request))  # fmt: skip
+        user = load_user(ctx.engine, username) if username is not None else None
     flask.g.riskcast_user = user
     return user
 

@@ -349,17 +349,6 @@ def test_a_nurse_needs_a_ward_and_sees_only_her_wards(writable):
     assert not auth.DashboardUser("dana", "data_scientist", ()).may_open("patient")
 
 
-def test_changing_a_password_ends_the_sessions_made_before(writable):
-    engine = open_store(writable.settings.database_url)
-    auth.add_user(engine, "nina", role="nurse", wards=[WARD_A], password=PASSWORD, now=NOW)
-    with engine.connect() as connection:
-        old_tag = auth._hash_tag(connection.execute(select(users.c.password_hash)).scalar_one())
-    assert auth.load_user(engine, "nina", tag=old_tag) is not None
-    auth.add_user(engine, "nina", role="nurse", wards=[WARD_A], password=PASSWORD + "2", now=NOW, replace=True)
-    assert auth.load_user(engine, "nina", tag=old_tag) is None
-    engine.dispose()
-
-
 def test_the_session_key_is_made_once_readable_by_its_owner_only(tmp_path):
     first = auth.secret_key(tmp_path)
     path = tmp_path / auth.SECRET_KEY_FILE

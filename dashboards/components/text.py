@@ -115,3 +115,29 @@ def value_text(value: float | None, decimals: int, unit: str) -> str:
 def zone_name(zone: ZoneInfo) -> str:
     """The zone's name as shown next to times ("UTC", "Europe/London")."""
     return str(zone.key) if hasattr(zone, "key") else str(zone)
+
+
+_MARKDOWN_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def markdown_text(text: str) -> str:
+    """`text` for a Markdown cell, shown as it is: every ASCII punctuation mark backslash-
+    escaped (CommonMark renders each as itself), control characters (line breaks) as U+FFFD.
+    An id such as `Y](https://evil.example/phish)` stays text, never a link."""
+    out = []
+    for character in text:
+        if character in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + character)
+        elif ord(character) < 32 or ord(character) == 127:
+            out.append("\ufffd")
+        else:
+            out.append(character)
+    return "".join(out)
+
+
+def markdown_link(text: str, href: str) -> str:
+    """A Markdown link showing `text` (escaped) to `href`, which the caller percent-encodes
+    (it may hold no brackets, parentheses, angle brackets or whitespace)."""
+    if any(c in href for c in "[]()<> \t\r\n\\"):
+        raise ValueError("markdown_link: percent-encode the href first")
+    return f"[{markdown_text(text)}]({href})"

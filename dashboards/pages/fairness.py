@@ -321,8 +321,15 @@ def trend_figure(trend: pl.DataFrame, *, selected: int | None, zone: Any) -> go.
 # ---------------------------------------------------------------------------- callbacks
 
 
+MAX_AUDIT_ID = 2**31 - 1
+"""The largest id the store's audits table holds (a 32-bit INTEGER on PostgreSQL)."""
+
+
 def _chosen_audit(audit_id: Any) -> int | None:
-    return audit_id if isinstance(audit_id, int) and not isinstance(audit_id, bool) else None
+    """The audit id the page sent, when it can be one (a whole number in the table's range)."""
+    if isinstance(audit_id, bool) or not isinstance(audit_id, int) or not 1 <= audit_id <= MAX_AUDIT_ID:
+        return None
+    return audit_id
 
 
 def _verdict_block(detail: report_views.AuditDetail, context_: Any) -> list:
@@ -393,7 +400,7 @@ def show_audit(audit_id: Any, feature: str | None) -> tuple:
         return "", message, [], None, [], "", True
     options = [{"label": _feature_name(f), "value": f} for f in detail.features["feature"].to_list()]
     values = [o["value"] for o in options]
-    if feature not in values:
+    if not isinstance(feature, str) or feature not in values:
         reported = detail.features.filter(pl.col("reported_groups") > 0)["feature"].to_list()
         feature = reported[0] if reported else (values[0] if values else None)
     gate_rows = [
@@ -419,7 +426,7 @@ def show_groups(audit_id: Any, feature: str | None, metric: str | None) -> tuple
     if _page_user() is None:
         raise PreventUpdate
     chosen = _chosen_audit(audit_id)
-    if chosen is None or metric not in SHOWN_METRICS:
+    if chosen is None or metric not in SHOWN_METRICS or (feature is not None and not isinstance(feature, str)):
         raise PreventUpdate
     context_ = context()
     try:

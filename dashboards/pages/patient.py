@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import dash
 import polars as pl
@@ -19,7 +20,7 @@ from dash.exceptions import PreventUpdate
 
 from riskcast.alerts.state import alert_history
 from riskcast.dashboards import auth
-from riskcast.dashboards.actions import act_on_alert
+from riskcast.dashboards.actions import act_on_alert, valid_alert_id
 from riskcast.dashboards.components import alert_actions
 from riskcast.dashboards.components.figures import GRAPH_CONFIG, risk_figure, vitals_figure
 from riskcast.dashboards.components.grids import grid
@@ -83,7 +84,8 @@ def layout(encounter_id: str | None = None, **_: Any) -> html.Div:
     if user is None:
         return not_allowed()
     context_ = context()
-    header = _visible_header(context_, user, encounter_id)
+    # The ward board percent-encodes the id in its link (ids may hold '/', '?', '#').
+    header = _visible_header(context_, user, unquote(encounter_id) if isinstance(encounter_id, str) else None)
     if header is None:
         return patient_not_found()
     policy = context_.policy_set.for_ward(header.ward)
@@ -327,7 +329,7 @@ def refresh(_ticks: int | None, _done: int | None, encounter_id: Any, chosen_ale
     State("patient-alert", "options"),
     State("patient-encounter", "data"),
 )
-def choose(alert_id: int | None, options: list[dict[str, Any]] | None, encounter_id: Any) -> tuple:
+def choose(alert_id: object, options: object, encounter_id: Any) -> tuple:
     """Say which alert the buttons act on and enable those that apply to its state."""
     user = auth.page_user(PAGE)
     if user is None or not user.may_act:
@@ -336,8 +338,11 @@ def choose(alert_id: int | None, options: list[dict[str, Any]] | None, encounter
     header = _visible_header(context_, user, encounter_id)
     if header is None:
         raise PreventUpdate
+    alert_id = valid_alert_id(alert_id)
+    if alert_id is None:
+        return "No open alert for this patient.", True, True, True
     alerts = views.encounter_alerts(context_.engine, header.encounter_id).filter(pl.col("alert_id") == alert_id)
-    if alert_id is None or alerts.height == 0:
+    if alerts.height == 0:
         return "No open alert for this patient.", True, True, True
     row = alerts.row(0, named=True)
     now = context_.clock()
@@ -358,8 +363,8 @@ def choose(alert_id: int | None, options: list[dict[str, Any]] | None, encounter
     State("patient-action-done", "data"),
     prevent_initial_call=True,
 )
-def act(_ack: int | None, _snooze: int | None, _resolve: int | None, alert_id: int | None, reason: str | None,
-        snooze_hours: float | None, done: int | None) -> tuple:  # fmt: skip
+def act(_ack: int | None, _snooze: int | None, _resolve: int | None, alert_id: object, reason: object,
+        snooze_hours: object, done: object) -> tuple:  # fmt: skip
     """Apply the pressed button to the chosen alert (checked server-side)."""
     user = auth.page_user(PAGE)
     if user is None:
@@ -370,6 +375,6 @@ def act(_ack: int | None, _snooze: int | None, _resolve: int | None, alert_id: i
     outcome = act_on_alert(user, alert_id, action, reason=reason, snooze_hours=snooze_hours)
     return (
         alert_actions.message(outcome.ok, outcome.message),
-        (done or 0) + 1 if outcome.ok else no_update,
+        (done if isinstance(done, int) else 0) + 1 if outcome.ok else no_update,
         "" if outcome.ok else no_update,
     )

@@ -8,6 +8,7 @@ when vitals were last charted. Choosing a row with an alert opens the action pan
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import dash
 import polars as pl
@@ -15,7 +16,7 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from riskcast.dashboards import auth
-from riskcast.dashboards.actions import act_on_alert
+from riskcast.dashboards.actions import act_on_alert, valid_alert_id
 from riskcast.dashboards.components import alert_actions
 from riskcast.dashboards.components.grids import grid
 from riskcast.dashboards.components.notices import not_allowed
@@ -27,6 +28,7 @@ from riskcast.dashboards.components.text import (
     ago_text,
     clock_text,
     hours_text,
+    markdown_link,
     risk_text,
     trend_text,
     zone_name,
@@ -37,6 +39,8 @@ from riskcast.pipeline import views
 PAGE = "ward"
 REFRESH_SECONDS = 30
 ALL_WARDS = "__all__"
+MAX_TEXT_CHARACTERS = 200
+"""The longest ward name or grid field accepted back from the browser."""
 
 dash.register_page(__name__, path="/", name="Ward", title="Ward · riskcast", order=0, nav=True, riskcast_page=PAGE)
 
@@ -185,7 +189,7 @@ def _rows(board: pl.DataFrame, *, raise_threshold: float | None, now: Any, zone:
         rows.append(
             {
                 "encounter_id": r["encounter_id"],
-                "patient_link": f"[{r['encounter_id']}](/patient/{r['encounter_id']})",
+                "patient_link": markdown_link(r["encounter_id"], f"/patient/{quote(r['encounter_id'], safe='')}"),
                 "ward": r["ward"],
                 "status": r["status"],
                 "risk_label": risk_text(r["risk"], r["status"]),
@@ -221,6 +225,8 @@ def refresh(_ticks: int | None, ward: str | None, _done: int | None) -> tuple:
     """Reload the board (every REFRESH_SECONDS, on a ward change, after an action)."""
     user = auth.page_user(PAGE)
     if user is None:
+        raise PreventUpdate
+    if ward is not None and (not isinstance(ward, str) or len(ward) > MAX_TEXT_CHARACTERS):
         raise PreventUpdate
     context_ = context()
     model = context_.model()
@@ -258,6 +264,18 @@ def refresh(_ticks: int | None, ward: str | None, _done: int | None) -> tuple:
     return rows, banner, "rc-freshness rc-freshness-stale" if freshness.stale else "rc-freshness", summary, columns
 
 
+def _chosen_row(selected: object) -> dict[str, Any] | None:
+    """The chosen grid row, when `selected` is what the grid sends: a list of row objects."""
+    if not isinstance(selected, list) or not selected or not isinstance(selected[0], dict):
+        return None
+    return selected[0]
+
+
+def _text(value: object) -> str:
+    """A row field the page drew, as text (anything else the browser sent: nothing)."""
+    return value if isinstance(value, str) and len(value) <= MAX_TEXT_CHARACTERS else ""
+
+
 @callback(
     Output("ward-action-target", "children"),
     Output("ward-ack", "disabled"),
@@ -265,19 +283,19 @@ def refresh(_ticks: int | None, ward: str | None, _done: int | None) -> tuple:
     Output("ward-resolve", "disabled"),
     Input("ward-grid", "selectedRows"),
 )
-def choose(selected: list[dict[str, Any]] | None) -> tuple:
+def choose(selected: object) -> tuple:
     """Describe the chosen patient's alert and enable the buttons that apply to it."""
     user = auth.page_user(PAGE)
     if user is None or not user.may_act:
         raise PreventUpdate
-    if not selected:
+    row = _chosen_row(selected)
+    if row is None:
         return "Select a patient with an alert.", True, True, True
-    row = selected[0]
-    if not row.get("alert_id"):
-        return f"{row.get('encounter_id', '')}: no open alert.", True, True, True
-    state = row.get("alert_state")
-    target = alert_actions.target_text(row.get("alert_kind"), state, row.get("alert_raised", ""))
-    text = f"{row.get('encounter_id', '')} · {target}"
+    if valid_alert_id(row.get("alert_id")) is None:
+        return f"{_text(row.get('encounter_id'))}: no open alert.", True, True, True
+    state = _text(row.get("alert_state"))
+    target = alert_actions.target_text(_text(row.get("alert_kind")), state, _text(row.get("alert_raised")))
+    text = f"{_text(row.get('encounter_id'))} · {target}"
     return text, state == "acknowledged", state == "snoozed", False
 
 
@@ -294,18 +312,20 @@ def choose(selected: list[dict[str, Any]] | None) -> tuple:
     State("ward-action-done", "data"),
     prevent_initial_call=True,
 )
-def act(_ack: int | None, _snooze: int | None, _resolve: int | None, selected: list[dict[str, Any]] | None,
-        reason: str | None, snooze_hours: float | None, done: int | None) -> tuple:  # fmt: skip
+def act(_ack: int | None, _snooze: int | None, _resolve: int | None, selected: object, reason: object,
+        snooze_hours: object, done: object) -> tuple:  # fmt: skip
     """Apply the pressed button to the chosen patient's alert (checked server-side)."""
     user = auth.page_user(PAGE)
     if user is None:
         raise PreventUpdate
-    if not selected or not selected[0].get("alert_id"):
+    row = _chosen_row(selected)
+    if row is None or row.get("alert_id") is None:
         return alert_actions.message(False, "Select a patient with an alert first."), no_update, no_update
     action = {"ward-ack": "acknowledge", "ward-snooze": "snooze", "ward-resolve": "resolve"}[str(ctx.triggered_id)]
-    outcome = act_on_alert(user, selected[0].get("alert_id"), action, reason=reason, snooze_hours=snooze_hours)
+    outcome = act_on_alert(user, row.get("alert_id"), action, reason=reason, snooze_hours=snooze_hours)
+    message = f"{outcome.encounter_id}: {outcome.message}" if outcome.encounter_id else outcome.message
     return (
-        alert_actions.message(outcome.ok, f"{selected[0].get('encounter_id', '')}: {outcome.message}"),
-        (done or 0) + 1 if outcome.ok else no_update,
+        alert_actions.message(outcome.ok, message),
+        (done if isinstance(done, int) else 0) + 1 if outcome.ok else no_update,
         "" if outcome.ok else no_update,
     )

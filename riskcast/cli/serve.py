@@ -23,13 +23,28 @@ if TYPE_CHECKING:
     show_default=True,
     help="On first run (no users yet) create demo-nurse, demo-physician and demo-admin and print their password once.",
 )
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Requests answered at once (the server's worker threads).")  # fmt: skip
+@click.option("--trusted-proxy", default=None, metavar="ADDRESS",
+              help="The reverse proxy's address (e.g. 127.0.0.1): only its X-Forwarded-For and "
+                   "X-Forwarded-Proto are believed.")  # fmt: skip
+@click.option("--cookie-secure", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Mark the session cookie Secure: auto = when the request came over HTTPS.")  # fmt: skip
+@click.option("--idle-minutes", type=click.FloatRange(1, 720), default=30, show_default=True,
+              help="Sign out a session nobody used for this long (the board's own refreshes do not count).")  # fmt: skip
+@click.option("--session-hours", type=click.FloatRange(0.5, 24), default=12, show_default=True,
+              help="Sign out every session this long after its sign-in.")  # fmt: skip
 @click.pass_context
 @friendly_errors
-def serve_command(ctx: click.Context, port: int, host: str, demo_users: bool) -> None:
-    """Serve the ward dashboard until Ctrl+C."""
+def serve_command(ctx: click.Context, port: int, host: str, demo_users: bool, threads: int, trusted_proxy: str | None,
+                  cookie_secure: str, idle_minutes: float, session_hours: float) -> None:  # fmt: skip
+    """Serve the ward dashboard on a production WSGI server (waitress) until Ctrl+C."""
     from riskcast.dashboards.app import serve
+    from riskcast.dashboards.context import SecurityOptions
 
-    serve(settings_of(ctx), port=port, host=host, demo_users=demo_users)
+    security = SecurityOptions(session_hours=session_hours, idle_minutes=idle_minutes, cookie_secure=cookie_secure)
+    serve(settings_of(ctx), port=port, host=host, demo_users=demo_users, security=security, threads=threads,
+          trusted_proxy=trusted_proxy)  # fmt: skip
 
 
 @cli.group()
@@ -117,7 +132,7 @@ def _set_active(ctx: click.Context, name: str, active: bool) -> None:
 
     engine = _engine(ctx)
     try:
-        set_active(engine, name, active=active)
+        set_active(engine, name, active=active, now=now_utc())
     finally:
         engine.dispose()
     emit(ctx, {"username": name.lower(), "active": active}, f"{'enabled' if active else 'disabled'} {name.lower()}")

@@ -55,6 +55,7 @@ ALERT_STATES = ("new", "acknowledged", "snoozed", "escalated", "resolved")
 ALERT_ACTIONS = ("raised", "acknowledged", "snoozed", "escalated", "resolved", "re_alerted", "reopened", "moved")
 AUDIT_VERDICTS = ("pass", "warn", "fail")
 USER_ROLES = ("nurse", "physician", "data_scientist", "admin")
+AUTH_EVENTS = ("signed_in", "sign_in_failed", "sign_in_throttled", "signed_out", "sessions_revoked")
 
 
 def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
@@ -312,6 +313,44 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class DashboardSession(Base):
+    """A signed-in browser. Its cookie holds a random token; the store keeps only the token's
+    SHA-256 (`id`), so reading this table signs nobody in. A session ends at `expires_at`,
+    when `last_active_at` is older than the idle timeout, or when `revoked_at` is set (sign-out,
+    a password change, the user disabled)."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index(None, "username"), Index(None, "expires_at"))
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+    last_active_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    address: Mapped[str | None]
+
+
+class AuthEvent(Base):
+    """One sign-in event: who (the name typed, when it is a valid user name), from which
+    address, what happened. Append-only, like alert_events; sign-in throttling counts the
+    failures here."""
+
+    __tablename__ = "auth_events"
+    __table_args__ = (
+        _one_of("event", AUTH_EVENTS),
+        Index(None, "username", "at"),
+        Index(None, "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime]
+    event: Mapped[str]
+    username: Mapped[str | None]
+    address: Mapped[str | None]
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
 class JobRun(Base):
     """One scheduled firing of a job; UNIQUE(job, scheduled_for) stops double runs."""
 
@@ -351,5 +390,7 @@ alerts: Table = Alert.__table__  # type: ignore[assignment]
 alert_events: Table = AlertEvent.__table__  # type: ignore[assignment]
 audits: Table = Audit.__table__  # type: ignore[assignment]
 users: Table = User.__table__  # type: ignore[assignment]
+dashboard_sessions: Table = DashboardSession.__table__  # type: ignore[assignment]
+auth_events: Table = AuthEvent.__table__  # type: ignore[assignment]
 job_runs: Table = JobRun.__table__  # type: ignore[assignment]
 job_locks: Table = JobLock.__table__  # type: ignore[assignment]

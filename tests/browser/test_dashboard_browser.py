@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.store_sync import record_quarantine
 from riskcast.pipeline.training import train_and_register
-from riskcast.store import open_store
+from riskcast.store import finish_run, open_store, start_run, write_scores
 from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
 
 from .pages import PASSWORD, css, save_screenshot, submit_sign_in, text_of, wait_for
@@ -220,3 +221,51 @@ def test_signed_out_requests_for_a_page_or_a_callback_get_nothing(served):
         opener.open(request)
     assert callback.value.code == 401 and callback.value.read() == b""
 
+
+
+def test_signing_out_in_the_browser_ends_the_session_its_cookie_held(browser, served):
+    sign_in(browser, served, "nina")
+    copied = browser.get_cookie("riskcast_session")["value"]
+    copied_request = urllib.request.Request(f"{served.base}/_dash-layout", headers={"Cookie": f"riskcast_session={copied}"})
+    assert urllib.request.urlopen(copied_request).status == 200
+    css(browser, "#shell-signout")[0].click()
+    wait_for(browser, lambda d: css(d, "#username"), "the sign-in form")
+    with pytest.raises(urllib.error.HTTPError) as after:
+        urllib.request.urlopen(copied_request)
+    assert after.value.code == 401
+
+
+CRAFTED_ENCOUNTER = "Y](https://evil.example/phish)"
+
+
+def _score_a_crafted_encounter(served: Served) -> None:
+    """A score, in the latest hour, for an encounter whose id is a Markdown link (on a ward of its own)."""
+    version = ModelRegistry(served.settings.models_dir).champion()
+    hour = views.latest_scored_hour(served.engine, model_version=version)
+    utc = pl.Datetime("us", "UTC")
+    frame = pl.DataFrame(
+        [(CRAFTED_ENCOUNTER, "P-crafted", "zz-crafted-ward", "north", hour, 0.02, "scored", "")],
+        schema={"encounter_id": pl.String, "patient_id": pl.String, "ward": pl.String, "site": pl.String,
+                "scored_at": utc, "risk": pl.Float64, "status": pl.String, "missing": pl.String},
+        orient="row",
+    )  # fmt: skip
+    no_drivers = pl.DataFrame(schema={"encounter_id": pl.String, "scored_at": utc, "rank": pl.Int64, "variable": pl.String,
+                                      "feature": pl.String, "text": pl.String, "contribution": pl.Float64,
+                                      "value": pl.Float64})  # fmt: skip
+    run_id = start_run(served.engine, "score", now=DEFAULT_NOW, model_version=version)
+    write_scores(served.engine, run_id, version, frame, no_drivers, now=DEFAULT_NOW)
+    finish_run(served.engine, run_id, status="succeeded", now=DEFAULT_NOW)
+
+
+def test_an_encounter_id_holding_markdown_shows_as_text_linking_to_its_own_page(browser, served):
+    _score_a_crafted_encounter(served)
+    sign_in(browser, served, "phil")
+    cell = f'#ward-grid .ag-center-cols-container .ag-row[row-id="{CRAFTED_ENCOUNTER}"] [col-id="patient_link"]'
+    wait_for(browser, lambda d: css(d, cell), "the crafted encounter's row")
+    links = css(browser, f"{cell} a")
+    assert css(browser, cell)[0].text == CRAFTED_ENCOUNTER
+    assert len(links) == 1 and links[0].text == CRAFTED_ENCOUNTER
+    assert links[0].get_attribute("href") == f"{served.base}/patient/{urllib.parse.quote(CRAFTED_ENCOUNTER, safe='')}"
+    assert all(a.get_attribute("href").startswith(f"{served.base}/patient/") for a in css(browser, "#ward-grid a"))
+    links[0].click()
+    wait_for(browser, lambda d: text_of(d, "h1") == f"Patient {CRAFTED_ENCOUNTER}", "the crafted encounter's page")
