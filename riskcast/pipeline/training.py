@@ -310,7 +310,7 @@ class TrainResult:
         }
 
 
-def test_patients(frame: pl.DataFrame, *, test_fraction: float, temporal: bool, seed: int = 0) -> set[str]:
+def held_out_patients(frame: pl.DataFrame, *, test_fraction: float, temporal: bool, seed: int = 0) -> set[str]:
     """Held-out patients: a random share, or (temporal) the patients admitted last.
 
     frame: rows with patient_id and time (e.g. patient_first_seen's).
@@ -433,7 +433,7 @@ def train_and_register(
     labelling = default_labelling(outcome, horizon_hours)
     if keep_after_event is not None:
         labelling = Labelling(outcome, horizon_hours, keep_after_event)
-    held_out = test_patients(patient_first_seen(generation), test_fraction=test_fraction, temporal=temporal, seed=seed)
+    held_out = held_out_patients(patient_first_seen(generation), test_fraction=test_fraction, temporal=temporal, seed=seed)
     train = StoreDataset(generation, labels, labelling, features=features, exclude=held_out)
     rule, target = _threshold_rule(outcome, operating_point, alerts_per_100_patient_days, target_sensitivity)
     if rule == "utility" and not labelling.keep_after_event:

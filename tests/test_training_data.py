@@ -1,0 +1,123 @@
+"""Training from the feature store: the model reads one shard at a time, held-out rows are
+scored shard by shard, and a Dask cluster trains the same model."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from riskcast.feature_store import FeatureStore, refresh_store
+from riskcast.lake import Lake
+from riskcast.model import RiskModel
+from riskcast.model.dataset import ArrayDataset
+from riskcast.model.device import gpu_available
+from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.training import TRAINING_DEFAULTS, held_out_patients, patient_first_seen, score_dataset
+from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset
+from riskcast.synth import generate_cohort, write_cohort
+
+NOW = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[StoreDataset, StoreDataset]:
+    folder = tmp_path_factory.mktemp("training")
+    write_cohort(generate_cohort(700, seed=21, malformed_rate=0.0), folder / "cohort")
+    lake = Lake(folder / "lake")
+    ingest_paths([folder / "cohort"], lake=lake, now=NOW)
+    store = FeatureStore(folder / "features")
+    refresh_store(lake, store, rows_per_shard=12_000)
+    generation = store.open()
+    labels = LabelSource(lake, batches=generation.batches)
+    labelling = Labelling("deterioration", 12.0)
+    held_out = held_out_patients(patient_first_seen(generation), test_fraction=0.25, temporal=False)
+    features = generation.features
+    return (
+        StoreDataset(generation, labels, labelling, features=features, exclude=held_out),
+        StoreDataset(generation, labels, labelling, features=features, patients=held_out),
+    )
+
+
+def _auroc(model: RiskModel, test: StoreDataset) -> float:
+    scored, _ = score_dataset(test, model)
+    return float(roc_auc_score(scored["label"].to_numpy(), scored["risk"].to_numpy()))
+
+
+def test_store_dataset_chunks_are_the_labelled_rows_of_one_shard_each(data):
+    train, test = data
+    assert train.n_chunks == train.generation.n_shards >= 4
+    chunk = train.chunk(0)
+    assert chunk.X.dtype == np.float32 and chunk.X.flags.c_contiguous
+    assert chunk.X.shape == (len(chunk.y), len(train.feature_names))
+    assert set(np.unique(chunk.y)) <= {0, 1}
+    assert not set(chunk.groups) & set(test.patients)
+
+
+def test_training_holds_one_shard_at_a_time(data):
+    train, test = data
+    model = RiskModel(threshold_rule="alert_budget", threshold_target=15.0, **TRAINING_DEFAULTS).fit(train)
+    shard_rows = [train.generation.manifest.shards[k].rows for k in train.shards]
+    assert 0 < model.largest_chunk_rows_ <= max(shard_rows)
+    assert model.largest_chunk_rows_ < model.fingerprint_.rows / 2
+    assert _auroc(model, test) > 0.6
+
+
+def test_a_model_trained_from_chunks_matches_one_trained_in_memory(data):
+    train, test = data
+    frames = [train.rows(i) for i in range(train.n_chunks)]
+    whole = pl.concat(frames)
+    in_memory = RiskModel(threshold_rule="none", **TRAINING_DEFAULTS).fit(
+        whole.select(train.feature_names), whole["label"].to_numpy(), groups=whole["patient_id"].to_numpy()
+    )
+    chunked = RiskModel(threshold_rule="none", **TRAINING_DEFAULTS).fit(train)
+    assert chunked.fingerprint_.rows == in_memory.fingerprint_.rows
+    assert chunked.fingerprint_.x_sha256 == in_memory.fingerprint_.x_sha256
+    assert abs(_auroc(chunked, test) - _auroc(in_memory, test)) < 0.01
+
+
+def test_negative_subsampling_trains_on_fewer_rows_and_calibrates_on_all(data):
+    train, _ = data
+    model = RiskModel(threshold_rule="none", negative_fraction=0.3, **TRAINING_DEFAULTS).fit(train)
+    metrics = model.training_metrics_
+    assert metrics["train_rows_used"] < 0.4 * metrics["train_rows"]
+    assert metrics["calibration_rows"] > 0 and metrics["negative_fraction"] == 0.3
+
+
+def test_array_datasets_keep_whole_encounters_in_a_chunk():
+    ids = np.repeat(np.array([f"E{i}" for i in range(50)]), 7)
+    X = np.zeros((len(ids), 2), dtype=np.float32)
+    dataset = ArrayDataset(X, np.zeros(len(ids), dtype=np.int8), ids, feature_names=["a", "b"], encounter_ids=ids, chunk_rows=30)
+    seen = set()
+    for index in range(dataset.n_chunks):
+        chunk = set(dataset.chunk(index).encounter_ids)
+        assert not chunk & seen
+        seen |= chunk
+    assert dataset.n_chunks > 5 and len(seen) == 50
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_of_two_workers_trains_a_model_as_good_as_the_local_one(data):
+    train, test = data
+    local = RiskModel(threshold_rule="alert_budget", threshold_target=15.0, **TRAINING_DEFAULTS).fit(train)
+    distributed = RiskModel(threshold_rule="alert_budget", threshold_target=15.0, dask_address="local:2",
+                            **TRAINING_DEFAULTS).fit(train)
+    assert abs(_auroc(distributed, test) - _auroc(local, test)) <= 0.01
+    assert distributed.operating_point_.rule == "alert_budget"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available("xgboost"), reason="no CUDA GPU usable by xgboost")
+def test_training_from_the_store_on_the_gpu_matches_the_cpu(data):
+    train, test = data
+    cpu = RiskModel(device="cpu", threshold_rule="none", **TRAINING_DEFAULTS).fit(train)
+    gpu = RiskModel(device="cuda", threshold_rule="none", **TRAINING_DEFAULTS).fit(train)
+    assert gpu.device_ == "cuda"
+    assert abs(_auroc(gpu, test) - _auroc(cpu, test)) < 0.01
+    sample = train.rows(0).select(train.feature_names).head(200)
+    contributions = gpu.contributions(sample)
+    np.testing.assert_allclose(contributions.sum(axis=1), gpu.predict_margin(sample), rtol=1e-4, atol=1e-4)
