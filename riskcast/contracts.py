@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -34,6 +35,7 @@ QUARANTINE_SCHEMA = {
 UTC_DATETIME = pl.Datetime("us", "UTC")
 _OFFSET_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
 _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+_EXACT_INTEGER = 2**53  # the largest whole number a float holds exactly
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ def parse_datetime(column: pl.Expr, *, source_timezone: str = "UTC") -> pl.Expr:
     time that does not exist (skipped by a DST change) is null too; an ambiguous one (the
     repeated hour) is read as the earlier instant.
     """
+    return _parse_datetime(column, source_timezone)[0]
+
+
+def _parse_datetime(column: pl.Expr, source_timezone: str) -> tuple[pl.Expr, pl.Expr]:
+    """(UTC datetime or null, True where the text is a local time that does not exist in source_timezone)."""
     text = (
         column.cast(pl.String)
         .str.strip_chars()
@@ -74,22 +81,26 @@ def parse_datetime(column: pl.Expr, *, source_timezone: str = "UTC") -> pl.Expr:
         [text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _OFFSET_FORMATS]
     )
     naive = pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in _NAIVE_FORMATS])
-    naive_utc = naive.dt.replace_time_zone(
-        source_timezone, ambiguous="earliest", non_existent="null"
-    ).dt.convert_time_zone("UTC")
-    return pl.coalesce([with_offset, naive_utc])
+    local = naive.dt.replace_time_zone(source_timezone, ambiguous="earliest", non_existent="null")
+    nonexistent = with_offset.is_null() & naive.is_not_null() & local.is_null()
+    return pl.coalesce([with_offset, local.dt.convert_time_zone("UTC")]), nonexistent
 
 
-def _typed_datetime(frame: pl.DataFrame, name: str, source_timezone: str) -> pl.Expr:
+def _typed_datetime(frame: pl.DataFrame, name: str, source_timezone: str) -> tuple[pl.Expr, pl.Expr]:
+    """A column as UTC datetimes, and True where a local time does not exist in source_timezone."""
     dtype = frame.schema[name]
     column = pl.col(name)
     if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            column = column.dt.replace_time_zone(source_timezone, ambiguous="earliest", non_existent="null")
-        return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        if dtype.time_zone is not None:
+            return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us"), pl.lit(False)
+        local = column.dt.replace_time_zone(source_timezone, ambiguous="earliest", non_existent="null")
+        return local.dt.convert_time_zone("UTC").dt.cast_time_unit("us"), column.is_not_null() & local.is_null()
     if dtype == pl.Date:
-        return column.cast(pl.Datetime("us")).dt.replace_time_zone(source_timezone).dt.convert_time_zone("UTC")
-    return parse_datetime(column, source_timezone=source_timezone)
+        local = column.cast(pl.Datetime("us")).dt.replace_time_zone(
+            source_timezone, ambiguous="earliest", non_existent="null"
+        )
+        return local.dt.convert_time_zone("UTC"), column.is_not_null() & local.is_null()
+    return _parse_datetime(column, source_timezone)
 
 
 def _text(frame: pl.DataFrame, name: str) -> pl.Expr:
@@ -131,37 +142,59 @@ def require_columns(frame: pl.DataFrame, table: str, *, source: str) -> None:
 
 
 def _generic_checks(
-    frame: pl.DataFrame, contract: TableContract, source_timezone: str
+    frame: pl.DataFrame, contract: TableContract, source_timezone: str, now: datetime | None = None
 ) -> tuple[dict[str, pl.Expr], list[tuple[pl.Expr, str, pl.Expr | str]]]:
-    """Typed expressions for every contract column, and the checks shared by all tables."""
+    """Typed expressions for every contract column, and the checks shared by all tables.
+
+    Numbers that are not finite (NaN, inf) do not parse; an integer column takes whole numbers
+    only (1950.7 is not a birth year). With `now`, a time later than `now` plus the contract's
+    `future_tolerance_minutes` is in the future.
+    """
     typed: dict[str, pl.Expr] = {}
     missing_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     parse_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     value_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
+    latest = _latest_allowed(contract, now)
     for column in contract.columns:
         name = column.name
         if name not in frame.columns:
             typed[name] = pl.lit(None, dtype=_polars_type(column.type))
             continue
         raw_text = _text(frame, name)
+        comparable = None
         if column.type == "string":
             value = raw_text
             if column.aliases:
                 value = value.replace(column.aliases)
             typed[name] = value
         elif column.type == "datetime":
-            value = _typed_datetime(frame, name, source_timezone)
-            parse_checks.append(
-                (raw_text.is_not_null() & value.is_null(), "unparseable_time", f"{name} is not an ISO 8601 time")
-            )
+            value, nonexistent = _typed_datetime(frame, name, source_timezone)
+            parse_checks += [
+                (
+                    nonexistent,
+                    "nonexistent_time",
+                    f"{name} does not exist in {source_timezone} (the clocks skipped it); give an offset or a "
+                    "time that exists",
+                ),
+                (raw_text.is_not_null() & value.is_null(), "unparseable_time", f"{name} is not an ISO 8601 time"),
+            ]
+            if latest is not None:
+                value_checks.append((value > latest, "in_the_future", f"{name} is later than the time of ingest"))
             typed[name] = value
         elif column.type in ("float", "integer"):
-            value = raw_text.cast(pl.Float64, strict=False) if frame.schema[name] == pl.String else pl.col(name).cast(pl.Float64)
+            source = raw_text if frame.schema[name] == pl.String else pl.col(name)
+            number = source.cast(pl.Float64, strict=False)
+            finite = number.is_finite().fill_null(False)
             if name != "value":  # observations' value is parsed with the catalogue's codes
-                parse_checks.append(
-                    (raw_text.is_not_null() & value.is_null(), "unparseable_value", f"{name} is not a number")
-                )
-            typed[name] = value.cast(pl.Int64) if column.type == "integer" else value
+                parse_checks.append((raw_text.is_not_null() & ~finite, "unparseable_value", f"{name} is not a number"))
+            if column.type == "integer":
+                whole = finite & (number == number.floor())
+                parse_checks.append((finite & ~whole, "unparseable_value", f"{name} is not a whole number"))
+                # Masked before the cast, so that 1e20 or NaN never reach it.
+                typed[name] = pl.when(whole & (number.abs() <= _EXACT_INTEGER)).then(number).cast(pl.Int64)
+            else:
+                typed[name] = pl.when(finite).then(number)
+            comparable = pl.when(finite).then(number)
         else:
             raise ContractError(f"schemas/{contract.table}.yaml: column {name!r} has unknown type {column.type!r}")
         if column.required:
@@ -176,14 +209,25 @@ def _generic_checks(
             )
         if column.value_range is not None:
             low, high = column.value_range
+            checked = comparable if comparable is not None else typed[name]
             value_checks.append(
                 (
-                    typed[name].is_not_null() & ((typed[name] < low) | (typed[name] > high)),
+                    checked.is_not_null() & ((checked < low) | (checked > high)),
                     "out_of_range",
                     f"{name} is outside {low}–{high}",
                 )
             )
     return typed, missing_checks + parse_checks + value_checks
+
+
+def _latest_allowed(contract: TableContract, now: datetime | None) -> pl.Expr | None:
+    """The latest time a row of this table may carry: now plus the contract's tolerance."""
+    tolerance = contract.extra.get("future_tolerance_minutes")
+    if now is None or tolerance is None:
+        return None
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+    return pl.lit((now + timedelta(minutes=float(tolerance))).astimezone(timezone.utc), dtype=UTC_DATETIME)
 
 
 def _polars_type(kind: str) -> pl.DataType:
@@ -200,7 +244,9 @@ def _split(
         + [pl.col(SOURCE_FILE).alias("source_file"), pl.col(SOURCE_LINE).cast(pl.Int64).alias("source_line")]
     )
     bad = frame.filter(pl.col(_RULE).is_not_null())
-    raw_columns = [c for c in bad.columns if not c.startswith("__typed_") and c not in (_RULE, _DETAIL, SOURCE_FILE, SOURCE_LINE) and c not in (extra_columns or [])]
+    # The raw row as it came, contract columns only: a column outside the contract (a name,
+    # a record number) is never kept, here or in the lake.
+    raw_columns = [c for c in typed_columns if c in bad.columns]
     quarantined = bad.select(
         pl.lit(table).alias("table"),
         pl.col(SOURCE_FILE).cast(pl.String).alias("source_file"),
@@ -238,11 +284,28 @@ def validate_patients(frame: pl.DataFrame, *, source: str = "patients") -> Valid
     return _split(staged, "patients", contract.column_names)
 
 
-def validate_encounters(frame: pl.DataFrame, *, source: str = "encounters", source_timezone: str = "UTC") -> Validated:
-    """Validate an encounters frame. Within one batch the last row for an encounter wins."""
+def validate_encounters(
+    frame: pl.DataFrame,
+    *,
+    source: str = "encounters",
+    source_timezone: str = "UTC",
+    now: datetime | None = None,
+    known_patients: pl.DataFrame | None = None,
+    accepted_observations: pl.DataFrame | None = None,
+) -> Validated:
+    """Validate an encounters frame. Within one batch the last row for an encounter wins.
+
+    now: the time of ingest (UTC-aware); admissions and discharges later than it (plus the
+        contract's tolerance) are quarantined. None skips the check.
+    known_patients: patient_id of every known patient (this batch's and the lake's); an
+        encounter of another patient is quarantined. None skips the check.
+    accepted_observations: encounter_id, first_charttime, last_charttime of the observations
+        already in the lake; a corrected encounter whose window would leave them outside it is
+        quarantined (the lake keeps what it accepted, so the correction is held back instead).
+    """
     contract = load_contract("encounters")
     _check_columns(frame, contract, source)
-    typed, checks = _generic_checks(frame, contract, source_timezone)
+    typed, checks = _generic_checks(frame, contract, source_timezone, now)
     checks.append(
         (
             typed["discharge_time"].is_not_null() & (typed["discharge_time"] < typed["admit_time"]),
@@ -251,10 +314,42 @@ def validate_encounters(frame: pl.DataFrame, *, source: str = "encounters", sour
         )
     )
     staged = _with_typed(frame, typed)
+    if known_patients is not None:
+        known = known_patients.select(pl.col("patient_id").cast(pl.String).unique(), pl.lit(True).alias("__known_patient"))
+        staged = staged.join(known, left_on="__typed_patient_id", right_on="patient_id", how="left", maintain_order="left")
+        checks.append((pl.col("__known_patient").is_null(), "unknown_patient", "patient_id is not in the patients table"))
+    if accepted_observations is not None:
+        before, after = _window(load_contract("observations"))
+        spans = accepted_observations.select(
+            pl.col("encounter_id").alias("__typed_encounter_id"),
+            pl.col("first_charttime").alias("__first_charttime"),
+            pl.col("last_charttime").alias("__last_charttime"),
+        ).unique("__typed_encounter_id", keep="last")
+        staged = staged.join(spans, on="__typed_encounter_id", how="left", maintain_order="left")
+        discharge = pl.col("__typed_discharge_time")
+        checks.append(
+            (
+                (pl.col("__first_charttime") < pl.col("__typed_admit_time") - before)
+                | (discharge.is_not_null() & (pl.col("__last_charttime") > discharge + after)),
+                "leaves_observations_outside",
+                "the corrected admit_time or discharge_time would leave observations already accepted outside the "
+                "encounter's window; correct those observations, or send times that cover them",
+            )
+        )
     rule, detail = _first_rule(checks)
     staged = staged.with_columns(rule.alias(_RULE), detail.alias(_DETAIL))
+    staged = staged.drop("__known_patient", "__first_charttime", "__last_charttime", strict=False)
     staged = _mark_duplicates(staged, list(contract.key), keep="last", detail="encounter_id appears again later in this batch")
     return _split(staged, "encounters", contract.column_names)
+
+
+def _window(contract: TableContract) -> tuple[pl.Expr, pl.Expr]:
+    """How long before admission and after discharge a table's times may lie (its `window`)."""
+    window = contract.extra.get("window", {})
+    return (
+        pl.duration(hours=float(window.get("before_admit_hours", 0))),
+        pl.duration(hours=float(window.get("after_discharge_hours", 0))),
+    )
 
 
 def validate_outcomes(
@@ -263,20 +358,42 @@ def validate_outcomes(
     known_encounters: pl.DataFrame | None = None,
     source: str = "outcomes",
     source_timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> Validated:
-    """Validate an outcomes frame; events for encounters we do not know are quarantined."""
+    """Validate an outcomes frame; events of encounters we do not know are quarantined.
+
+    known_encounters: encounter_id of every known encounter, and, when it has admit_time and
+        discharge_time, events outside the encounter's window (schemas/outcomes.yaml) are
+        quarantined too. now: the time of ingest; later events are quarantined.
+    """
     contract = load_contract("outcomes")
     _check_columns(frame, contract, source)
-    typed, checks = _generic_checks(frame, contract, source_timezone)
+    typed, checks = _generic_checks(frame, contract, source_timezone, now)
     staged = _with_typed(frame, typed)
     if known_encounters is not None:
-        known = known_encounters.select(pl.col("encounter_id").unique(), pl.lit(True).alias("__known"))
-        staged = staged.join(known, left_on="__typed_encounter_id", right_on="encounter_id", how="left", maintain_order="left")
+        with_window = {"admit_time", "discharge_time"} <= set(known_encounters.columns)
+        known = known_encounters.select(
+            pl.col("encounter_id").alias("__typed_encounter_id"),
+            *([pl.col("admit_time").alias("__admit"), pl.col("discharge_time").alias("__discharge")] if with_window else []),
+            pl.lit(True).alias("__known"),
+        ).unique("__typed_encounter_id", keep="last")
+        staged = staged.join(known, on="__typed_encounter_id", how="left", maintain_order="left")
         checks.append((pl.col("__known").is_null(), "unknown_encounter", "encounter_id is not in the encounters table"))
+        if with_window:
+            before, after = _window(contract)
+            event_time = pl.col("__typed_event_time")
+            checks.append(
+                (
+                    (event_time < pl.col("__admit") - before)
+                    | (pl.col("__discharge").is_not_null() & (event_time > pl.col("__discharge") + after)),
+                    "outside_encounter",
+                    "event_time is outside the encounter's admission window",
+                )
+            )
     rule, detail = _first_rule(checks)
     staged = staged.with_columns(rule.alias(_RULE), detail.alias(_DETAIL))
     staged = _mark_duplicates(staged, list(contract.key), keep="first", detail="the same event appears earlier in this batch")
-    return _split(staged.drop("__known", strict=False), "outcomes", contract.column_names)
+    return _split(staged.drop("__known", "__admit", "__discharge", strict=False), "outcomes", contract.column_names)
 
 
 def _mark_duplicates(staged: pl.DataFrame, key: list[str], *, keep: str, detail: str) -> pl.DataFrame:
@@ -290,6 +407,13 @@ def _mark_duplicates(staged: pl.DataFrame, key: list[str], *, keep: str, detail:
         pl.when(is_repeat).then(pl.lit("duplicate")).otherwise(pl.col(_RULE)).alias(_RULE),
         pl.when(is_repeat).then(pl.lit(detail)).otherwise(pl.col(_DETAIL)).alias(_DETAIL),
     ).drop("__dup_order")
+
+
+def _known_units(catalog: Catalog) -> set[str]:
+    """Every unit spelling the catalogue knows (canonical units, conversions, aliases): safe to name."""
+    units = {v.unit for v in catalog.variables.values()}
+    units |= {unit for v in catalog.variables.values() for unit in v.conversions}
+    return units | set(catalog.unit_aliases) | set(catalog.unit_aliases.values())
 
 
 def _variable_frames(catalog: Catalog) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -333,6 +457,7 @@ def validate_observations(
     catalog: Catalog | None = None,
     source: str = "observations",
     source_timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> Validated:
     """Validate observations: map names/LOINC codes and units to the catalogue, check ranges.
 
@@ -341,12 +466,14 @@ def validate_observations(
         the encounter checks (for a frame validated on its own).
     existing_keys: encounter_id, charttime, variable already in the lake; repeats are
         quarantined as duplicates.
+    now: the time of ingest (UTC-aware); later charttimes (plus the contract's tolerance) are
+        quarantined as in the future. None skips the check.
     Valid rows carry the canonical variable name and the value in the canonical unit.
     """
     catalog = catalog or load_catalog()
     contract = load_contract("observations")
     _check_columns(frame, contract, source)
-    typed, checks = _generic_checks(frame, contract, source_timezone)
+    typed, checks = _generic_checks(frame, contract, source_timezone, now)
     codes, conversions, ranges, ordinal = _variable_frames(catalog)
 
     staged = _with_typed(frame, typed).with_columns(pl.int_range(pl.len()).alias("__order"))
@@ -368,18 +495,22 @@ def validate_observations(
         )
         .join(conversions, on=["__variable", "__unit"], how="left", maintain_order="left")
     )
+    staged = staged.with_columns(pl.col("__unit_given").is_in(list(_known_units(catalog))).alias("__unit_known"))
     value = pl.coalesce(pl.col("__code_value"), pl.col("__typed_value"))
     canonical_value = value * pl.col("__scale") + pl.col("__offset")
     staged = staged.with_columns(canonical_value.alias("__canonical_value"))
     checks += [
         # The variable first: whether a value parses depends on it (ACVPU letters).
-        (pl.col("__variable").is_null(), "unknown_variable", pl.format("variable '{}' is not in the catalogue", pl.col("__typed_variable"))),
+        # Text from the file is never repeated in a detail; names from the catalogue are.
+        (pl.col("__variable").is_null(), "unknown_variable", "variable is neither a catalogue name nor one of its LOINC codes"),
         (pl.col("__value_text").is_not_null() & value.is_null(), "unparseable_value", "value is not a number"),
         (pl.col("__unit").is_null(), "missing_unit", pl.format("unit is empty for variable '{}' (expected {})", pl.col("__variable"), pl.col("__expected_units"))),
         (
             pl.col("__scale").is_null(),
             "unknown_unit",
-            pl.format("unit '{}' is not valid for variable '{}' (expected {})", pl.col("__unit_given"), pl.col("__variable"), pl.col("__expected_units")),
+            pl.when(pl.col("__unit_known"))
+            .then(pl.format("unit '{}' is not valid for variable '{}' (expected {})", pl.col("__unit_given"), pl.col("__variable"), pl.col("__expected_units")))
+            .otherwise(pl.format("unit is not a unit riskcast knows for variable '{}' (expected {})", pl.col("__variable"), pl.col("__expected_units"))),
         ),
         (
             (pl.col("__canonical_value") < pl.col("__min")) | (pl.col("__canonical_value") > pl.col("__max")),
@@ -388,9 +519,7 @@ def validate_observations(
         ),
     ]
     if encounters is not None:
-        window = contract.extra.get("window", {})
-        before = pl.duration(hours=float(window.get("before_admit_hours", 0)))
-        after = pl.duration(hours=float(window.get("after_discharge_hours", 0)))
+        before, after = _window(contract)
         known = encounters.select(
             pl.col("encounter_id").alias("__typed_encounter_id"),
             pl.col("admit_time").alias("__admit"),
@@ -446,6 +575,7 @@ def validate(
     existing_keys: pl.DataFrame | None = None,
     source: str | None = None,
     source_timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> Validated:
     """Validate one canonical table's frame (see the table-specific functions)."""
     ZoneInfo(source_timezone)
@@ -453,11 +583,14 @@ def validate(
     if table == "patients":
         return validate_patients(frame, source=source)
     if table == "encounters":
-        return validate_encounters(frame, source=source, source_timezone=source_timezone)
+        return validate_encounters(frame, source=source, source_timezone=source_timezone, now=now)
     if table == "outcomes":
-        return validate_outcomes(frame, known_encounters=encounters, source=source, source_timezone=source_timezone)
+        return validate_outcomes(
+            frame, known_encounters=encounters, source=source, source_timezone=source_timezone, now=now
+        )
     if table == "observations":
         return validate_observations(
-            frame, encounters=encounters, existing_keys=existing_keys, source=source, source_timezone=source_timezone
+            frame, encounters=encounters, existing_keys=existing_keys, source=source, source_timezone=source_timezone,
+            now=now,
         )
     raise ContractError(f"unknown table {table!r}; the canonical tables are patients, encounters, observations, outcomes")
