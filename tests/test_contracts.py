@@ -139,13 +139,13 @@ def test_outcomes_and_admissions_in_the_future_are_quarantined():
 
 
 def test_an_outcome_outside_its_encounter_is_quarantined():
-    # E1: admitted 2024-01-10 08:00, discharged 2024-01-12 08:00; an event may be filed up to 2 h after.
+    # E1: admitted 2024-01-10 08:00, discharged 2024-01-12 08:00; an event may lie up to 6 h after.
     result = validate_outcomes(
         outcomes(
             ("E1", "2024-01-10T07:59", "death"),  # before admission: out
             ("E1", "2024-01-11T10:00", "icu_transfer"),  # in
-            ("E1", "2024-01-12T10:00", "death"),  # 2 h after discharge: in
-            ("E1", "2024-01-12T10:01", "rapid_response"),  # just over: out
+            ("E1", "2024-01-12T14:00", "death"),  # 6 h after discharge: in
+            ("E1", "2024-01-12T14:01", "rapid_response"),  # just over: out
             ("E2", "2024-03-01T00:00", "sepsis"),  # still admitted: in
         ),
         known_encounters=KNOWN_ENCOUNTERS,

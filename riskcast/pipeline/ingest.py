@@ -1,23 +1,29 @@
 """Ingest: read sources, validate them against the contracts, commit one lake batch.
 
 Re-ingesting a source whose content was ingested before is a no-op. Bad rows are
-quarantined with their rule and source line; the good rows go on. The summary says how
-many of each, and never shows a patient's values.
+quarantined with their rule and source line; the good rows go on. A file that cannot be read
+at all (empty, binary, a header without the contract's columns) is quarantined as a whole,
+and a line that does not split into its header's fields alone: the other files and lines go
+on. Columns outside the contract (a name, a record number) are dropped before anything is
+kept, with a warning naming them. The summary says how many of each, lists the files no
+adapter recognised, and never shows a patient's values.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from riskcast.catalog import TABLES
+from riskcast.catalog import TABLES, load_contract
 from riskcast.contracts import (
+    SOURCE_FILE,
+    SOURCE_LINE,
     Validated,
     empty_quarantine,
     require_columns,
@@ -26,16 +32,26 @@ from riskcast.contracts import (
     validate_outcomes,
     validate_patients,
 )
-from riskcast.errors import IngestError
+from riskcast.errors import ContractError, IngestError
 from riskcast.ingest import SourceFile, discover, read_source
+from riskcast.ingest.rejections import MISSING_COLUMNS, REJECTED, rejected_file
 from riskcast.lake import Lake, new_batch_id
+from riskcast.printable import printable
 
 log = logging.getLogger(__name__)
+
+PROBLEMS_PER_SOURCE = 20
+"""How many of an unreadable unit's problems its source row keeps (for the inbox's note)."""
 
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """What one `riskcast ingest` did."""
+    """What one `riskcast ingest` did.
+
+    sources: one row per unit (path, format, sha256, status "new" | "unreadable" | "already
+    ingested", batch_id, readable, problems); ignored: files no adapter recognised; warnings:
+    what was dropped on the way (columns outside the contract), in words without values.
+    """
 
     batch_id: str | None
     sources: list[dict[str, Any]]
@@ -43,6 +59,8 @@ class IngestSummary:
     accepted: dict[str, int]
     quarantined: dict[str, dict[str, int]]
     examples: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_accepted(self) -> int:
@@ -56,11 +74,18 @@ class IngestSummary:
     def already_ingested(self) -> bool:
         return self.batch_id is None and bool(self.sources)
 
+    @property
+    def unreadable_sources(self) -> list[dict[str, Any]]:
+        """The units no row could be read from (new this time, or when first ingested)."""
+        return [s for s in self.sources if not s["readable"]]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "batch_id": self.batch_id,
             "already_ingested": self.already_ingested,
             "sources": self.sources,
+            "ignored": self.ignored,
+            "warnings": self.warnings,
             "rows_read": self.rows_read,
             "accepted": self.accepted,
             "quarantined": self.quarantined,
@@ -68,6 +93,14 @@ class IngestSummary:
             "total_quarantined": self.total_quarantined,
             "examples": self.examples,
         }
+
+
+def quarantine_text(row: dict[str, Any]) -> str:
+    """One quarantined row in words: 'observations.csv line 7: out_of_range: value outside ...'.
+
+    A row with no line (a Parquet file or an archive as a whole) says 'whole file'."""
+    where = f"line {row['source_line']}" if row.get("source_line") is not None else "whole file"
+    return f"{row['source_file']} {where}: {row['rule']}: {row['detail']}"
 
 
 def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
@@ -86,11 +119,24 @@ def ingest_paths(
 ) -> tuple[IngestSummary, pl.DataFrame]:
     """Ingest the given files/folders as one batch; returns the summary and the quarantine.
 
-    Holds the lake's write lock from the check of what was already ingested to the commit,
-    so a concurrent ingest neither takes the same files again nor accepts the same rows."""
-    sources = discover([Path(p) for p in paths])
+    `now` (UTC-aware) is the time of ingest: times later than it are quarantined as in the
+    future. Holds the lake's write lock from the check of what was already ingested to the
+    commit, so a concurrent ingest neither takes the same files again nor accepts the same
+    rows. Raises IngestError when nothing at all is recognised, or nothing can be read."""
+    discovery = discover([Path(p) for p in paths])
+    ignored = [str(p) for p in discovery.ignored]
     with lake.writing():
-        return _ingest_sources(sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site)
+        summary, quarantine = _ingest_sources(
+            discovery.sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site
+        )
+    return replace(summary, ignored=ignored), quarantine
+
+
+def _seen_sources(lake: Lake) -> dict[str, tuple[str, bool]]:
+    """Content hash -> (batch id, whether any row of it could be read) of every source ingested."""
+    return {
+        s["sha256"]: (m.batch_id, s.get("status") != "unreadable") for m in lake.manifests() for s in m.sources
+    }
 
 
 def _ingest_sources(
@@ -102,39 +148,113 @@ def _ingest_sources(
     source_timezone: str,
     site: str | None,
 ) -> tuple[IngestSummary, pl.DataFrame]:
-    seen = lake.seen_hashes()
+    seen = _seen_sources(lake)
     new_sources: list[SourceFile] = []
-    source_rows: list[dict[str, Any]] = []
+    source_rows: dict[str, dict[str, Any]] = {}
+    rows_in_order: list[dict[str, Any]] = []
     for source in sources:
-        status = "already ingested" if source.sha256 in seen else "new"
-        source_rows.append(
-            {"path": str(source.path), "format": source.format, "sha256": source.sha256, "status": status,
-             "batch_id": seen.get(source.sha256)}
-        )
-        if status == "new" and source.sha256 not in {s.sha256 for s in new_sources}:
+        earlier = seen.get(source.sha256)
+        row = {
+            "path": str(source.path), "format": source.format, "sha256": source.sha256,
+            "status": "already ingested" if earlier else "new", "batch_id": earlier[0] if earlier else None,
+            "readable": earlier[1] if earlier else True, "problems": [],
+        }  # fmt: skip
+        rows_in_order.append(row)
+        if earlier is None and source.sha256 not in source_rows:
             new_sources.append(source)
+            source_rows[source.sha256] = row
     if not new_sources:
-        return IngestSummary(None, source_rows, {}, {}, {}), empty_quarantine().with_columns(
+        return IngestSummary(None, rows_in_order, {}, {}, {}), empty_quarantine().with_columns(
             pl.lit(None, dtype=pl.String).alias("batch_id")
         )
 
     by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
+    rejected: list[pl.DataFrame] = []
+    warnings: list[str] = []
     for source in new_sources:
-        log.info("reading %s (%s)", source.name, source.format)
-        for table, frame in read_source(source, site=site).items():
-            require_columns(frame, table, source=source.name)
+        log.info("reading %s (%s)", printable(source.name), source.format)
+        tables, problems, dropped = _read_unit(source, site=site)
+        if dropped:
+            warnings.append(f"{source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
+            log.warning("%s", printable(warnings[-1]))
+        for table, frame in tables.items():
             by_table[table].append(frame)
+        if problems is not None and problems.height:
+            rejected.append(problems)
+        if not tables:
+            row = source_rows[source.sha256]
+            row.update(status="unreadable", readable=False)
+            texts = [quarantine_text(r) for r in (problems if problems is not None else empty_quarantine()).iter_rows(named=True)]
+            row["problems"] = texts[:PROBLEMS_PER_SOURCE] + (
+                [f"... and {len(texts) - PROBLEMS_PER_SOURCE:,} more"] if len(texts) > PROBLEMS_PER_SOURCE else []
+            )
     raw = {t: _concat(by_table.get(t, [])) for t in TABLES}
     rows_read = {t: (f.height if f is not None else 0) for t, f in raw.items()}
-    if sum(rows_read.values()) == 0:
+    if sum(rows_read.values()) == 0 and not rejected:
         raise IngestError(f"nothing could be read from {', '.join(str(p) for p in paths)}: the files hold no rows")
 
+    results = _validate(raw, lake=lake, now=now, source_timezone=source_timezone)
+    quarantine = pl.concat([*rejected, *(r.quarantined for r in results.values())]) if rejected or results else empty_quarantine()
+    batch_id = new_batch_id(now, [s.sha256 for s in new_sources])
+    manifest = lake.commit_batch(
+        batch_id,
+        {t: r.valid for t, r in results.items()},
+        quarantine,
+        sources=list(source_rows.values()),
+        created_at=now,
+    )
+    examples = [quarantine_text(row) for row in quarantine.head(5).iter_rows(named=True)]
+    log.info("batch %s: %d rows accepted, %d quarantined", batch_id, sum(manifest.accepted.values()), quarantine.height)
+    summary = IngestSummary(
+        batch_id=batch_id,
+        sources=rows_in_order,
+        rows_read=rows_read,
+        accepted=manifest.accepted,
+        quarantined=manifest.quarantined,
+        examples=examples,
+        warnings=warnings,
+    )
+    return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
+
+
+def _read_unit(source: SourceFile, *, site: str | None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame | None, list[str]]:
+    """One unit's table frames (contract and provenance columns only), its rejected rows, and
+    the names of the columns outside the contract that were dropped."""
+    frames = read_source(source, site=site)
+    problems = frames.pop(REJECTED, None)
+    tables: dict[str, pl.DataFrame] = {}
+    dropped: list[str] = []
+    extra_rejections: list[pl.DataFrame] = []
+    for table, frame in frames.items():
+        keep = [*load_contract(table).column_names, SOURCE_FILE, SOURCE_LINE]
+        dropped += [c for c in frame.columns if c not in keep and c not in dropped]
+        frame = frame.select([c for c in frame.columns if c in keep])
+        try:
+            require_columns(frame, table, source=source.name)
+        except ContractError as exc:
+            detail = str(exc).removeprefix(f"{source.name}: ")
+            extra_rejections.append(rejected_file(table, source.name, MISSING_COLUMNS, detail, line=None))
+            continue
+        tables[table] = frame
+    if extra_rejections:
+        problems = pl.concat([p for p in (problems, *extra_rejections) if p is not None])
+    return tables, problems, dropped
+
+
+def _validate(raw: dict[str, pl.DataFrame | None], *, lake: Lake, now: datetime, source_timezone: str) -> dict[str, Validated]:
+    """Validate each table this batch has, against the lake's and the batch's own rows."""
     results: dict[str, Validated] = {}
     if raw["patients"] is not None:
         results["patients"] = validate_patients(raw["patients"])
     if raw["encounters"] is not None:
-        results["encounters"] = validate_encounters(raw["encounters"], source_timezone=source_timezone)
-
+        ids = raw["encounters"].select(pl.col("encounter_id").cast(pl.String).str.strip_chars().unique())
+        results["encounters"] = validate_encounters(
+            raw["encounters"],
+            source_timezone=source_timezone,
+            now=now,
+            known_patients=_known_patients(lake, results.get("patients")),
+            accepted_observations=_accepted_spans(lake, ids),
+        )
     known_encounters = _known_encounters(lake, results.get("encounters"))
     if raw["observations"] is not None:
         batch_encounters = raw["observations"].select(pl.col("encounter_id").cast(pl.String).str.strip_chars().unique())
@@ -145,36 +265,33 @@ def _ingest_sources(
             .collect()
         )
         results["observations"] = validate_observations(
-            raw["observations"], encounters=known_encounters, existing_keys=existing, source_timezone=source_timezone
-        )
+            raw["observations"], encounters=known_encounters, existing_keys=existing, source_timezone=source_timezone,
+            now=now,
+        )  # fmt: skip
     if raw["outcomes"] is not None:
         results["outcomes"] = validate_outcomes(
-            raw["outcomes"], known_encounters=known_encounters, source_timezone=source_timezone
+            raw["outcomes"], known_encounters=known_encounters, source_timezone=source_timezone, now=now
         )
+    return results
 
-    quarantine = pl.concat([r.quarantined for r in results.values()]) if results else empty_quarantine()
-    batch_id = new_batch_id(now, [s.sha256 for s in new_sources])
-    manifest = lake.commit_batch(
-        batch_id,
-        {t: r.valid for t, r in results.items()},
-        quarantine,
-        sources=[s for s in source_rows if s["status"] == "new"],
-        created_at=now,
+
+def _known_patients(lake: Lake, batch: Validated | None) -> pl.DataFrame:
+    """Every patient an encounter may belong to: the lake's and this batch's."""
+    known = lake.scan("patients").select("patient_id").collect()
+    if batch is not None and batch.valid.height:
+        known = pl.concat([known, batch.valid.select("patient_id")])
+    return known.unique()
+
+
+def _accepted_spans(lake: Lake, encounter_ids: pl.DataFrame) -> pl.DataFrame:
+    """First and last charttime of the lake's observations of the given encounters."""
+    return (
+        lake.scan("observations")
+        .join(encounter_ids.lazy(), on="encounter_id", how="semi")
+        .group_by("encounter_id")
+        .agg(pl.col("charttime").min().alias("first_charttime"), pl.col("charttime").max().alias("last_charttime"))
+        .collect()
     )
-    examples = [
-        f"{row['source_file']} line {row['source_line']}: {row['rule']}: {row['detail']}"
-        for row in quarantine.head(5).iter_rows(named=True)
-    ]
-    log.info("batch %s: %d rows accepted, %d quarantined", batch_id, sum(manifest.accepted.values()), quarantine.height)
-    summary = IngestSummary(
-        batch_id=batch_id,
-        sources=source_rows,
-        rows_read=rows_read,
-        accepted=manifest.accepted,
-        quarantined=manifest.quarantined,
-        examples=examples,
-    )
-    return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
 
 
 def _known_encounters(lake: Lake, batch: Validated | None) -> pl.DataFrame:
