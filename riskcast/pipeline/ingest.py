@@ -132,11 +132,9 @@ def ingest_paths(
     return replace(summary, ignored=ignored), quarantine
 
 
-def _seen_sources(lake: Lake) -> dict[str, tuple[str, bool]]:
-    """Content hash -> (batch id, whether any row of it could be read) of every source ingested."""
-    return {
-        s["sha256"]: (m.batch_id, s.get("status") != "unreadable") for m in lake.manifests() for s in m.sources
-    }
+def _seen_sources(lake: Lake) -> dict[str, dict[str, Any]]:
+    """Content hash -> the manifest's row of every source ingested, with the batch it went into."""
+    return {s["sha256"]: {**s, "batch_id": m.batch_id} for m in lake.manifests() for s in m.sources}
 
 
 def _ingest_sources(
@@ -156,8 +154,9 @@ def _ingest_sources(
         earlier = seen.get(source.sha256)
         row = {
             "path": str(source.path), "format": source.format, "sha256": source.sha256,
-            "status": "already ingested" if earlier else "new", "batch_id": earlier[0] if earlier else None,
-            "readable": earlier[1] if earlier else True, "problems": [],
+            "status": "already ingested" if earlier else "new", "batch_id": earlier["batch_id"] if earlier else None,
+            "readable": earlier.get("status") != "unreadable" if earlier else True,
+            "problems": list(earlier.get("problems", [])) if earlier else [],
         }  # fmt: skip
         rows_in_order.append(row)
         if earlier is None and source.sha256 not in source_rows:
