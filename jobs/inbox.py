@@ -119,10 +119,20 @@ def _sorted_out(ingested: list[Ingested]) -> InboxOutcome:
             if not mine:
                 refused[entry] = [_not_recognised(entry)]
             elif all(not s["readable"] for s in mine):
-                refused[entry] = [problem for s in mine for problem in s.get("problems", [])] or [
-                    "no file in it could be read"
-                ]
+                refused[entry] = [reason for s in mine for reason in _why_unreadable(s)]
     return InboxOutcome(ingested, refused)
+
+
+def _why_unreadable(source: dict[str, Any]) -> list[str]:
+    """An unreadable source's problems, saying so when they were found when its content came before."""
+    problems = source.get("problems") or [f"{Path(source['path']).name}: no file in it could be read"]
+    if source["status"] != "already ingested":
+        return problems
+    return [
+        f"{Path(source['path']).name}: the same content came before (batch {source['batch_id']}) and could not be "
+        "read then:",
+        *(f"  {problem}" for problem in problems),
+    ]
 
 
 def _not_recognised(entry: Path) -> str:

@@ -175,7 +175,7 @@ def _ingest_sources(
         tables, problems, dropped = _read_unit(source, site=site)
         if dropped:
             warnings.append(f"{source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
-            log.warning("%s", printable(warnings[-1]))
+            log.info("%s", printable(warnings[-1]))  # the summary carries it to the person
         for table, frame in tables.items():
             by_table[table].append(frame)
         if problems is not None and problems.height:
@@ -187,6 +187,10 @@ def _ingest_sources(
             row["problems"] = texts[:PROBLEMS_PER_SOURCE] + (
                 [f"... and {len(texts) - PROBLEMS_PER_SOURCE:,} more"] if len(texts) > PROBLEMS_PER_SOURCE else []
             )
+    for row in rows_in_order:  # the same content twice in one batch: read once, said alike
+        first = source_rows.get(row["sha256"])
+        if first is not None and row is not first and row["status"] != "already ingested":
+            row.update(status=first["status"], readable=first["readable"], problems=first["problems"])
     raw = {t: _concat(by_table.get(t, [])) for t in TABLES}
     rows_read = {t: (f.height if f is not None else 0) for t, f in raw.items()}
     if sum(rows_read.values()) == 0 and not rejected:
