@@ -144,72 +144,78 @@ def require_columns(frame: pl.DataFrame, table: str, *, source: str) -> None:
 def _generic_checks(
     frame: pl.DataFrame, contract: TableContract, source_timezone: str, now: datetime | None = None
 ) -> tuple[dict[str, pl.Expr], list[tuple[pl.Expr, str, pl.Expr | str]]]:
-    """Typed expressions for every contract column, and the checks shared by all tables.
+    """The columns to stage and the checks shared by all tables, over those staged columns.
 
-    Numbers that are not finite (NaN, inf) do not parse; an integer column takes whole numbers
-    only (1950.7 is not a birth year). With `now`, a time later than `now` plus the contract's
-    `future_tolerance_minutes` is in the future.
+    Staged: `__typed_<name>` for every contract column, and the helpers the checks read
+    (`__raw_`, `__number_`, `__nonexistent_<name>`), each computed once when staged; the checks
+    only read staged columns, so no parse runs twice. Numbers that are not finite (NaN, inf)
+    do not parse; an integer column takes whole numbers only (1950.7 is not a birth year).
+    With `now`, a time later than `now` plus the contract's `future_tolerance_minutes` is in
+    the future.
     """
-    typed: dict[str, pl.Expr] = {}
+    staged: dict[str, pl.Expr] = {}
     missing_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     parse_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     value_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     latest = _latest_allowed(contract, now)
     for column in contract.columns:
         name = column.name
+        typed = pl.col(f"__typed_{name}")
         if name not in frame.columns:
-            typed[name] = pl.lit(None, dtype=_polars_type(column.type))
+            staged[f"__typed_{name}"] = pl.lit(None, dtype=_polars_type(column.type))
             continue
-        raw_text = _text(frame, name)
-        comparable = None
+        staged[f"__raw_{name}"] = _text(frame, name)
+        raw = pl.col(f"__raw_{name}")
+        checked = typed
         if column.type == "string":
-            value = raw_text
-            if column.aliases:
-                value = value.replace(column.aliases)
-            typed[name] = value
+            value = _text(frame, name)
+            staged[f"__typed_{name}"] = value.replace(column.aliases) if column.aliases else value
         elif column.type == "datetime":
             value, nonexistent = _typed_datetime(frame, name, source_timezone)
+            staged[f"__typed_{name}"] = value
+            staged[f"__nonexistent_{name}"] = nonexistent
             parse_checks += [
                 (
-                    nonexistent,
+                    pl.col(f"__nonexistent_{name}"),
                     "nonexistent_time",
                     f"{name} does not exist in {source_timezone} (the clocks skipped it); give an offset or a "
                     "time that exists",
                 ),
-                (raw_text.is_not_null() & value.is_null(), "unparseable_time", f"{name} is not an ISO 8601 time"),
+                (raw.is_not_null() & typed.is_null(), "unparseable_time", f"{name} is not an ISO 8601 time"),
             ]
             if latest is not None:
-                value_checks.append((value > latest, "in_the_future", f"{name} is later than the time of ingest"))
-            typed[name] = value
+                value_checks.append((typed > latest, "in_the_future", f"{name} is later than the time of ingest"))
         elif column.type in ("float", "integer"):
-            source = raw_text if frame.schema[name] == pl.String else pl.col(name)
+            source = _text(frame, name) if frame.schema[name] == pl.String else pl.col(name)
             number = source.cast(pl.Float64, strict=False)
-            finite = number.is_finite().fill_null(False)
+            staged[f"__number_{name}"] = pl.when(number.is_finite()).then(number)  # NaN, inf -> null
+            finite = pl.col(f"__number_{name}")
             if name != "value":  # observations' value is parsed with the catalogue's codes
-                parse_checks.append((raw_text.is_not_null() & ~finite, "unparseable_value", f"{name} is not a number"))
+                parse_checks.append((raw.is_not_null() & finite.is_null(), "unparseable_value", f"{name} is not a number"))
             if column.type == "integer":
-                whole = finite & (number == number.floor())
-                parse_checks.append((finite & ~whole, "unparseable_value", f"{name} is not a whole number"))
+                whole = number.is_finite() & (number == number.floor())
                 # Masked before the cast, so that 1e20 or NaN never reach it.
-                typed[name] = pl.when(whole & (number.abs() <= _EXACT_INTEGER)).then(number).cast(pl.Int64)
+                staged[f"__typed_{name}"] = pl.when(whole & (number.abs() <= _EXACT_INTEGER)).then(number).cast(pl.Int64)
+                parse_checks.append(
+                    (finite.is_not_null() & (finite != finite.floor()), "unparseable_value", f"{name} is not a whole number")
+                )
             else:
-                typed[name] = pl.when(finite).then(number)
-            comparable = pl.when(finite).then(number)
+                staged[f"__typed_{name}"] = pl.when(number.is_finite()).then(number)
+            checked = finite  # ranges are checked on the number, before any cast
         else:
             raise ContractError(f"schemas/{contract.table}.yaml: column {name!r} has unknown type {column.type!r}")
         if column.required:
-            missing_checks.append((raw_text.is_null(), "missing_required", f"{name} is empty"))
+            missing_checks.append((raw.is_null(), "missing_required", f"{name} is empty"))
         if column.allowed:
             value_checks.append(
                 (
-                    typed[name].is_not_null() & ~typed[name].is_in(list(column.allowed)),
+                    typed.is_not_null() & ~typed.is_in(list(column.allowed)),
                     "not_allowed",
                     f"{name} must be one of {', '.join(column.allowed)}",
                 )
             )
         if column.value_range is not None:
             low, high = column.value_range
-            checked = comparable if comparable is not None else typed[name]
             value_checks.append(
                 (
                     checked.is_not_null() & ((checked < low) | (checked > high)),
@@ -217,7 +223,7 @@ def _generic_checks(
                     f"{name} is outside {low}–{high}",
                 )
             )
-    return typed, missing_checks + parse_checks + value_checks
+    return staged, missing_checks + parse_checks + value_checks
 
 
 def _latest_allowed(contract: TableContract, now: datetime | None) -> pl.Expr | None:
@@ -260,8 +266,9 @@ def _split(
     return Validated(table=table, valid=valid, quarantined=quarantined)
 
 
-def _with_typed(frame: pl.DataFrame, typed: dict[str, pl.Expr]) -> pl.DataFrame:
-    return frame.with_columns([expr.alias(f"__typed_{name}") for name, expr in typed.items()])
+def _with_typed(frame: pl.DataFrame, staged: dict[str, pl.Expr]) -> pl.DataFrame:
+    """The frame with the staged columns of _generic_checks added (typed values and helpers)."""
+    return frame.with_columns([expr.alias(name) for name, expr in staged.items()])
 
 
 def _key_duplicate(key: list[str], *, keep: str) -> pl.Expr:
@@ -308,7 +315,8 @@ def validate_encounters(
     typed, checks = _generic_checks(frame, contract, source_timezone, now)
     checks.append(
         (
-            typed["discharge_time"].is_not_null() & (typed["discharge_time"] < typed["admit_time"]),
+            pl.col("__typed_discharge_time").is_not_null()
+            & (pl.col("__typed_discharge_time") < pl.col("__typed_admit_time")),
             "discharge_before_admit",
             "discharge_time is before admit_time",
         )
