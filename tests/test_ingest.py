@@ -1,6 +1,7 @@
 """Ingest of canonical CSV and Parquet folders into a lake: good rows go on, bad rows are
-quarantined and counted by rule, the same files twice are a no-op, and files that cannot be
-ingested at all say which file and column is wrong."""
+quarantined and counted by rule, the same files twice are a no-op, a file that cannot be read
+is quarantined whole and a line that cannot be split alone (the others go on), columns outside
+the contract are dropped, unrecognised files are listed, and nothing printed quotes a value."""
 
 from __future__ import annotations
 
@@ -514,3 +515,9 @@ def test_header_whitespace_and_windows_line_endings_are_tolerated(tmp_path, lake
     )
     summary, _ = ingest_paths([folder], lake=lake, now=NOW)
     assert summary.accepted["observations"] == 1
+
+
+def test_an_error_naming_a_file_with_a_newline_stays_on_one_line(tmp_path):
+    result = run_cli(tmp_path / "home", "ingest", str(tmp_path / "missing\nerror: forged.csv"))
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("missing\\nerror: forged.csv: no such file or folder\n")

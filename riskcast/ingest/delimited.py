@@ -33,7 +33,6 @@ from riskcast.contracts import SOURCE_LINE
 from riskcast.ingest.rejections import MALFORMED_LINE, MISSING_COLUMNS, UNREADABLE_FILE
 
 DELIMITERS = (",", ";", "\t", "|")
-_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
 _QUOTE = '"'
 _REPLACEMENT = "\ufffd"
 _LINE = "__line"
@@ -187,7 +186,3 @@ def _split_quoted(lines: pl.DataFrame, names: list[str], delimiter: str) -> tupl
     )
     return frame.with_columns(pl.Series(SOURCE_LINE, numbers, dtype=pl.Int64)), rejected
 
-
-def delimiter_name(delimiter: str) -> str:
-    """How a message names a delimiter: 'commas', 'semicolons', 'tabs', "'|'"."""
-    return _DELIMITER_NAMES[delimiter]

@@ -74,11 +74,6 @@ class IngestSummary:
     def already_ingested(self) -> bool:
         return self.batch_id is None and bool(self.sources)
 
-    @property
-    def unreadable_sources(self) -> list[dict[str, Any]]:
-        """The units no row could be read from (new this time, or when first ingested)."""
-        return [s for s in self.sources if not s["readable"]]
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "batch_id": self.batch_id,
