@@ -148,6 +148,7 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
         "quarantine_rows_stored": stored,
         "archived": archived,
         "rejected": sorted(rejected),
+        "ignored": [p for s in summaries for p in s.ignored],
         "warnings": [w for s in summaries for w in s.warnings],
     }
     if len(batches) > 1:

@@ -141,47 +141,16 @@ def _ingest_sources(
     source_timezone: str,
     site: str | None,
 ) -> tuple[IngestSummary, pl.DataFrame]:
-    seen = _seen_sources(lake)
+    rows_in_order, source_rows = _source_rows(sources, _seen_sources(lake))
     new_sources: list[SourceFile] = []
-    source_rows: dict[str, dict[str, Any]] = {}
-    rows_in_order: list[dict[str, Any]] = []
-    for source in sources:
-        earlier = seen.get(source.sha256)
-        row = {
-            "path": str(source.path), "format": source.format, "sha256": source.sha256,
-            "status": "already ingested" if earlier else "new", "batch_id": earlier["batch_id"] if earlier else None,
-            "readable": earlier.get("status") != "unreadable" if earlier else True,
-            "problems": list(earlier.get("problems", [])) if earlier else [],
-        }  # fmt: skip
-        rows_in_order.append(row)
-        if earlier is None and source.sha256 not in source_rows:
+    for source in sources:  # the first unit of each new content
+        if source.sha256 in source_rows and source.sha256 not in {s.sha256 for s in new_sources}:
             new_sources.append(source)
-            source_rows[source.sha256] = row
     if not new_sources:
         return IngestSummary(None, rows_in_order, {}, {}, {}), empty_quarantine().with_columns(
             pl.lit(None, dtype=pl.String).alias("batch_id")
         )
-
-    by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
-    rejected: list[pl.DataFrame] = []
-    warnings: list[str] = []
-    for source in new_sources:
-        log.info("reading %s (%s)", printable(source.name), source.format)
-        tables, problems, dropped = _read_unit(source, site=site)
-        if dropped:
-            warnings.append(f"{source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
-            log.info("%s", printable(warnings[-1]))  # the summary carries it to the person
-        for table, frame in tables.items():
-            by_table[table].append(frame)
-        if problems is not None and problems.height:
-            rejected.append(problems)
-        if not tables:
-            row = source_rows[source.sha256]
-            row.update(status="unreadable", readable=False)
-            texts = [quarantine_text(r) for r in (problems if problems is not None else empty_quarantine()).iter_rows(named=True)]
-            row["problems"] = texts[:PROBLEMS_PER_SOURCE] + (
-                [f"... and {len(texts) - PROBLEMS_PER_SOURCE:,} more"] if len(texts) > PROBLEMS_PER_SOURCE else []
-            )
+    by_table, rejected, warnings = _read_units(new_sources, source_rows, site=site)
     for row in rows_in_order:  # the same content twice in one batch: read once, said alike
         first = source_rows.get(row["sha256"])
         if first is not None and row is not first and row["status"] != "already ingested":
@@ -213,6 +182,53 @@ def _ingest_sources(
         warnings=warnings,
     )
     return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
+
+
+def _source_rows(
+    sources: list[SourceFile], seen: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A summary row per unit, in order, and the rows of the new contents by hash (the first
+    unit of each content: the same content twice in one batch is read once)."""
+    rows_in_order: list[dict[str, Any]] = []
+    new_rows: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        earlier = seen.get(source.sha256)
+        row = {
+            "path": str(source.path), "format": source.format, "sha256": source.sha256,
+            "status": "already ingested" if earlier else "new", "batch_id": earlier["batch_id"] if earlier else None,
+            "readable": earlier.get("status") != "unreadable" if earlier else True,
+            "problems": list(earlier.get("problems", [])) if earlier else [],
+        }  # fmt: skip
+        rows_in_order.append(row)
+        if earlier is None and source.sha256 not in new_rows:
+            new_rows[source.sha256] = row
+    return rows_in_order, new_rows
+
+
+def _read_units(
+    sources: list[SourceFile], rows: dict[str, dict[str, Any]], *, site: str | None
+) -> tuple[dict[str, list[pl.DataFrame]], list[pl.DataFrame], list[str]]:
+    """Read each new unit: table frames by table, rejected rows, warnings. A unit nothing of
+    which could be read is marked "unreadable" in its row, with its problems in words."""
+    by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
+    rejected: list[pl.DataFrame] = []
+    warnings: list[str] = []
+    for source in sources:
+        log.info("reading %s (%s)", printable(source.name), source.format)
+        tables, problems, dropped = _read_unit(source, site=site)
+        if dropped:
+            warnings.append(f"{source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
+            log.info("%s", printable(warnings[-1]))  # the summary carries it to the person
+        for table, frame in tables.items():
+            by_table[table].append(frame)
+        if problems is not None and problems.height:
+            rejected.append(problems)
+        if not tables:
+            texts = [quarantine_text(r) for r in problems.iter_rows(named=True)] if problems is not None else []
+            if len(texts) > PROBLEMS_PER_SOURCE:
+                texts = texts[:PROBLEMS_PER_SOURCE] + [f"... and {len(texts) - PROBLEMS_PER_SOURCE:,} more"]
+            rows[source.sha256].update(status="unreadable", readable=False, problems=texts)
+    return by_table, rejected, warnings
 
 
 def _read_unit(source: SourceFile, *, site: str | None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame | None, list[str]]:
