@@ -27,6 +27,7 @@ demo: install
 # Each benchmark prints its figures and writes JSON to bench/out/ (see bench/README.md).
 bench: install
 	$(BIN)/python bench/features.py
+	$(BIN)/python bench/ingest_csv.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/audit.py

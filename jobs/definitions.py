@@ -3,7 +3,8 @@
 | job          | what it does                                                                  |
 |--------------|-------------------------------------------------------------------------------|
 | ingest       | files settled in <home>/inbox -> one lake batch -> <home>/archive/<batch>/;   |
-|              | quarantined rows also into the store                                          |
+|              | quarantined rows also into the store; what cannot be ingested at all ->      |
+|              | <home>/inbox/rejected/ with a note of why, and a system alert                 |
 | score        | every admitted patient at the scheduled hour, champion model, alerts          |
 | escalate     | escalate unacknowledged risk alerts; reopen alerts whose snooze ended          |
 | monitor      | feed freshness, drift (PSI) and alert rate; problems -> system alerts         |
@@ -34,6 +35,8 @@ from sqlalchemy import Engine, and_, delete, func, select
 from riskcast.clock import Clock, wall_clock
 from riskcast.config import Settings
 from riskcast.errors import ConfigError, IngestError
+from riskcast.jobs import inbox
+from riskcast.jobs.inbox import ready_entries  # noqa: F401 - part of this module's interface
 from riskcast.jobs.locks import utc_now
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,6 @@ log = logging.getLogger(__name__)
 INBOX = "inbox"
 ARCHIVE = "archive"
 SCRATCH = "scratch"
-NOT_READY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
 AUDIT_MODULE = "riskcast.pipeline.audit"
 
 
@@ -82,102 +84,98 @@ class JobDefinition:
 # --------------------------------------------------------------------------- ingest
 
 
-def _newest_mtime(path: Path) -> float:
-    if path.is_file():
-        return path.stat().st_mtime
-    times = [path.stat().st_mtime] + [p.stat().st_mtime for p in path.rglob("*")]
-    return max(times)
-
-
-def ready_entries(inbox: Path, *, now: datetime, settle_seconds: float) -> list[Path]:
-    """Files and folders directly in `inbox` that are complete: not hidden, not a partial
-    download (.tmp, .part, ...), and unchanged for `settle_seconds` (their newest file)."""
-    if not inbox.is_dir():
-        return []
-    cutoff = now.timestamp() - settle_seconds
-    ready = []
-    for entry in sorted(inbox.iterdir()):
-        name = entry.name.lower()
-        if entry.name.startswith((".", "_")) or name.endswith(NOT_READY_SUFFIXES):
-            continue
-        try:
-            if _newest_mtime(entry) <= cutoff:
-                ready.append(entry)
-        except FileNotFoundError:  # moved away while we looked
-            continue
-    return ready
-
-
-def _archive(entry: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / entry.name
-    counter = 1
-    while target.exists():
-        target = folder / f"{entry.stem}-{counter}{entry.suffix}"
-        counter += 1
-    shutil.move(str(entry), str(target))
-    return target
-
-
-def _batch_of(entry: Path, sources: list[dict[str, Any]], new_batch: str | None) -> str:
-    """The batch an inbox entry went into: the new batch if any of its files was new."""
-    mine = [s for s in sources if Path(s["path"]) == entry or entry in Path(s["path"]).parents]
-    if new_batch and any(s["status"] == "new" for s in mine):
-        return new_batch
-    earlier = sorted(s["batch_id"] for s in mine if s.get("batch_id"))
-    return earlier[0] if earlier else (new_batch or "unmatched")
-
-
 def run_ingest(ctx: JobContext) -> dict[str, Any]:
-    """Ingest the settled files of the inbox as one batch and archive them under the batch id.
+    """Ingest the settled entries of the inbox and move each where it belongs (riskcast.jobs.inbox).
 
-    Files whose content is already in the lake (e.g. a run killed after the lake commit and
+    Entries of which something could be read go to the archive under their batch; entries
+    nothing of which could be ingested go to inbox/rejected/ with a note of why, and the system
+    alert "ingest:rejected" is open while any wait there. The next entries go on either way.
+    Entries whose content is already in the lake (e.g. a run killed after the lake commit and
     before the move) are archived under their earlier batch, and that batch's quarantine is
-    written to the store again (idempotent per batch). A file that cannot be read fails the
-    run and stays in the inbox, so nothing is lost; the failure raises a system alert.
+    written to the store again (idempotent per batch). A failure of the lake, the store or the
+    disk fails the run and leaves every entry in the inbox; the failure raises a system alert.
     """
     from riskcast.lake import Lake
     from riskcast.pipeline.ingest import ingest_paths
     from riskcast.pipeline.store_sync import record_quarantine
 
     settings = ctx.settings
-    inbox = settings.home / INBOX
-    inbox.mkdir(parents=True, exist_ok=True)
+    inbox_dir = settings.home / INBOX
+    inbox_dir.mkdir(parents=True, exist_ok=True)
     # Files are timed by the wall clock, whatever clock the job runs on (a shifted demo clock).
-    ready = ready_entries(inbox, now=wall_clock(), settle_seconds=float(ctx.option("settle_seconds", 60)))
+    ready = inbox.ready_entries(inbox_dir, now=wall_clock(), settle_seconds=float(ctx.option("settle_seconds", 60)))
     if not ready:
+        _sync_rejected_alert(ctx, inbox_dir)
         return {"files": 0}
     lake = Lake(settings.lake_dir)
-    summary, quarantine = ingest_paths(ready, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone)
+    outcome = inbox.ingest_entries(
+        ready, lambda entries: ingest_paths(entries, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone)
+    )
     ctx.step("committed")
     stored = 0
-    if summary.batch_id is not None and quarantine.height:
-        stored += record_quarantine(settings, summary.batch_id, quarantine.drop("batch_id"), now=ctx.now())
-    earlier = sorted({s["batch_id"] for s in summary.sources if s["status"] != "new" and s.get("batch_id")})
-    if earlier:
-        import polars as pl
+    for attempt in outcome.ingested:
+        summary, quarantine = attempt.summary, attempt.quarantine
+        if summary.batch_id is not None and quarantine.height:
+            stored += record_quarantine(settings, summary.batch_id, quarantine.drop("batch_id"), now=ctx.now())
+        earlier = sorted({s["batch_id"] for s in summary.sources if s["status"] == "already ingested" and s.get("batch_id")})
+        if earlier:
+            import polars as pl
 
-        held = lake.scan_quarantine().filter(pl.col("batch_id").is_in(earlier)).collect()
-        for (batch,), rows in held.group_by("batch_id"):
-            stored += record_quarantine(settings, str(batch), rows.drop("batch_id"), now=ctx.now())
+            held = lake.scan_quarantine().filter(pl.col("batch_id").is_in(earlier)).collect()
+            for (batch,), rows in held.group_by("batch_id"):
+                stored += record_quarantine(settings, str(batch), rows.drop("batch_id"), now=ctx.now())
     ctx.step("quarantine recorded")
-    archived = [str(_archive(entry, settings.home / ARCHIVE / _batch_of(entry, summary.sources, summary.batch_id)))
-                for entry in ready]
+    archived, rejected, empty_batches = [], [], []
+    for attempt in outcome.ingested:
+        summary = attempt.summary
+        kept = [e for e in attempt.entries if e not in outcome.refused]
+        archived += [str(inbox.move_aside(e, settings.home / ARCHIVE / inbox.batch_of(e, summary.sources, summary.batch_id)))
+                     for e in kept]  # fmt: skip
+        if kept and summary.batch_id is not None and summary.total_accepted == 0:
+            empty_batches.append(summary)
+    for entry, reasons in outcome.refused.items():
+        inbox.reject(entry, reasons, inbox=inbox_dir, now=ctx.now(), scheduled_for=ctx.scheduled_for)
+        rejected.append(entry.name)
+    _sync_rejected_alert(ctx, inbox_dir)
+    summaries = [a.summary for a in outcome.ingested]
+    batches = [s.batch_id for s in summaries if s.batch_id is not None]
     counts = {
         "files": len(ready),
-        "batch_id": summary.batch_id,
-        "already_ingested": summary.already_ingested,
-        "accepted": summary.accepted,
-        "quarantined": summary.total_quarantined,
+        "batch_id": batches[0] if batches else None,
+        "already_ingested": bool(summaries) and all(s.already_ingested for s in summaries),
+        "accepted": _added_up([s.accepted for s in summaries]),
+        "quarantined": sum(s.total_quarantined for s in summaries),
         "quarantine_rows_stored": stored,
         "archived": archived,
+        "rejected": sorted(rejected),
+        "ignored": [p for s in summaries for p in s.ignored],
+        "warnings": [w for s in summaries for w in s.warnings],
     }
-    if summary.batch_id is not None and summary.total_accepted == 0:
+    if len(batches) > 1:
+        counts["batch_ids"] = batches
+    if empty_batches:
+        summary = empty_batches[0]
         raise IngestError(
             f"batch {summary.batch_id}: no rows were accepted from {len(ready)} inbox file(s) "
             f"({summary.total_quarantined:,} quarantined); see `riskcast quarantine --batch {summary.batch_id}`"
         )
     return counts
+
+
+def _added_up(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in counts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _sync_rejected_alert(ctx: JobContext, inbox_dir: Path) -> None:
+    """Keep the system alert "ingest:rejected" open exactly while inbox/rejected/ holds entries."""
+    from riskcast.jobs.system_alerts import sync_system_alert
+
+    sync_system_alert(ctx.engine, inbox.ALERT_SUBJECT, inbox.rejected_problem(inbox_dir),
+                      raised_for=ctx.scheduled_for, now=ctx.now())  # fmt: skip
 
 
 # --------------------------------------------------------------------------- score, escalate
@@ -557,7 +555,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
 
 
 def _older_than(path: Path, cutoff: datetime) -> bool:
-    return _newest_mtime(path) < cutoff.timestamp()
+    return inbox.newest_mtime(path) < cutoff.timestamp()
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -34,6 +35,7 @@ QUARANTINE_SCHEMA = {
 UTC_DATETIME = pl.Datetime("us", "UTC")
 _OFFSET_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
 _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+_EXACT_INTEGER = 2**53  # the largest whole number a float holds exactly
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ def parse_datetime(column: pl.Expr, *, source_timezone: str = "UTC") -> pl.Expr:
     time that does not exist (skipped by a DST change) is null too; an ambiguous one (the
     repeated hour) is read as the earlier instant.
     """
+    return _parse_datetime(column, source_timezone)[0]
+
+
+def _parse_datetime(column: pl.Expr, source_timezone: str) -> tuple[pl.Expr, pl.Expr]:
+    """(UTC datetime or null, True where the text is a local time that does not exist in source_timezone)."""
     text = (
         column.cast(pl.String)
         .str.strip_chars()
@@ -74,7 +81,9 @@ def parse_datetime(column: pl.Expr, *, source_timezone: str = "UTC") -> pl.Expr:
         [text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _OFFSET_FORMATS]
     )
     naive = pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in _NAIVE_FORMATS])
-    return pl.coalesce([with_offset, local_to_utc(naive, source_timezone)])
+    local = local_to_utc(naive, source_timezone)
+    nonexistent = with_offset.is_null() & naive.is_not_null() & local.is_null()
+    return pl.coalesce([with_offset, local]), nonexistent
 
 
 _TZ_TABLE_LAST_YEAR = 2037
@@ -120,16 +129,19 @@ def _zoneinfo_to_utc(series: pl.Series, source_timezone: str) -> pl.Series:
     return utc.alias(series.name)
 
 
-def _typed_datetime(frame: pl.DataFrame, name: str, source_timezone: str) -> pl.Expr:
+def _typed_datetime(frame: pl.DataFrame, name: str, source_timezone: str) -> tuple[pl.Expr, pl.Expr]:
+    """A column as UTC datetimes, and True where a local time does not exist in source_timezone."""
     dtype = frame.schema[name]
     column = pl.col(name)
     if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            return local_to_utc(column.dt.cast_time_unit("us"), source_timezone)
-        return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        if dtype.time_zone is not None:
+            return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us"), pl.lit(False)
+        local = local_to_utc(column.dt.cast_time_unit("us"), source_timezone)
+        return local, column.is_not_null() & local.is_null()
     if dtype == pl.Date:
-        return local_to_utc(column.cast(pl.Datetime("us")), source_timezone)
-    return parse_datetime(column, source_timezone=source_timezone)
+        local = local_to_utc(column.cast(pl.Datetime("us")), source_timezone)
+        return local, column.is_not_null() & local.is_null()
+    return _parse_datetime(column, source_timezone)
 
 
 def _text(frame: pl.DataFrame, name: str) -> pl.Expr:
@@ -171,45 +183,74 @@ def require_columns(frame: pl.DataFrame, table: str, *, source: str) -> None:
 
 
 def _generic_checks(
-    frame: pl.DataFrame, contract: TableContract, source_timezone: str
+    frame: pl.DataFrame, contract: TableContract, source_timezone: str, now: datetime | None = None
 ) -> tuple[dict[str, pl.Expr], list[tuple[pl.Expr, str, pl.Expr | str]]]:
-    """Typed expressions for every contract column, and the checks shared by all tables."""
-    typed: dict[str, pl.Expr] = {}
+    """The columns to stage and the checks shared by all tables, over those staged columns.
+
+    Staged: `__typed_<name>` for every contract column, and the helpers the checks read
+    (`__raw_`, `__number_`, `__nonexistent_<name>`), each computed once when staged; the checks
+    only read staged columns, so no parse runs twice. Numbers that are not finite (NaN, inf)
+    do not parse; an integer column takes whole numbers only (1950.7 is not a birth year).
+    With `now`, a time later than `now` plus the contract's `future_tolerance_minutes` is in
+    the future.
+    """
+    staged: dict[str, pl.Expr] = {}
     missing_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     parse_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
     value_checks: list[tuple[pl.Expr, str, pl.Expr | str]] = []
+    latest = _latest_allowed(contract, now)
     for column in contract.columns:
         name = column.name
+        typed = pl.col(f"__typed_{name}")
         if name not in frame.columns:
-            typed[name] = pl.lit(None, dtype=_polars_type(column.type))
+            staged[f"__typed_{name}"] = pl.lit(None, dtype=_polars_type(column.type))
             continue
-        raw_text = _text(frame, name)
+        staged[f"__raw_{name}"] = _text(frame, name)
+        raw = pl.col(f"__raw_{name}")
+        checked = typed
         if column.type == "string":
-            value = raw_text
-            if column.aliases:
-                value = value.replace(column.aliases)
-            typed[name] = value
+            value = _text(frame, name)
+            staged[f"__typed_{name}"] = value.replace(column.aliases) if column.aliases else value
         elif column.type == "datetime":
-            value = _typed_datetime(frame, name, source_timezone)
-            parse_checks.append(
-                (raw_text.is_not_null() & value.is_null(), "unparseable_time", f"{name} is not an ISO 8601 time")
-            )
-            typed[name] = value
+            value, nonexistent = _typed_datetime(frame, name, source_timezone)
+            staged[f"__typed_{name}"] = value
+            staged[f"__nonexistent_{name}"] = nonexistent
+            parse_checks += [
+                (
+                    pl.col(f"__nonexistent_{name}"),
+                    "nonexistent_time",
+                    f"{name} does not exist in {source_timezone} (the clocks skipped it); give an offset or a "
+                    "time that exists",
+                ),
+                (raw.is_not_null() & typed.is_null(), "unparseable_time", f"{name} is not an ISO 8601 time"),
+            ]
+            if latest is not None:
+                value_checks.append((typed > latest, "in_the_future", f"{name} is later than the time of ingest"))
         elif column.type in ("float", "integer"):
-            value = raw_text.cast(pl.Float64, strict=False) if frame.schema[name] == pl.String else pl.col(name).cast(pl.Float64)
+            source = _text(frame, name) if frame.schema[name] == pl.String else pl.col(name)
+            number = source.cast(pl.Float64, strict=False)
+            staged[f"__number_{name}"] = pl.when(number.is_finite()).then(number)  # NaN, inf -> null
+            finite = pl.col(f"__number_{name}")
             if name != "value":  # observations' value is parsed with the catalogue's codes
+                parse_checks.append((raw.is_not_null() & finite.is_null(), "unparseable_value", f"{name} is not a number"))
+            if column.type == "integer":
+                whole = number.is_finite() & (number == number.floor())
+                # Masked before the cast, so that 1e20 or NaN never reach it.
+                staged[f"__typed_{name}"] = pl.when(whole & (number.abs() <= _EXACT_INTEGER)).then(number).cast(pl.Int64)
                 parse_checks.append(
-                    (raw_text.is_not_null() & value.is_null(), "unparseable_value", f"{name} is not a number")
+                    (finite.is_not_null() & (finite != finite.floor()), "unparseable_value", f"{name} is not a whole number")
                 )
-            typed[name] = value.cast(pl.Int64) if column.type == "integer" else value
+            else:
+                staged[f"__typed_{name}"] = pl.when(number.is_finite()).then(number)
+            checked = finite  # ranges are checked on the number, before any cast
         else:
             raise ContractError(f"schemas/{contract.table}.yaml: column {name!r} has unknown type {column.type!r}")
         if column.required:
-            missing_checks.append((raw_text.is_null(), "missing_required", f"{name} is empty"))
+            missing_checks.append((raw.is_null(), "missing_required", f"{name} is empty"))
         if column.allowed:
             value_checks.append(
                 (
-                    typed[name].is_not_null() & ~typed[name].is_in(list(column.allowed)),
+                    typed.is_not_null() & ~typed.is_in(list(column.allowed)),
                     "not_allowed",
                     f"{name} must be one of {', '.join(column.allowed)}",
                 )
@@ -218,12 +259,22 @@ def _generic_checks(
             low, high = column.value_range
             value_checks.append(
                 (
-                    typed[name].is_not_null() & ((typed[name] < low) | (typed[name] > high)),
+                    checked.is_not_null() & ((checked < low) | (checked > high)),
                     "out_of_range",
                     f"{name} is outside {low}–{high}",
                 )
             )
-    return typed, missing_checks + parse_checks + value_checks
+    return staged, missing_checks + parse_checks + value_checks
+
+
+def _latest_allowed(contract: TableContract, now: datetime | None) -> pl.Expr | None:
+    """The latest time a row of this table may carry: now plus the contract's tolerance."""
+    tolerance = contract.extra.get("future_tolerance_minutes")
+    if now is None or tolerance is None:
+        return None
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+    return pl.lit((now + timedelta(minutes=float(tolerance))).astimezone(timezone.utc), dtype=UTC_DATETIME)
 
 
 def _polars_type(kind: str) -> pl.DataType:
@@ -240,7 +291,9 @@ def _split(
         + [pl.col(SOURCE_FILE).alias("source_file"), pl.col(SOURCE_LINE).cast(pl.Int64).alias("source_line")]
     )
     bad = frame.filter(pl.col(_RULE).is_not_null())
-    raw_columns = [c for c in bad.columns if not c.startswith("__typed_") and c not in (_RULE, _DETAIL, SOURCE_FILE, SOURCE_LINE) and c not in (extra_columns or [])]
+    # The raw row as it came, contract columns only: a column outside the contract (a name,
+    # a record number) is never kept, here or in the lake.
+    raw_columns = [c for c in typed_columns if c in bad.columns]
     quarantined = bad.select(
         pl.lit(table).alias("table"),
         pl.col(SOURCE_FILE).cast(pl.String).alias("source_file"),
@@ -254,8 +307,9 @@ def _split(
     return Validated(table=table, valid=valid, quarantined=quarantined)
 
 
-def _with_typed(frame: pl.DataFrame, typed: dict[str, pl.Expr]) -> pl.DataFrame:
-    return frame.with_columns([expr.alias(f"__typed_{name}") for name, expr in typed.items()])
+def _with_typed(frame: pl.DataFrame, staged: dict[str, pl.Expr]) -> pl.DataFrame:
+    """The frame with the staged columns of _generic_checks added (typed values and helpers)."""
+    return frame.with_columns([expr.alias(name) for name, expr in staged.items()])
 
 
 def _key_duplicate(key: list[str], *, keep: str) -> pl.Expr:
@@ -278,23 +332,73 @@ def validate_patients(frame: pl.DataFrame, *, source: str = "patients") -> Valid
     return _split(staged, "patients", contract.column_names)
 
 
-def validate_encounters(frame: pl.DataFrame, *, source: str = "encounters", source_timezone: str = "UTC") -> Validated:
-    """Validate an encounters frame. Within one batch the last row for an encounter wins."""
+def validate_encounters(
+    frame: pl.DataFrame,
+    *,
+    source: str = "encounters",
+    source_timezone: str = "UTC",
+    now: datetime | None = None,
+    known_patients: pl.DataFrame | None = None,
+    accepted_observations: pl.DataFrame | None = None,
+) -> Validated:
+    """Validate an encounters frame. Within one batch the last row for an encounter wins.
+
+    now: the time of ingest (UTC-aware); admissions and discharges later than it (plus the
+        contract's tolerance) are quarantined. None skips the check.
+    known_patients: patient_id of every known patient (this batch's and the lake's); an
+        encounter of another patient is quarantined. None skips the check.
+    accepted_observations: encounter_id, first_charttime, last_charttime of the observations
+        already in the lake; a corrected encounter whose window would leave them outside it is
+        quarantined (the lake keeps what it accepted, so the correction is held back instead).
+    """
     contract = load_contract("encounters")
     _check_columns(frame, contract, source)
-    typed, checks = _generic_checks(frame, contract, source_timezone)
+    typed, checks = _generic_checks(frame, contract, source_timezone, now)
     checks.append(
         (
-            typed["discharge_time"].is_not_null() & (typed["discharge_time"] < typed["admit_time"]),
+            pl.col("__typed_discharge_time").is_not_null()
+            & (pl.col("__typed_discharge_time") < pl.col("__typed_admit_time")),
             "discharge_before_admit",
             "discharge_time is before admit_time",
         )
     )
     staged = _with_typed(frame, typed)
+    if known_patients is not None:
+        known = known_patients.select(pl.col("patient_id").cast(pl.String).unique(), pl.lit(True).alias("__known_patient"))
+        staged = staged.join(known, left_on="__typed_patient_id", right_on="patient_id", how="left", maintain_order="left")
+        checks.append((pl.col("__known_patient").is_null(), "unknown_patient", "patient_id is not in the patients table"))
+    if accepted_observations is not None:
+        before, after = _window(load_contract("observations"))
+        spans = accepted_observations.select(
+            pl.col("encounter_id").alias("__typed_encounter_id"),
+            pl.col("first_charttime").alias("__first_charttime"),
+            pl.col("last_charttime").alias("__last_charttime"),
+        ).unique("__typed_encounter_id", keep="last")
+        staged = staged.join(spans, on="__typed_encounter_id", how="left", maintain_order="left")
+        discharge = pl.col("__typed_discharge_time")
+        checks.append(
+            (
+                (pl.col("__first_charttime") < pl.col("__typed_admit_time") - before)
+                | (discharge.is_not_null() & (pl.col("__last_charttime") > discharge + after)),
+                "leaves_observations_outside",
+                "the corrected admit_time or discharge_time would leave observations already accepted outside the "
+                "encounter's window; correct those observations, or send times that cover them",
+            )
+        )
     rule, detail = _first_rule(checks)
     staged = staged.with_columns(rule.alias(_RULE), detail.alias(_DETAIL))
+    staged = staged.drop("__known_patient", "__first_charttime", "__last_charttime", strict=False)
     staged = _mark_duplicates(staged, list(contract.key), keep="last", detail="encounter_id appears again later in this batch")
     return _split(staged, "encounters", contract.column_names)
+
+
+def _window(contract: TableContract) -> tuple[pl.Expr, pl.Expr]:
+    """How long before admission and after discharge a table's times may lie (its `window`)."""
+    window = contract.extra.get("window", {})
+    return (
+        pl.duration(hours=float(window.get("before_admit_hours", 0))),
+        pl.duration(hours=float(window.get("after_discharge_hours", 0))),
+    )
 
 
 def validate_outcomes(
@@ -303,20 +407,42 @@ def validate_outcomes(
     known_encounters: pl.DataFrame | None = None,
     source: str = "outcomes",
     source_timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> Validated:
-    """Validate an outcomes frame; events for encounters we do not know are quarantined."""
+    """Validate an outcomes frame; events of encounters we do not know are quarantined.
+
+    known_encounters: encounter_id of every known encounter, and, when it has admit_time and
+        discharge_time, events outside the encounter's window (schemas/outcomes.yaml) are
+        quarantined too. now: the time of ingest; later events are quarantined.
+    """
     contract = load_contract("outcomes")
     _check_columns(frame, contract, source)
-    typed, checks = _generic_checks(frame, contract, source_timezone)
+    typed, checks = _generic_checks(frame, contract, source_timezone, now)
     staged = _with_typed(frame, typed)
     if known_encounters is not None:
-        known = known_encounters.select(pl.col("encounter_id").unique(), pl.lit(True).alias("__known"))
-        staged = staged.join(known, left_on="__typed_encounter_id", right_on="encounter_id", how="left", maintain_order="left")
+        with_window = {"admit_time", "discharge_time"} <= set(known_encounters.columns)
+        known = known_encounters.select(
+            pl.col("encounter_id").alias("__typed_encounter_id"),
+            *([pl.col("admit_time").alias("__admit"), pl.col("discharge_time").alias("__discharge")] if with_window else []),
+            pl.lit(True).alias("__known"),
+        ).unique("__typed_encounter_id", keep="last")
+        staged = staged.join(known, on="__typed_encounter_id", how="left", maintain_order="left")
         checks.append((pl.col("__known").is_null(), "unknown_encounter", "encounter_id is not in the encounters table"))
+        if with_window:
+            before, after = _window(contract)
+            event_time = pl.col("__typed_event_time")
+            checks.append(
+                (
+                    (event_time < pl.col("__admit") - before)
+                    | (pl.col("__discharge").is_not_null() & (event_time > pl.col("__discharge") + after)),
+                    "outside_encounter",
+                    "event_time is outside the encounter's admission window",
+                )
+            )
     rule, detail = _first_rule(checks)
     staged = staged.with_columns(rule.alias(_RULE), detail.alias(_DETAIL))
     staged = _mark_duplicates(staged, list(contract.key), keep="first", detail="the same event appears earlier in this batch")
-    return _split(staged.drop("__known", strict=False), "outcomes", contract.column_names)
+    return _split(staged.drop("__known", "__admit", "__discharge", strict=False), "outcomes", contract.column_names)
 
 
 def _mark_duplicates(staged: pl.DataFrame, key: list[str], *, keep: str, detail: str) -> pl.DataFrame:
@@ -330,6 +456,13 @@ def _mark_duplicates(staged: pl.DataFrame, key: list[str], *, keep: str, detail:
         pl.when(is_repeat).then(pl.lit("duplicate")).otherwise(pl.col(_RULE)).alias(_RULE),
         pl.when(is_repeat).then(pl.lit(detail)).otherwise(pl.col(_DETAIL)).alias(_DETAIL),
     ).drop("__dup_order")
+
+
+def _known_units(catalog: Catalog) -> set[str]:
+    """Every unit spelling the catalogue knows (canonical units, conversions, aliases): safe to name."""
+    units = {v.unit for v in catalog.variables.values()}
+    units |= {unit for v in catalog.variables.values() for unit in v.conversions}
+    return units | set(catalog.unit_aliases) | set(catalog.unit_aliases.values())
 
 
 def _variable_frames(catalog: Catalog) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -373,6 +506,7 @@ def validate_observations(
     catalog: Catalog | None = None,
     source: str = "observations",
     source_timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> Validated:
     """Validate observations: map names/LOINC codes and units to the catalogue, check ranges.
 
@@ -381,12 +515,14 @@ def validate_observations(
         the encounter checks (for a frame validated on its own).
     existing_keys: encounter_id, charttime, variable already in the lake; repeats are
         quarantined as duplicates.
+    now: the time of ingest (UTC-aware); later charttimes (plus the contract's tolerance) are
+        quarantined as in the future. None skips the check.
     Valid rows carry the canonical variable name and the value in the canonical unit.
     """
     catalog = catalog or load_catalog()
     contract = load_contract("observations")
     _check_columns(frame, contract, source)
-    typed, checks = _generic_checks(frame, contract, source_timezone)
+    typed, checks = _generic_checks(frame, contract, source_timezone, now)
     codes, conversions, ranges, ordinal = _variable_frames(catalog)
 
     staged = _with_typed(frame, typed).with_columns(pl.int_range(pl.len()).alias("__order"))
@@ -408,18 +544,22 @@ def validate_observations(
         )
         .join(conversions, on=["__variable", "__unit"], how="left", maintain_order="left")
     )
+    staged = staged.with_columns(pl.col("__unit_given").is_in(list(_known_units(catalog))).alias("__unit_known"))
     value = pl.coalesce(pl.col("__code_value"), pl.col("__typed_value"))
     canonical_value = value * pl.col("__scale") + pl.col("__offset")
     staged = staged.with_columns(canonical_value.alias("__canonical_value"))
     checks += [
         # The variable first: whether a value parses depends on it (ACVPU letters).
-        (pl.col("__variable").is_null(), "unknown_variable", pl.format("variable '{}' is not in the catalogue", pl.col("__typed_variable"))),
+        # Text from the file is never repeated in a detail; names from the catalogue are.
+        (pl.col("__variable").is_null(), "unknown_variable", "variable is neither a catalogue name nor one of its LOINC codes"),
         (pl.col("__value_text").is_not_null() & value.is_null(), "unparseable_value", "value is not a number"),
         (pl.col("__unit").is_null(), "missing_unit", pl.format("unit is empty for variable '{}' (expected {})", pl.col("__variable"), pl.col("__expected_units"))),
         (
             pl.col("__scale").is_null(),
             "unknown_unit",
-            pl.format("unit '{}' is not valid for variable '{}' (expected {})", pl.col("__unit_given"), pl.col("__variable"), pl.col("__expected_units")),
+            pl.when(pl.col("__unit_known"))
+            .then(pl.format("unit '{}' is not valid for variable '{}' (expected {})", pl.col("__unit_given"), pl.col("__variable"), pl.col("__expected_units")))
+            .otherwise(pl.format("unit is not a unit riskcast knows for variable '{}' (expected {})", pl.col("__variable"), pl.col("__expected_units"))),
         ),
         (
             (pl.col("__canonical_value") < pl.col("__min")) | (pl.col("__canonical_value") > pl.col("__max")),
@@ -428,9 +568,7 @@ def validate_observations(
         ),
     ]
     if encounters is not None:
-        window = contract.extra.get("window", {})
-        before = pl.duration(hours=float(window.get("before_admit_hours", 0)))
-        after = pl.duration(hours=float(window.get("after_discharge_hours", 0)))
+        before, after = _window(contract)
         known = encounters.select(
             pl.col("encounter_id").alias("__typed_encounter_id"),
             pl.col("admit_time").alias("__admit"),
@@ -486,6 +624,7 @@ def validate(
     existing_keys: pl.DataFrame | None = None,
     source: str | None = None,
     source_timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> Validated:
     """Validate one canonical table's frame (see the table-specific functions)."""
     ZoneInfo(source_timezone)
@@ -493,11 +632,14 @@ def validate(
     if table == "patients":
         return validate_patients(frame, source=source)
     if table == "encounters":
-        return validate_encounters(frame, source=source, source_timezone=source_timezone)
+        return validate_encounters(frame, source=source, source_timezone=source_timezone, now=now)
     if table == "outcomes":
-        return validate_outcomes(frame, known_encounters=encounters, source=source, source_timezone=source_timezone)
+        return validate_outcomes(
+            frame, known_encounters=encounters, source=source, source_timezone=source_timezone, now=now
+        )
     if table == "observations":
         return validate_observations(
-            frame, encounters=encounters, existing_keys=existing_keys, source=source, source_timezone=source_timezone
+            frame, encounters=encounters, existing_keys=existing_keys, source=source, source_timezone=source_timezone,
+            now=now,
         )
     raise ContractError(f"unknown table {table!r}; the canonical tables are patients, encounters, observations, outcomes")

@@ -81,6 +81,125 @@ KNOWN_ENCOUNTERS = pl.DataFrame(
 # ---------------------------------------------------------------------------- rules
 
 
+@pytest.mark.parametrize("text", ["NaN", "nan", "inf", "-inf", "1e20", "1e400"])
+def test_a_birth_year_that_is_not_a_finite_year_is_quarantined_not_a_crash(text):
+    result = validate_patients(patients(("P1", text, None, "F", None, "site-a"), ("P2", "1950", None, "M", None, "site-a")))
+    assert result.valid["patient_id"].to_list() == ["P2"]
+    row = result.quarantined.row(0, named=True)
+    assert row["rule"] in ("unparseable_value", "out_of_range") and row["source_line"] == 2
+    assert text not in row["detail"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e20, 1950.7])
+def test_a_typed_float_birth_year_that_is_not_a_whole_year_is_quarantined(value):
+    frame = pl.DataFrame(
+        {"patient_id": ["P1", "P2"], "birth_year": [value, 1950.0], "sex": ["F", "M"], "site": ["s", "s"],
+         "_source_file": ["patients.parquet"] * 2, "_source_line": [1, 2]}
+    )  # fmt: skip
+    result = validate_patients(frame)
+    assert result.valid["patient_id"].to_list() == ["P2"] and result.valid["birth_year"].to_list() == [1950]
+    assert result.quarantined["rule"].to_list()[0] in ("unparseable_value", "out_of_range")
+
+
+def test_a_fractional_birth_year_is_not_a_whole_number():
+    row = only_quarantined(validate_patients(patients(("P1", "1950.7", None, "F", None, "site-a"))))
+    assert (row["rule"], row["detail"]) == ("unparseable_value", "birth_year is not a whole number")
+
+
+def test_an_age_or_value_that_is_not_finite_is_not_a_number():
+    assert only_quarantined(validate_patients(patients(("P1", None, "inf", "F", None, "s"))))["rule"] == "unparseable_value"
+    row = only_quarantined(validate_observations(observations(("E1", "2024-01-10T10:00", "heart_rate", "NaN", "/min"))))
+    assert (row["rule"], row["detail"]) == ("unparseable_value", "value is not a number")
+
+
+NOW = utc(2024, 1, 11, 12)
+
+
+def test_a_time_later_than_the_ingest_clock_is_in_the_future():
+    result = validate_observations(
+        observations(
+            ("E2", "2024-01-11T12:05", "heart_rate", "71", "/min"),  # within the 5 min a clock may run fast
+            ("E2", "2030-01-01T00:00", "heart_rate", "72", "/min"),
+        ),
+        encounters=KNOWN_ENCOUNTERS,
+        now=NOW,
+    )
+    assert result.valid["source_line"].to_list() == [2]
+    row = result.quarantined.row(0, named=True)
+    assert (row["rule"], row["detail"], row["source_line"]) == (
+        "in_the_future", "charttime is later than the time of ingest", 3
+    )
+
+
+def test_outcomes_and_admissions_in_the_future_are_quarantined():
+    result = validate_outcomes(outcomes(("E2", "2030-01-01T00:00", "death")), known_encounters=KNOWN_ENCOUNTERS, now=NOW)
+    assert only_quarantined(result)["rule"] == "in_the_future"
+    result = validate_encounters(encounters(("E3", "P1", "2030-01-01T00:00", None, "w", "s")), now=NOW)
+    assert only_quarantined(result)["rule"] == "in_the_future"
+
+
+def test_an_outcome_outside_its_encounter_is_quarantined():
+    # E1: admitted 2024-01-10 08:00, discharged 2024-01-12 08:00; an event may lie up to 6 h after.
+    result = validate_outcomes(
+        outcomes(
+            ("E1", "2024-01-10T07:59", "death"),  # before admission: out
+            ("E1", "2024-01-11T10:00", "icu_transfer"),  # in
+            ("E1", "2024-01-12T14:00", "death"),  # 6 h after discharge: in
+            ("E1", "2024-01-12T14:01", "rapid_response"),  # just over: out
+            ("E2", "2024-03-01T00:00", "sepsis"),  # still admitted: in
+        ),
+        known_encounters=KNOWN_ENCOUNTERS,
+    )
+    assert result.valid["source_line"].to_list() == [3, 4, 6]
+    assert result.quarantined.select("source_line", "rule").rows() == [(2, "outside_encounter"), (5, "outside_encounter")]
+    assert set(result.quarantined["detail"]) == {"event_time is outside the encounter's admission window"}
+
+
+KNOWN_PATIENTS = pl.DataFrame({"patient_id": ["P1"]})
+
+
+def test_an_encounter_for_an_unknown_patient_is_quarantined():
+    result = validate_encounters(
+        encounters(("E1", "P1", "2024-01-10T08:00", None, "w", "s"), ("E2", "P9", "2024-01-10T08:00", None, "w", "s")),
+        known_patients=KNOWN_PATIENTS,
+    )
+    assert result.valid["encounter_id"].to_list() == ["E1"]
+    row = result.quarantined.row(0, named=True)
+    assert (row["rule"], row["detail"]) == ("unknown_patient", "patient_id is not in the patients table")
+
+
+def test_a_corrected_encounter_that_would_leave_accepted_observations_outside_it_is_quarantined():
+    # Observations of E1 already accepted from 2024-01-10 09:00 to 2024-01-12 07:00.
+    spans = pl.DataFrame(
+        {"encounter_id": ["E1"], "first_charttime": [utc(2024, 1, 10, 9)], "last_charttime": [utc(2024, 1, 12, 7)]},
+        schema={"encounter_id": pl.String, "first_charttime": UTC_DATETIME, "last_charttime": UTC_DATETIME},
+    )
+    result = validate_encounters(
+        encounters(
+            ("E1", "P1", "2024-01-10T08:00", "2024-01-11T00:00", "w", "s"),  # discharge now 31 h too early
+            ("E1", "P1", "2024-01-11T10:00", "2024-01-13T00:00", "w", "s"),  # admission now 25 h too late
+            ("E1", "P1", "2024-01-10T08:00", "2024-01-12T05:00", "w", "s"),  # within the 2 h allowance: fine
+        ),
+        accepted_observations=spans,
+    )
+    assert result.valid["source_line"].to_list() == [4]
+    assert result.quarantined.select("source_line", "rule").rows() == [
+        (2, "leaves_observations_outside"), (3, "leaves_observations_outside")
+    ]
+    assert set(result.quarantined["detail"]) == {
+        "the corrected admit_time or discharge_time would leave observations already accepted outside the "
+        "encounter's window; correct those observations, or send times that cover them"
+    }
+
+
+def test_the_quarantine_record_keeps_only_contract_columns():
+    frame = observations(("E1", "2024-01-10T10:00", "heart_rate", "987", "bpm")).with_columns(
+        pl.lit("Jane Doe").alias("patient_name"), pl.lit("943 476 5919").alias("nhs_number")
+    )
+    record = only_quarantined(validate_observations(frame))["record"]
+    assert "Jane Doe" not in record and "943 476 5919" not in record and "nhs_number" not in record
+
+
 def test_empty_required_field_is_quarantined_as_missing_required():
     result = validate_observations(observations(("E1", "2024-01-10T10:00", "heart_rate", "", "/min")))
     row = only_quarantined(result)
@@ -159,10 +278,20 @@ def test_range_is_checked_in_the_canonical_unit():
     assert result.quarantined["rule"].to_list() == ["out_of_range"]
 
 
-def test_unknown_variable_is_quarantined_naming_the_variable():
+def test_unknown_variable_is_quarantined_without_echoing_the_text():
+    # The cell could hold anything a person typed: the detail never repeats it.
     result = validate_observations(observations(("E1", "2024-01-10T10:00", "blood_colour", "3", None)))
     row = only_quarantined(result)
-    assert (row["rule"], row["detail"]) == ("unknown_variable", "variable 'blood_colour' is not in the catalogue")
+    assert (row["rule"], row["detail"]) == (
+        "unknown_variable", "variable is neither a catalogue name nor one of its LOINC codes"
+    )
+
+
+def test_a_unit_riskcast_does_not_know_is_not_echoed():
+    result = validate_observations(observations(("E1", "2024-01-10T10:00", "temperature", "37.2", "Mrs Smith")))
+    row = only_quarantined(result)
+    assert row["rule"] == "unknown_unit"
+    assert row["detail"] == "unit is not a unit riskcast knows for variable 'temperature' (expected Cel or [degF])"
 
 
 def test_unit_not_valid_for_the_variable_is_unknown_unit_listing_the_expected_units():
@@ -457,11 +586,24 @@ def test_naive_times_are_read_in_the_source_time_zone_across_a_dst_change():
     assert result.valid["charttime"].dtype == UTC_DATETIME
 
 
-def test_local_time_skipped_by_the_clock_change_is_quarantined():
+def test_local_time_skipped_by_the_clock_change_is_said_not_to_exist_in_the_zone():
     result = validate_observations(
         observations(("E1", "2024-03-31T01:30", "heart_rate", "71", "/min")), source_timezone="Europe/London"
     )
-    assert only_quarantined(result)["rule"] == "unparseable_time"
+    row = only_quarantined(result)
+    assert (row["rule"], row["detail"]) == (
+        "nonexistent_time",
+        "charttime does not exist in Europe/London (the clocks skipped it); give an offset or a time that exists",
+    )
+
+
+def test_a_typed_naive_time_skipped_by_the_clock_change_is_said_not_to_exist():
+    frame = pl.DataFrame(
+        {"encounter_id": ["E1"], "patient_id": ["P1"], "admit_time": [datetime(2024, 3, 31, 1, 30)],
+         "ward": ["w"], "site": ["s"], "_source_file": ["encounters.parquet"], "_source_line": [1]}
+    )  # fmt: skip
+    row = only_quarantined(validate_encounters(frame, source_timezone="Europe/London"))
+    assert row["rule"] == "nonexistent_time"
 
 
 def test_repeated_local_hour_is_read_as_the_earlier_instant():

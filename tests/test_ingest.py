@@ -1,19 +1,28 @@
 """Ingest of canonical CSV and Parquet folders into a lake: good rows go on, bad rows are
-quarantined and counted by rule, the same files twice are a no-op, and files that cannot be
-ingested at all say which file and column is wrong."""
+quarantined and counted by rule, the same files twice are a no-op, a file that cannot be read
+is quarantined whole and a line that cannot be split alone (the others go on), columns outside
+the contract are dropped, unrecognised files are listed, and nothing printed quotes a value."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
 
+from riskcast.cli import cli
+from riskcast.config import Settings
 from riskcast.contracts import UTC_DATETIME
-from riskcast.errors import ContractError, IngestError
+from riskcast.errors import IngestError
 from riskcast.lake import Lake
 from riskcast.pipeline.ingest import ingest_paths
+from riskcast.store import open_store
+from riskcast.store.tables import quarantine as quarantine_table
 
 NOW = datetime(2024, 2, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -116,6 +125,7 @@ def test_a_parquet_folder_is_ingested_like_csv(tmp_path, lake):
 
 
 def test_a_single_file_can_be_ingested(csv_folder, lake):
+    ingest_paths([csv_folder / "patients.csv"], lake=lake, now=NOW)
     ingest_paths([csv_folder / "encounters.csv"], lake=lake, now=NOW)
     summary, _ = ingest_paths([csv_folder / "observations.csv"], lake=lake, now=datetime(2024, 2, 1, 13, tzinfo=timezone.utc))
     assert summary.accepted["observations"] == 5
@@ -225,10 +235,10 @@ def test_a_later_feed_adds_the_discharge_even_within_the_same_second(csv_folder,
 def test_naive_times_are_read_in_the_source_time_zone(tmp_path, lake):
     folder = write(
         tmp_path / "london",
-        {"encounters.csv": "encounter_id,patient_id,admit_time,discharge_time,ward,site\n"
+        {"patients.csv": PATIENTS_CSV, "encounters.csv": "encounter_id,patient_id,admit_time,discharge_time,ward,site\n"
          "E1,P1,2024-07-01 09:00,2024-07-02 09:00,ward-1,site-a\n"},
     )  # fmt: skip
-    ingest_paths([folder], lake=lake, now=NOW, source_timezone="Europe/London")
+    ingest_paths([folder], lake=lake, now=datetime(2024, 8, 1, tzinfo=timezone.utc), source_timezone="Europe/London")
     row = lake.scan("encounters").select("admit_time", "discharge_time").collect().row(0)
     assert row == (datetime(2024, 7, 1, 8, tzinfo=timezone.utc), datetime(2024, 7, 2, 8, tzinfo=timezone.utc))
 
@@ -243,9 +253,13 @@ def test_a_file_named_for_no_table_is_an_ingest_error(tmp_path, lake):
         ingest_paths([path], lake=lake, now=NOW)
 
 
-def test_a_folder_without_table_files_is_an_ingest_error(tmp_path, lake):
+def test_a_folder_without_table_files_is_an_ingest_error_listing_what_it_ignored(tmp_path, lake):
     folder = write(tmp_path / "feed", {"vitals.csv": OBSERVATIONS_CSV, "notes.txt": "hello"})
-    with pytest.raises(IngestError, match=r"feed: no table files found; expected files named patients\.csv"):
+    with pytest.raises(
+        IngestError,
+        match=r"feed: no table files found; expected files named patients\.csv, .* \(or \.parquet\); "
+        r"ignored: notes\.txt, vitals\.csv$",
+    ):
         ingest_paths([folder], lake=lake, now=NOW)
 
 
@@ -254,38 +268,95 @@ def test_a_missing_path_is_an_ingest_error(tmp_path, lake):
         ingest_paths([tmp_path / "nowhere"], lake=lake, now=NOW)
 
 
-def test_a_missing_required_column_names_the_file_and_column(csv_folder, lake):
-    (csv_folder / "observations.csv").write_text(
-        "encounter_id,variable,value,unit\nE1,heart_rate,88,bpm\n", encoding="utf-8"
-    )
-    with pytest.raises(
-        ContractError,
-        match=r"^observations\.csv: table 'observations' is missing required column\(s\) charttime; "
-        r"expected columns: encounter_id, charttime, variable, value, unit, source$",
-    ):
-        ingest_paths([csv_folder], lake=lake, now=NOW)
-    assert lake.is_empty()
+def test_files_not_recognised_as_tables_are_listed_as_ignored(csv_folder, lake):
+    for name in ("observations 2.csv", "obs.csv", "notes.txt", "sub/observations.csv"):
+        (csv_folder / name).parent.mkdir(exist_ok=True)
+        (csv_folder / name).write_text(OBSERVATIONS_CSV)
+    summary, _ = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == 5
+    assert summary.ignored == [str(csv_folder / n) for n in ("notes.txt", "obs.csv", "observations 2.csv", "sub/observations.csv")]
+    assert summary.to_dict()["ignored"] == summary.ignored
 
 
-def test_a_missing_column_in_one_of_two_files_names_that_file(tmp_path, lake):
+def test_a_file_missing_a_required_column_is_quarantined_whole_and_the_others_go_on(csv_folder, lake):
+    (csv_folder / "outcomes.csv").write_text("encounter_id,event_type\nE2,icu_transfer\n", encoding="utf-8")
+    summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted == {"patients": 2, "encounters": 2, "observations": 5, "outcomes": 0}
+    assert summary.quarantined == {"outcomes": {"missing_columns": 1}}
+    assert quarantine.select("source_file", "source_line", "rule", "detail").rows() == [
+        ("outcomes.csv", 1, "missing_columns",
+         "header (line 1) lacks column(s) event_time; expected columns: encounter_id, event_time, event_type")
+    ]  # fmt: skip
+
+
+def test_a_missing_column_in_one_of_two_files_quarantines_that_file_only(tmp_path, lake):
     folder = write(
         tmp_path / "feed",
         {
+            "patients.csv": PATIENTS_CSV,
             "encounters.csv": ENCOUNTERS_CSV,
             "observations-a.csv": OBSERVATIONS_CSV,
             "observations-b.csv": "encounter_id,charttime,value,unit\nE1,2024-01-10T09:00:00Z,88,bpm\n",
         },
     )
-    with pytest.raises(ContractError, match=r"^observations-b\.csv: .* missing required column\(s\) variable;"):
-        ingest_paths([folder], lake=lake, now=NOW)
+    summary, quarantine = ingest_paths([folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == 5
+    assert quarantine.select("source_file", "rule").rows() == [("observations-b.csv", "missing_columns")]
 
 
-def test_an_empty_file_is_an_ingest_error_naming_it(csv_folder, lake):
-    (csv_folder / "observations.csv").write_text("", encoding="utf-8")
-    with pytest.raises(
-        IngestError, match=r"^observations\.csv: the file is empty; expected a header line naming the observations columns$"
-    ):
-        ingest_paths([csv_folder], lake=lake, now=NOW)
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"", "the file is empty; expected a header line naming the observations columns"),
+        (b"  \n\n", "the file is empty; expected a header line naming the observations columns"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "the file is not UTF-8 text (it holds NUL bytes); save it as UTF-8 CSV"),
+        ("encounter_id,charttime".encode("utf-16"), "the file is not UTF-8 text (it holds NUL bytes); save it as UTF-8 CSV"),
+        (b"\xff\xfe\xfa garbage \xc3\x28\n1,2,3\n", "the header (line 1) is not UTF-8 text; save the file as UTF-8 CSV"),
+    ],
+    ids=["empty", "blank", "binary", "utf-16", "not-utf-8"],
+)
+def test_an_empty_or_binary_file_is_quarantined_whole_and_the_other_files_go_on(csv_folder, lake, content, detail):
+    (csv_folder / "observations-late.csv").write_bytes(content)
+    summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted == {"patients": 2, "encounters": 2, "observations": 5, "outcomes": 1}
+    assert quarantine.select("table", "source_file", "source_line", "rule", "detail").rows() == [
+        ("observations", "observations-late.csv", 1, "unreadable_file", detail)
+    ]
+    assert [s["status"] for s in summary.sources if s["path"].endswith("observations-late.csv")] == ["unreadable"]
+
+
+def test_an_unreadable_file_ingested_again_is_a_no_op(csv_folder, lake):
+    (csv_folder / "observations-late.csv").write_bytes(b"\x00\x01")
+    first, _ = ingest_paths([csv_folder], lake=lake, now=NOW)
+    again, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert again.already_ingested and quarantine.height == 0
+    assert lake.scan_quarantine().collect().height == 1
+    late = [s for s in again.sources if s["path"].endswith("observations-late.csv")]
+    assert late[0]["readable"] is False and late[0]["batch_id"] == first.batch_id
+
+
+def test_a_parquet_file_that_cannot_be_read_is_quarantined_whole(csv_folder, lake):
+    (csv_folder / "observations-late.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == 5
+    assert quarantine.select("source_file", "rule", "detail").rows() == [
+        ("observations-late.parquet", "unreadable_file", "the file cannot be read as Parquet")
+    ]
+
+
+def test_a_parquet_birth_year_of_nan_inf_or_1e20_quarantines_the_row_not_the_batch(tmp_path, lake):
+    folder = tmp_path / "parquet-feed"
+    folder.mkdir()
+    pl.DataFrame(
+        {"patient_id": ["P1", "P2", "P3", "P4"], "birth_year": [float("nan"), float("inf"), 1e20, 1950.0],
+         "sex": ["female"] * 4, "site": ["site-a"] * 4}
+    ).write_parquet(folder / "patients.parquet")  # fmt: skip
+    summary, quarantine = ingest_paths([folder], lake=lake, now=NOW)
+    assert summary.accepted["patients"] == 1
+    assert quarantine.select("source_line", "rule").rows() == [
+        (1, "unparseable_value"), (2, "unparseable_value"), (3, "out_of_range")
+    ]
+    assert lake.scan("patients").collect()["birth_year"].to_list() == [1950]
 
 
 def test_files_with_a_header_and_no_rows_are_an_ingest_error(tmp_path, lake):
@@ -295,21 +366,158 @@ def test_files_with_a_header_and_no_rows_are_an_ingest_error(tmp_path, lake):
     assert lake.is_empty()
 
 
-def test_a_ragged_csv_line_is_an_ingest_error_naming_the_file(csv_folder, lake):
+def test_a_ragged_line_is_quarantined_with_its_number_and_the_rows_around_it_go_on(csv_folder, lake):
     (csv_folder / "observations.csv").write_text(
-        OBSERVATIONS_CSV + "E1,2024-01-10T11:00:00Z,heart_rate,80,bpm,monitor,extra\n", encoding="utf-8"
+        OBSERVATIONS_CSV
+        + "E1,2024-01-10T11:00:00Z,heart_rate,80,bpm,monitor,extra\n"  # line 7: a field too many
+        + "E1,2024-01-10T12:00:00Z,heart_rate,81\n"  # line 8: too few
+        + "E1,2024-01-10T13:00:00Z,heart_rate,82,bpm,monitor\n",  # line 9: fine
+        encoding="utf-8",
     )
-    with pytest.raises(IngestError, match=r"^observations\.csv: cannot be read as CSV"):
-        ingest_paths([csv_folder], lake=lake, now=NOW)
+    summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == 6
+    assert quarantine.select("source_line", "rule", "detail", "record").rows() == [
+        (7, "malformed_line", "line has 7 fields; the header has 6", "{}"),
+        (8, "malformed_line", "line has 4 fields; the header has 6", "{}"),
+    ]
+
+
+def test_a_semicolon_line_with_decimal_commas_is_quarantined_and_the_rest_go_on(csv_folder, lake):
+    (csv_folder / "observations.csv").write_text(
+        OBSERVATIONS_CSV + "E1;2024-01-10T11:00:00Z;temperature;37,5;Cel;monitor\n"
+        "E1,2024-01-10T12:00:00Z,heart_rate,82,bpm,monitor\n", encoding="utf-8"
+    )  # fmt: skip
+    summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == 6
+    assert quarantine.select("source_line", "rule", "detail").rows() == [
+        (7, "malformed_line", "line has 2 fields; the header has 6")
+    ]
+
+
+def test_a_semicolon_file_is_read_and_a_decimal_comma_is_not_a_number(csv_folder, lake):
+    (csv_folder / "observations.csv").write_text(
+        "encounter_id;charttime;variable;value;unit;source\n"
+        "E1;2024-01-10T09:00:00Z;heart_rate;88;bpm;monitor\n"
+        "E1;2024-01-10T09:00:00Z;temperature;37,5;Cel;monitor\n"
+        "E1;2024-01-10T10:00:00Z;creatinine;1.1;mg/dL;lab\n",
+        encoding="utf-8",
+    )
+    summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == 2
+    assert quarantine.select("source_line", "rule", "detail").rows() == [(3, "unparseable_value", "value is not a number")]
+
+
+def test_quoted_fields_may_hold_the_delimiter_and_quotes(csv_folder, lake):
+    (csv_folder / "encounters.csv").write_text(
+        'encounter_id,patient_id,admit_time,discharge_time,ward,site\n'
+        'E1,P1,2024-01-10T08:00:00Z,2024-01-12T10:00:00Z,"Ward 7, North",site-a\n'
+        '"E2","P2","2024-01-11T09:30:00Z","","Ward ""B""","site-a"\n',
+        encoding="utf-8",
+    )
+    summary, _ = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["encounters"] == 2 and summary.quarantined == {}
+    wards = dict(lake.scan("encounters").select("encounter_id", "ward").collect().rows())
+    assert wards == {"E1": "Ward 7, North", "E2": 'Ward "B"'}
+
+
+SENTINEL = "ZQX-SENTINEL"
+
+
+def test_an_unterminated_quote_quarantines_its_line_and_leaks_nothing(csv_folder, lake, caplog):
+    lines = [f"E1,2024-01-10T{h:02d}:{m:02d}:00Z,heart_rate,{60 + m},bpm,{SENTINEL}-{h}-{m}" for h in range(10, 22) for m in range(60)]
+    lines.insert(4, f'E1,2024-01-10T09:30:00Z,heart_rate,"{SENTINEL} never closed,bpm,monitor')
+    (csv_folder / "observations.csv").write_text(
+        "encounter_id,charttime,variable,value,unit,source\n" + "\n".join(lines) + "\n", encoding="utf-8"
+    )
+    with caplog.at_level(logging.DEBUG):
+        summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.accepted["observations"] == len(lines) - 1
+    assert quarantine.select("source_line", "rule", "detail", "record").rows() == [
+        (6, "malformed_line", "a quote on this line is not closed, or a quoted field is followed by text", "{}")
+    ]
+    assert SENTINEL not in json.dumps(summary.to_dict()) and SENTINEL not in caplog.text
+
+
+def test_columns_outside_the_contract_are_dropped_from_the_lake_and_the_quarantine_with_a_warning(csv_folder, lake, tmp_path, caplog):
+    (csv_folder / "observations.csv").write_text(
+        "encounter_id,patient_name,charttime,variable,value,unit,nhs_number\n"
+        "E1,Jane Doe,2024-01-10T09:00:00Z,heart_rate,88,bpm,943 476 5919\n"
+        "E1,Jane Doe,2024-01-10T09:00:00Z,heart_rate,950,bpm,943 476 5919\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.INFO):
+        summary, quarantine = ingest_paths([csv_folder], lake=lake, now=NOW)
+    assert summary.warnings == ["observations.csv: dropped 2 column(s) outside the contract: patient_name, nhs_number"]
+    assert "patient_name, nhs_number" in caplog.text
+    for frame in [lake.scan(t).collect() for t in ("patients", "encounters", "observations", "outcomes")] + [
+        lake.scan_quarantine().collect(), quarantine
+    ]:
+        text = frame.write_csv()
+        assert "Jane Doe" not in text and "943 476 5919" not in text and "nhs_number" not in text
+    settings = Settings(home=tmp_path / "home")
+    result = CliRunner().invoke(cli, ["--home", str(settings.home), "ingest", str(csv_folder)], obj={})
+    assert result.exit_code == 0, result.output
+    engine = open_store(settings.database_url)
+    with engine.connect() as connection:
+        records = connection.execute(select(quarantine_table.c.record)).scalars().all()
+    engine.dispose()
+    assert records and not any("Jane Doe" in r or "943 476 5919" in r for r in records)
+    assert "dropped 2 column(s) outside the contract: patient_name, nhs_number" in result.output
+
+
+def run_cli(home: Path, *args: str):
+    return CliRunner().invoke(cli, ["--home", str(home), *args], obj={})
+
+
+def test_the_ingest_command_lists_ignored_files_and_quarantined_files_and_exits_0(csv_folder, tmp_path):
+    (csv_folder / "notes.txt").write_text("hello")
+    (csv_folder / "observations-late.csv").write_bytes(b"\x00binary")
+    result = run_cli(tmp_path / "home", "ingest", str(csv_folder))
+    assert result.exit_code == 0, result.stderr
+    assert "ignored (not recognised as a table): " + str(csv_folder / "notes.txt") in result.stdout
+    assert "quarantined observations.unreadable_file: 1" in result.stdout
+    data = json.loads(run_cli(tmp_path / "home2", "--json", "ingest", str(csv_folder)).stdout)
+    assert data["ignored"] == [str(csv_folder / "notes.txt")]
+    assert data["quarantined"]["observations"] == {"unreadable_file": 1}
+
+
+def test_the_ingest_command_exits_non_zero_when_nothing_was_recognised(tmp_path):
+    folder = write(tmp_path / "feed", {"obs.csv": OBSERVATIONS_CSV, "notes.txt": "hello"})
+    result = run_cli(tmp_path / "home", "ingest", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "ignored: notes.txt, obs.csv" in result.stderr
+
+
+def test_control_characters_in_file_names_are_escaped_in_quarantine_output(csv_folder, tmp_path):
+    forged = "observations-x\n  outcomes.csv line 2: duplicate: forged\x1b[2J.csv"
+    (csv_folder / forged).write_text(
+        "encounter_id,charttime,variable,value,unit\nE1,2024-01-10T11:00:00Z,heart_rate,950,bpm\n", encoding="utf-8"
+    )
+    home = tmp_path / "home"
+    ingested = run_cli(home, "ingest", str(csv_folder))
+    assert ingested.exit_code == 0, ingested.stderr
+    result = run_cli(home, "quarantine")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert not any(line.lstrip().startswith("outcomes.csv") for line in lines + ingested.stdout.splitlines())
+    assert "\x1b" not in result.stdout + ingested.stdout
+    assert r"observations-x\n  outcomes.csv line 2: duplicate: forged\x1b[2J.csv line 2: out_of_range" in result.stdout
 
 
 def test_header_whitespace_and_windows_line_endings_are_tolerated(tmp_path, lake):
     folder = write(
         tmp_path / "feed",
         {
+            "patients.csv": PATIENTS_CSV,
             "encounters.csv": ENCOUNTERS_CSV,
             "observations.csv": "encounter_id, charttime ,variable,value,unit\r\nE1,2024-01-10T09:00:00Z,heart_rate,88,bpm\r\n",
         },
     )
     summary, _ = ingest_paths([folder], lake=lake, now=NOW)
     assert summary.accepted["observations"] == 1
+
+
+def test_an_error_naming_a_file_with_a_newline_stays_on_one_line(tmp_path):
+    result = run_cli(tmp_path / "home", "ingest", str(tmp_path / "missing\nerror: forged.csv"))
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("missing\\nerror: forged.csv: no such file or folder\n")

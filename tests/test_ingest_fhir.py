@@ -86,7 +86,7 @@ def skipped(summary, rule: str) -> dict[str, int]:
 
 def test_a_bulk_export_folder_is_one_fhir_source(tmp_path):
     folder = basic_export(tmp_path / "export", [observation("o1", "8867-4", 88)])
-    sources = discover([folder])
+    sources = discover([folder]).sources
     assert [(s.format, s.path) for s in sources] == [("fhir", folder)]
 
 
@@ -185,7 +185,7 @@ def test_a_bundle_with_urn_references_is_read_like_an_export(tmp_path):
     entries[1]["resource"].pop("id")
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
-    assert [s.format for s in discover([path])] == ["fhir"]
+    assert [s.format for s in discover([path]).sources] == ["fhir"]
     lake, _, quarantine = ingest(path, tmp_path)
     assert quarantine.height == 0
     assert lake.scan("observations").collect().select("encounter_id", "value").rows() == [("enc-1", 77)]

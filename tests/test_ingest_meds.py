@@ -72,7 +72,7 @@ def skipped(summary, rule: str) -> dict[str, int]:
 
 def test_a_meds_root_is_recognised_by_its_layout(tmp_path):
     root = write_meds(tmp_path / "meds", stay_events())
-    assert [s.format for s in discover([root])] == ["meds"]
+    assert [s.format for s in discover([root]).sources] == ["meds"]
 
 
 def test_vitals_labs_and_stays_become_canonical_rows_in_canonical_units(tmp_path):

@@ -74,7 +74,7 @@ def skipped(summary, rule: str) -> dict[str, int]:
 
 
 def test_an_omop_folder_is_recognised_by_its_tables(tmp_path):
-    assert [s.format for s in discover([write_cdm(tmp_path / "cdm")])] == ["omop"]
+    assert [s.format for s in discover([write_cdm(tmp_path / "cdm")]).sources] == ["omop"]
 
 
 def test_persons_visits_measurements_and_deaths_become_canonical_rows(tmp_path):

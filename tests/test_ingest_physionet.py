@@ -27,8 +27,12 @@ from riskcast.contracts import (
 )
 from riskcast.errors import IngestError
 from riskcast.ingest.physionet import CLINICAL_COLUMNS, EXPECTED_COLUMNS, looks_like_physionet, read_physionet
+from riskcast.ingest.rejects import REJECTED
+from riskcast.lake import Lake
+from riskcast.pipeline.ingest import ingest_paths
 
 ANCHOR = datetime(2000, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
 HEADER = "|".join(EXPECTED_COLUMNS)
 REAL_ARCHIVE = Path(__file__).resolve().parents[1] / "../shared/data/physionet2019/training_setA.tar.gz"
 
@@ -310,11 +314,61 @@ def test_an_archive_without_psv_files_raises_ingest_error(tmp_path: Path) -> Non
         read_physionet(archive)
 
 
-def test_a_header_without_challenge_columns_names_the_file_and_the_columns(tmp_path: Path) -> None:
+def test_a_header_without_challenge_columns_rejects_that_file_naming_the_columns(tmp_path: Path) -> None:
     header = "|".join(c for c in EXPECTED_COLUMNS if c not in ("ICULOS", "SepsisLabel"))
-    folder = write_folder(tmp_path, {"p000010.psv": SEPTIC, "p000011.psv": header + "\n"})
-    with pytest.raises(IngestError, match=r"training_setA/p000011\.psv: header \(line 1\) lacks column\(s\) ICULOS, SepsisLabel"):
-        read_physionet(folder)
+    folder = write_folder(tmp_path, {"p000010.psv": SEPTIC, "p000011.psv": header + "\n1|2\n"})
+    frames = read_physionet(folder)
+    assert frames["encounters"]["encounter_id"].to_list() == ["p000010"]
+    row = frames[REJECTED].row(0, named=True)
+    assert (row["table"], row["source_file"], row["source_line"], row["rule"]) == (
+        "physionet", "training_setA/p000011.psv", 1, "missing_columns"
+    )
+    assert row["detail"].startswith("header (line 1) lacks column(s) ICULOS, SepsisLabel; a PhysioNet 2019 file has")
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"", "the file is empty; expected the challenge's header line"),
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "the file is not UTF-8 text (it holds NUL bytes)"),
+        (b"\xff\xfe\xc3\x28HR|O2Sat\n", "the header (line 1) is not UTF-8 text"),
+    ],
+    ids=["empty", "binary", "not-utf-8"],
+)
+def test_an_empty_or_binary_psv_among_good_ones_is_quarantined_whole_and_the_rest_ingested(
+    tmp_path: Path, content: bytes, detail: str
+) -> None:
+    folder = write_folder(tmp_path, {"p000010.psv": SEPTIC, "p000002.psv": NOT_SEPTIC})
+    (folder / "p000003.psv").write_bytes(content)
+    lake = Lake(tmp_path / "lake")
+    summary, quarantine = ingest_paths([folder], lake=lake, now=NOW)
+    assert summary.accepted == {"patients": 2, "encounters": 2, "observations": 12, "outcomes": 1}
+    assert quarantine.select("table", "source_file", "source_line", "rule", "detail").rows() == [
+        ("physionet", "training_setA/p000003.psv", 1, "unreadable_file", detail)
+    ]
+    assert summary.quarantined == {"physionet": {"unreadable_file": 1}}
+
+
+def test_a_folder_of_only_unreadable_psv_files_commits_their_quarantine_and_accepts_nothing(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path, {"p000003.psv": "", "p000004.psv": "HR|O2Sat\n80|97\n"})
+    summary, quarantine = ingest_paths([folder], lake=Lake(tmp_path / "lake"), now=NOW)
+    assert summary.total_accepted == 0 and summary.sources[0]["status"] == "unreadable"
+    assert quarantine["rule"].to_list() == ["unreadable_file", "missing_columns"]
+    assert summary.sources[0]["problems"][0] == (
+        "training_setA/p000003.psv line 1: unreadable_file: the file is empty; expected the challenge's header line"
+    )
+
+
+def test_a_corrupt_archive_is_quarantined_whole_without_the_library_message(tmp_path: Path) -> None:
+    archive = tmp_path / "training_setA.tar.gz"
+    good = write_archive(tmp_path / "good.tar.gz", {"p000010.psv": SEPTIC})
+    archive.write_bytes(good.read_bytes()[:60])  # cut short: gzip cannot finish it
+    other = write_folder(tmp_path, {"p000002.psv": NOT_SEPTIC}, name="training_setB")
+    summary, quarantine = ingest_paths([archive, other], lake=Lake(tmp_path / "lake"), now=NOW)
+    assert summary.accepted["encounters"] == 1
+    row = quarantine.row(0, named=True)
+    assert (row["source_file"], row["source_line"], row["rule"]) == ("training_setA.tar.gz", None, "unreadable_file")
+    assert row["detail"].startswith("cannot be read as a tar archive (")
 
 
 def test_a_file_that_is_not_physionet_raises_ingest_error(tmp_path: Path) -> None:
@@ -332,13 +386,14 @@ def validated_observations(frames: dict[str, pl.DataFrame]):
     return validate_observations(frames["observations"], encounters=encounters)
 
 
-def test_text_in_a_value_cell_is_quarantined_with_its_line_and_the_rest_is_kept(tmp_path: Path) -> None:
+def test_text_in_a_value_cell_is_rejected_naming_its_column_and_the_rest_is_kept(tmp_path: Path) -> None:
     text = psv({"HR": 80, "ICULOS": 1, "SepsisLabel": 0}, {"HR": "eighty", "Resp": 18, "ICULOS": 2, "SepsisLabel": 0})
     frames = read_physionet(write_folder(tmp_path, {"p000005.psv": text}))
-    validated = validated_observations(frames)
-    assert validated.quarantined.select("source_file", "source_line", "rule", "detail").rows() == [
-        ("training_setA/p000005.psv", 3, "missing_required", "value is empty")
+    assert frames[REJECTED].select("table", "source_file", "source_line", "rule", "detail", "record").rows() == [
+        ("observations", "training_setA/p000005.psv", 3, "unparseable_value", "HR is not a number", "{}")
     ]
+    validated = validated_observations(frames)
+    assert validated.quarantined.height == 0
     assert validated.valid.select("variable", "value").rows() == [("heart_rate", 80.0), ("resp_rate", 18.0)]
 
 
@@ -349,11 +404,12 @@ def test_a_line_with_the_wrong_number_of_fields_is_quarantined_and_the_others_ar
     good_last = psv_line(HR=83, ICULOS=4, SepsisLabel=0)
     text = "\n".join([HEADER, good_first, short, long, good_last]) + "\n"
     frames = read_physionet(write_folder(tmp_path, {"p000005.psv": text}))
-    validated = validated_observations(frames)
-    assert validated.quarantined.select("source_line", "rule", "detail").rows() == [
-        (3, "missing_required", "charttime is empty"),
-        (4, "missing_required", "charttime is empty"),
+    assert frames[REJECTED].select("source_line", "rule", "detail").rows() == [
+        (3, "malformed_line", "line has 40 fields; the header has 41"),
+        (4, "malformed_line", "line has 42 fields; the header has 41"),
     ]
+    validated = validated_observations(frames)
+    assert validated.quarantined.height == 0
     assert validated.valid.select("value", "source_line").rows() == [(80.0, 2), (83.0, 5)]
     assert frames["outcomes"].height == 0  # the labels on the malformed lines are not used
     assert frames["encounters"]["discharge_time"].item() == ANCHOR + timedelta(hours=5 + 4)
@@ -361,12 +417,20 @@ def test_a_line_with_the_wrong_number_of_fields_is_quarantined_and_the_others_ar
 
 def test_text_in_iculos_quarantines_the_line(tmp_path: Path) -> None:
     text = psv({"HR": 80, "ICULOS": 1, "SepsisLabel": 0}, {"HR": 90, "ICULOS": "two", "SepsisLabel": 0})
-    validated = validated_observations(read_physionet(write_folder(tmp_path, {"p000005.psv": text})))
-    assert validated.quarantined.select("source_line", "rule").rows() == [
-        (3, "missing_required"),  # the line itself
-        (3, "missing_required"),  # its heart rate, which has no charttime
+    frames = read_physionet(write_folder(tmp_path, {"p000005.psv": text}))
+    assert frames[REJECTED].select("source_line", "rule", "detail").rows() == [
+        (3, "unparseable_value", "ICULOS is not a number; the line has no time, so none of it is read")
     ]
+    validated = validated_observations(frames)
+    assert validated.quarantined.height == 0  # its heart rate, which has no time, is not read
     assert validated.valid.select("value").to_series().to_list() == [80.0]
+
+
+def test_text_in_another_stay_column_is_rejected_and_the_line_goes_on(tmp_path: Path) -> None:
+    text = psv({"HR": 80, "ICULOS": 1, "SepsisLabel": 0}, {"HR": 90, "Age": "old", "ICULOS": 2, "SepsisLabel": 0})
+    frames = read_physionet(write_folder(tmp_path, {"p000005.psv": text}))
+    assert frames[REJECTED].select("source_line", "rule", "detail").rows() == [(3, "unparseable_value", "Age is not a number")]
+    assert validated_observations(frames).valid["value"].to_list() == [80.0, 90.0]
 
 
 def test_windows_line_endings_blank_lines_and_blanks_around_values_keep_line_numbers(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -317,15 +318,15 @@ def test_after_a_failure_the_next_run_still_runs_and_its_success_resolves_the_al
     home: Settings, home_store: Engine
 ) -> None:
     schedule = fast_schedule(ingest={"options": {"settle_seconds": 0}})
-    inbox = home.home / "inbox"
-    inbox.mkdir(parents=True)
-    (inbox / "notes.csv").write_text("not a table\n")
+    drop = write_drop(home.home / "inbox" / "drop-1")
+    home.lake_dir.parent.mkdir(parents=True, exist_ok=True)
+    home.lake_dir.write_text("a file where the lake should be")  # the lake cannot be written: not the data's fault
     failed = execute_job("ingest", NOW, settings=home, engine=home_store, schedule=schedule)
-    assert failed.status == "failed" and "notes.csv: cannot tell which table" in failed.reason
-    assert (inbox / "notes.csv").exists()  # left for a person to fix
-    (inbox / "notes.csv").unlink()
+    assert failed.status == "failed" and failed.reason.startswith("FileExistsError")
+    assert drop.exists() and not (home.home / "inbox" / "rejected").exists()  # left in place for the next run
+    home.lake_dir.unlink()
     later = execute_job("ingest", NOW + timedelta(minutes=5), settings=home, engine=home_store, schedule=schedule)
-    assert later.status == "succeeded"
+    assert later.status == "succeeded" and not drop.exists()
     assert system_alerts_frame(home_store).height == 0
     with home_store.connect() as connection:
         actions = connection.execute(select(alert_events.c.action).order_by(alert_events.c.id)).scalars().all()
@@ -448,6 +449,64 @@ def test_ingest_rerun_after_a_crash_before_archiving_archives_and_stores_the_qua
     assert (home.home / "archive" / summary.batch_id / "drop-1").is_dir()
     assert counts["quarantine_rows_stored"] == summary.total_quarantined > 0
     assert Lake(home.lake_dir).committed_batch_ids() == [summary.batch_id]
+
+
+def test_an_inbox_file_that_cannot_be_ingested_goes_to_rejected_with_a_note_and_an_alert_and_the_next_go_on(
+    home: Settings, home_store: Engine
+) -> None:
+    inbox = home.home / "inbox"
+    write_drop(inbox / "drop-1")
+    (inbox / "notes.txt").write_text("hello")  # not a table at all
+    (inbox / "observations-broken.csv").write_bytes(b"\x00\x01\x02")  # binary
+    counts = run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}))
+    assert (home.home / "archive" / counts["batch_id"] / "drop-1" / "observations.csv").exists()
+    rejected = inbox / "rejected"
+    assert sorted(p.name for p in rejected.iterdir()) == [
+        "notes.txt", "notes.txt.why.txt", "observations-broken.csv", "observations-broken.csv.why.txt"
+    ]
+    assert counts["rejected"] == ["notes.txt", "observations-broken.csv"]
+    note = (rejected / "observations-broken.csv.why.txt").read_text()
+    assert "observations-broken.csv line 1: unreadable_file: the file is not UTF-8 text (it holds NUL bytes)" in note
+    assert "cannot tell which table this file holds" in (rejected / "notes.txt.why.txt").read_text()
+    assert oct((rejected / "notes.txt.why.txt").stat().st_mode & 0o777) == "0o600"
+    alerts = system_alerts_frame(home_store)
+    assert alerts["subject"].to_list() == ["ingest:rejected"]
+    assert alerts["reason"][0].startswith("2 inbox entries could not be ingested and wait in inbox/rejected/")
+
+    write_drop(inbox / "drop-2", seed=2)  # the next file goes on; the rejected ones are not picked up again
+    later = run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}, at=NOW + timedelta(minutes=5)))
+    assert later["files"] == 1 and later["rejected"] == [] and later["batch_id"] is not None
+    assert system_alerts_frame(home_store)["subject"].to_list() == ["ingest:rejected"]  # still waiting
+
+    shutil.rmtree(rejected)  # a person dealt with them
+    run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}, at=NOW + timedelta(minutes=10)))
+    assert system_alerts_frame(home_store).height == 0
+
+
+def test_an_inbox_file_with_no_rows_is_rejected_and_the_run_succeeds(home: Settings, home_store: Engine) -> None:
+    inbox = home.home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "observations.csv").write_text("encounter_id,charttime,variable,value,unit\n")
+    outcome = execute_job("ingest", NOW, settings=home, engine=home_store, schedule=fast_schedule(ingest={"options": {"settle_seconds": 0}}))
+    assert outcome.status == "succeeded", outcome.reason
+    assert "the files hold no rows" in (inbox / "rejected" / "observations.csv.why.txt").read_text()
+    assert Lake(home.lake_dir).is_empty()
+
+
+def test_a_rejected_file_dropped_again_is_rejected_again_from_the_lakes_record(home: Settings, home_store: Engine) -> None:
+    inbox = home.home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "observations-broken.csv").write_bytes(b"\x00\x01\x02")
+    run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}))
+    (inbox / "observations-broken.csv").write_bytes(b"\x00\x01\x02")  # the same content once more
+    again = run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}, at=NOW + timedelta(minutes=5)))
+    assert again["already_ingested"] and again["rejected"] == ["observations-broken.csv"]
+    assert sorted(p.name for p in (inbox / "rejected").iterdir()) == [
+        "observations-broken-1.csv", "observations-broken-1.csv.why.txt",
+        "observations-broken.csv", "observations-broken.csv.why.txt",
+    ]
+    assert "unreadable_file" in (inbox / "rejected" / "observations-broken-1.csv.why.txt").read_text()
+    assert len(Lake(home.lake_dir).committed_batch_ids()) == 1
 
 
 # --- monitor arithmetic --------------------------------------------------------------------

@@ -20,6 +20,7 @@ import click
 from riskcast import __version__
 from riskcast.config import Settings, load_settings
 from riskcast.errors import RiskcastError
+from riskcast.printable import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,7 +60,7 @@ def friendly_errors(func: F) -> F:
         except RiskcastError as exc:
             if ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(exc)}", err=True)  # a file name never forges a line
             ctx.exit(1)
 
     return wrapper  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import polars as pl
 from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
 from riskcast.errors import IngestError
 from riskcast.lake import Lake
+from riskcast.printable import printable
 
 
 @cli.command()
@@ -50,8 +51,10 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], site: str | None, fmt: st
     """Ingest canonical CSV/Parquet tables, PhysioNet 2019 files, a MEDS dataset, a FHIR R4 bulk
     export (NDJSON) or Bundle, or an OMOP CDM folder or database URL into the lake.
 
-    Bad rows are quarantined with the rule they broke; the good rows go on. Codes riskcast
-    does not use (diagnoses, medications, …) are counted as skipped. Ingesting the same
+    Bad rows are quarantined with the rule they broke, and a file that cannot be read at all
+    is quarantined as a whole; the good rows and files go on. Codes riskcast does not use
+    (diagnoses, medications, …) are counted as skipped. Files not recognised as a table are
+    listed as ignored; nothing recognised at all is an error. Ingesting the same
     content twice is a no-op.
     """
     from riskcast.pipeline.ingest import ingest_paths
@@ -74,33 +77,49 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], site: str | None, fmt: st
     emit(ctx, data, lambda: _ingest_text(data))
 
 
+IGNORED_LISTED = 20
+"""How many ignored files the text summary names before it says how many more."""
+
+
 def _ingest_text(data: dict) -> str:
+    lines = _ingest_lines(data)
+    lines += [f"  warning: {printable(w)}" for w in data["warnings"]]
+    ignored = data["ignored"]
+    lines += [f"  ignored (not recognised as a table): {printable(p)}" for p in ignored[:IGNORED_LISTED]]
+    if len(ignored) > IGNORED_LISTED:
+        lines.append(f"  ... and {len(ignored) - IGNORED_LISTED:,} more ignored (see --json)")
+    return "\n".join(lines)
+
+
+def _ingest_lines(data: dict) -> list[str]:
     if data["already_ingested"]:
-        return "already ingested: nothing new (same content as batch " + ", ".join(
+        return ["already ingested: nothing new (same content as batch " + ", ".join(
             sorted({s["batch_id"] for s in data["sources"] if s["batch_id"]})
-        ) + ")"
+        ) + ")"]  # fmt: skip
     lines = [f"batch {data['batch_id']} ({data['seconds']} s)"]
     lines.append(f"  {'table':<13} {'read':>11} {'accepted':>11} {'quarantined':>12}")
     for table, read in data["rows_read"].items():
-        if read == 0:
-            continue
         quarantined = sum(data["quarantined"].get(table, {}).values())
+        if read == 0 and quarantined == 0:
+            continue
         lines.append(f"  {table:<13} {read:>11,} {data['accepted'].get(table, 0):>11,} {quarantined:>12,}")
     for table, rules in data["quarantined"].items():
         for rule, count in sorted(rules.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  quarantined {table}.{rule}: {count:,}")
+            lines.append(f"  quarantined {printable(table)}.{printable(rule)}: {count:,}")
     if data.get("skipped"):
         by_rule: dict[tuple[str, str], int] = {}
         for row in data["skipped"]:
             by_rule[(row["table"], row["rule"])] = by_rule.get((row["table"], row["rule"]), 0) + row["rows"]
         for (table, rule), count in sorted(by_rule.items(), key=lambda kv: -kv[1]):
             families = sorted((r for r in data["skipped"] if (r["table"], r["rule"]) == (table, rule)), key=lambda r: -r["rows"])
-            shown = ", ".join(f"{r['family']} {r['rows']:,}" for r in families[:4]) + (", …" if len(families) > 4 else "")
+            shown = ", ".join(f"{printable(r['family'])} {r['rows']:,}" for r in families[:4]) + (", …" if len(families) > 4 else "")
             lines.append(f"  skipped {table}.{rule}: {count:,} ({shown})")
+    unreadable = [s for s in data["sources"] if s["status"] == "unreadable"]
+    lines += [f"  unreadable, quarantined as a whole: {printable(s['path'])}" for s in unreadable]
     if data["examples"]:
         lines.append("  first quarantined rows (see `riskcast quarantine`):")
-        lines += [f"    {e}" for e in data["examples"]]
-    return "\n".join(lines)
+        lines += [f"    {printable(e)}" for e in data["examples"]]
+    return lines
 
 
 @cli.command()
@@ -110,7 +129,12 @@ def _ingest_text(data: dict) -> str:
 @click.pass_context
 @friendly_errors
 def quarantine(ctx: click.Context, batch: str | None, rule: str | None, limit: int) -> None:
-    """Show quarantined rows: counts by rule, then file, line, rule and reason."""
+    """Show quarantined rows: counts by rule, then file, line, rule and reason.
+
+    File names and reasons are printed with control characters escaped (a newline as \\n),
+    so a file name can never forge a line of this output."""
+    from riskcast.pipeline.ingest import quarantine_text
+
     frame = Lake(settings_of(ctx).lake_dir).scan_quarantine()
     if batch:
         frame = frame.filter(pl.col("batch_id") == batch)
@@ -122,8 +146,8 @@ def quarantine(ctx: click.Context, batch: str | None, rule: str | None, limit: i
     data = {"total": rows.height, "counts": counts.to_dicts(), "rows": listed.to_dicts()}
     emit(ctx, data, lambda: "\n".join(
         [f"{rows.height:,} quarantined rows"]
-        + [f"  {r['table']}.{r['rule']}: {r['len']:,}" for r in data["counts"]]
-        + [f"  {r['source_file']} line {r['source_line']}: {r['rule']}: {r['detail']}" for r in data["rows"]]
+        + [f"  {printable(r['table'])}.{printable(r['rule'])}: {r['len']:,}" for r in data["counts"]]
+        + [f"  {printable(quarantine_text(r))}" for r in data["rows"]]
     ))
 
 

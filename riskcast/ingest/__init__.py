@@ -6,31 +6,39 @@ Formats: canonical CSV/Parquet (riskcast.ingest.canonical), the PhysioNet 2019
 challenge's pipe-separated files (riskcast.ingest.physionet), MEDS datasets
 (riskcast.ingest.meds), FHIR R4 bulk NDJSON and Bundles (riskcast.ingest.fhir) and OMOP CDM
 folders or databases (riskcast.ingest.omop). `discover` tells them apart by their layout
-unless a format is named.
+unless a format is named, and lists the files no adapter recognised.
 
-The adapters of the standard formats also return, under the keys REJECTED and SKIPPED
-(riskcast.ingest.rejects), quarantine rows they judged themselves and counts of what they
-skipped on purpose (codes riskcast does not use); `read_source` passes them on.
+What an adapter cannot read, or judges itself, comes back beside its tables as rejected
+rows (riskcast.ingest.rejects, under the key REJECTED), and counts of what it skipped on
+purpose (codes riskcast does not use) under SKIPPED; a unit whose adapter fails altogether
+comes back as one rejected row naming it: a bad file never stops the others.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from riskcast.catalog import TABLES
 from riskcast.errors import IngestError
-from riskcast.ingest.canonical import canonical_files, read_canonical_file
+from riskcast.ingest.canonical import canonical_files, read_canonical_file, table_of
 from riskcast.ingest.fhir import fhir_files, looks_like_fhir, read_fhir
 from riskcast.ingest.meds import looks_like_meds, read_meds
 from riskcast.ingest.omop import database_content_hash, is_database_url, looks_like_omop, read_omop, redacted_url
-from riskcast.ingest.physionet import looks_like_physionet, read_physionet
-from riskcast.ingest.rejects import REJECTED, SKIPPED
+from riskcast.ingest.physionet import looks_like_physionet, non_psv_files, read_physionet
+from riskcast.ingest.rejects import REJECTED, SKIPPED, UNREADABLE_FILE, rejected_file
 
 FORMATS = ("canonical", "physionet", "meds", "fhir", "omop")
 ENCOUNTER_LEVELS = ("hospital", "icu")
+
+log = logging.getLogger(__name__)
+
+_IGNORED_IN_MESSAGES = 10
+"""How many ignored files an error message names before it says how many more."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,14 @@ class SourceFile:
     def display(self) -> str:
         """The path, or the database URL without its password."""
         return redacted_url(self.url) if self.url else str(self.path)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What the given paths hold: the units to ingest, and the files no adapter recognised."""
+
+    sources: list[SourceFile]
+    ignored: list[Path] = field(default_factory=list)
 
 
 def content_hash(path: Path) -> str:
@@ -78,19 +94,24 @@ def format_of(path: Path) -> str:
     return "canonical"
 
 
-def discover(paths: list[Path | str], *, format: str | None = None) -> list[SourceFile]:
-    """The ingest units the given paths (or database URLs) name, each with its content hash.
+def discover(paths: list[Path | str], *, format: str | None = None) -> Discovery:
+    """The ingest units the given paths (or database URLs) name, each with its content hash,
+    and the files ignored.
 
     format: one of FORMATS, or None to recognise each path by its layout: a MEDS root
     (data/ and metadata/), an OMOP CDM folder (person and visit_occurrence tables), FHIR
     NDJSON or Bundle files, PhysioNet .psv files, else canonical table files. A database
     URL (postgresql://…) is read as OMOP.
+
+    Raises IngestError when a path does not exist, or when nothing at all is recognised
+    (the message names what was ignored).
     """
     if not paths:
         raise IngestError("no paths given: name a file or folder to ingest")
     if format is not None and format not in FORMATS:
         raise IngestError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     sources: list[SourceFile] = []
+    ignored: list[Path] = []
     for given in paths:
         if is_database_url(str(given)):
             if format not in (None, "omop"):
@@ -103,13 +124,20 @@ def discover(paths: list[Path | str], *, format: str | None = None) -> list[Sour
             raise IngestError(f"{path}: no such file or folder")
         kind = format or format_of(path)
         if kind == "canonical":
-            sources.extend(SourceFile(p, "canonical", content_hash(p)) for p in canonical_files(path))
+            tables, skipped = canonical_files(path)
+            sources.extend(SourceFile(p, "canonical", content_hash(p)) for p in tables)
+            ignored += skipped
         elif kind == "fhir":
             files = fhir_files(path)  # raises when there is none
             sources.append(SourceFile(path, "fhir", content_hash(path) if path.is_file() else _files_hash(path, files)))
+        elif kind == "physionet":
+            sources.append(SourceFile(path, "physionet", content_hash(path)))
+            ignored += non_psv_files(path)
         else:
             sources.append(SourceFile(path, kind, content_hash(path)))
-    return sources
+    if not sources:
+        raise IngestError(_nothing_recognised([Path(p) for p in paths], ignored))
+    return Discovery(sources, ignored)
 
 
 def _files_hash(root: Path, files: list[Path]) -> str:
@@ -123,13 +151,47 @@ def _files_hash(root: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def _nothing_recognised(paths: list[Path], ignored: list[Path]) -> str:
+    naming = f"name files after one of {', '.join(TABLES)} with a .csv or .parquet suffix"
+    if len(paths) == 1 and paths[0].is_file():
+        return f"{paths[0].name}: cannot tell which table this file holds; {naming.replace('files', 'it', 1)}"
+    expected = ", ".join(t + ".csv" for t in TABLES)
+    root = paths[0] if len(paths) == 1 else None
+    names = [str(p.relative_to(root)) if root is not None else str(p) for p in ignored]
+    listed = ", ".join(names[:_IGNORED_IN_MESSAGES])
+    if len(names) > _IGNORED_IN_MESSAGES:
+        listed += f" and {len(names) - _IGNORED_IN_MESSAGES:,} more"
+    where = str(root) if root is not None else "nothing to ingest in " + ", ".join(map(str, paths))
+    text = f"{where}: no table files found; expected files named {expected} (or .parquet)"
+    return text + (f"; ignored: {listed}" if names else "; the folder is empty")
+
+
 def read_source(
     source: SourceFile, *, site: str | None = None, encounters: str = "hospital"
 ) -> dict[str, pl.DataFrame]:
-    """Source frames by table for one ingest unit (plus REJECTED and SKIPPED for the standard
-    formats). encounters: "hospital" stays, or "icu" stays (MEDS, FHIR, OMOP only)."""
+    """Source frames by table for one ingest unit, under REJECTED the rows it could not read
+    (and SKIPPED counts, for the standard formats). encounters: "hospital" stays, or "icu"
+    stays (MEDS, FHIR, OMOP only).
+
+    A unit whose adapter fails altogether comes back as one rejected row (rule
+    `unreadable_file`) naming the unit: an IngestError's own message (riskcast's, which names
+    no value), or only the kind of error for anything else, whose message might quote the file.
+    """
     if encounters not in ENCOUNTER_LEVELS:
         raise IngestError(f"encounters must be one of {', '.join(ENCOUNTER_LEVELS)}, got {encounters!r}")
+    try:
+        return _read(source, site=site, encounters=encounters)
+    except MemoryError:
+        raise
+    except IngestError as exc:
+        detail = str(exc).removeprefix(f"{source.name}: ")
+    except Exception as exc:  # noqa: BLE001 - an unreadable file must not stop the others
+        log.debug("reading %r failed", source.name, exc_info=True)
+        detail = f"the file cannot be read ({type(exc).__name__})"
+    return {REJECTED: rejected_file(_table_named(source), source.name, UNREADABLE_FILE, detail, line=None)}
+
+
+def _read(source: SourceFile, *, site: str | None, encounters: str) -> dict[str, pl.DataFrame]:
     if source.format == "physionet":
         return read_physionet(source.path, site=site)
     if source.format == "meds":
@@ -138,11 +200,15 @@ def read_source(
         return read_fhir(source.path, site=site, encounters=encounters)
     if source.format == "omop":
         return read_omop(source.url or source.path, site=site, encounters=encounters)
-    table, frame = read_canonical_file(source.path)
-    return {table: frame}
+    return read_canonical_file(source.path)
+
+
+def _table_named(source: SourceFile) -> str:
+    """The table a rejected unit would have fed: its canonical table, else its format's name."""
+    return (table_of(source.path) if source.format == "canonical" else None) or source.format
 
 
 __all__ = [
-    "ENCOUNTER_LEVELS", "FORMATS", "REJECTED", "SKIPPED", "SourceFile", "content_hash", "discover", "format_of",
-    "read_source",
+    "ENCOUNTER_LEVELS", "FORMATS", "REJECTED", "SKIPPED", "Discovery", "SourceFile", "content_hash", "discover",
+    "format_of", "read_source",
 ]

@@ -1,21 +1,30 @@
 """The canonical adapter: CSV or Parquet files named after their table.
 
 A folder may hold `patients`, `encounters`, `observations` and `outcomes` as `.csv`,
-`.csv.gz` or `.parquet`; a single file is read if its name says which table it is.
-CSV is read as text so that nothing is coerced before the contract sees it; a row's
-`_source_line` is its line in the file (the header is line 1). Parquet rows are numbered
-from 1.
+`.csv.gz` or `.parquet` (also `observations-2024-01.csv` or `observations_a.parquet`); a
+single file is read if its name says which table it is. Other files, and anything in a
+subfolder, are not read: `canonical_files` lists them as ignored, so the summary can say so.
+
+CSV is read as text (riskcast.ingest.delimited) so that nothing is coerced before the
+contract sees it; a row's `_source_line` is its line in the file (the header is line 1).
+Parquet rows are numbered from 1. What cannot be read comes back as rejected rows
+(riskcast.ingest.rejections): the whole file when it is empty, binary, not UTF-8, corrupt or
+lacks a required column, or one line when it does not split into the header's fields.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 import polars as pl
 
-from riskcast.catalog import TABLES
+from riskcast.catalog import TABLES, load_contract
 from riskcast.contracts import SOURCE_FILE, SOURCE_LINE
 from riskcast.errors import IngestError
+from riskcast.ingest.delimited import read_delimited
+from riskcast.ingest.rejects import MISSING_COLUMNS, REJECTED, UNREADABLE_FILE, rejected_file, rejected_lines
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -32,44 +41,86 @@ def table_of(path: Path) -> str | None:
     return None
 
 
-def canonical_files(path: Path) -> list[Path]:
-    """The table files a path names: the file itself, or the table files in a folder (sorted)."""
+def canonical_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """The table files a path names, and the files it holds that are not table files (both sorted).
+
+    A file is itself or nothing; in a folder, table files are read from the top level only,
+    and every other file below it (another name, a subfolder's files) is ignored.
+    """
     if not path.exists():
         raise IngestError(f"{path}: no such file or folder")
     if path.is_file():
-        if table_of(path) is None:
-            raise IngestError(
-                f"{path.name}: cannot tell which table this file holds; name it after one of "
-                f"{', '.join(TABLES)} with a .csv or .parquet suffix"
-            )
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.is_file() and table_of(p) is not None)
-    if not files:
-        raise IngestError(
-            f"{path}: no table files found; expected files named {', '.join(t + '.csv' for t in TABLES)} "
-            "(or .parquet)"
-        )
-    return files
+        return ([path], []) if table_of(path) is not None else ([], [path])
+    tables, ignored = [], []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        (tables if file.parent == path and table_of(file) is not None else ignored).append(file)
+    return tables, ignored
 
 
-def read_canonical_file(path: Path) -> tuple[str, pl.DataFrame]:
-    """Read one table file as a source frame with provenance columns."""
+def read_canonical_file(path: Path) -> dict[str, pl.DataFrame]:
+    """Read one table file: {table: source frame with provenance columns, REJECTED: what could not be read}.
+
+    The table's frame is missing when the whole file was rejected.
+    """
     table = table_of(path)
     if table is None:
         raise IngestError(f"{path.name}: cannot tell which table this file holds")
-    if path.stat().st_size == 0:
-        raise IngestError(f"{path.name}: the file is empty; expected a header line naming the {table} columns")
+    if path.name.lower().endswith(".parquet"):
+        return _read_parquet(path, table)
+    return _read_csv(path, table)
+
+
+def _read_csv(path: Path, table: str) -> dict[str, pl.DataFrame]:
+    contract = load_contract(table)
     try:
-        if path.name.lower().endswith(".parquet"):
-            frame = pl.read_parquet(path)
-            first_line = 1
-        else:
-            frame = pl.read_csv(path, infer_schema=False, empty_string_is_null=True, truncate_ragged_lines=False)
-            first_line = 2
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise IngestError(f"{path.name}: cannot be read as {'Parquet' if path.suffix == '.parquet' else 'CSV'} ({exc})") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        return {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, _os_reason(exc), line=None)}
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):
+            return {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, "the file cannot be read as gzip", line=None)}
+    read = read_delimited(data, required=contract.required, expected=contract.column_names, table=table)
+    frames: dict[str, pl.DataFrame] = {}
+    if read.rows is not None:
+        frames[table] = read.rows.with_columns(pl.lit(path.name).alias(SOURCE_FILE))
+    if read.rejected:
+        lines, rules, details = zip(*read.rejected, strict=True)
+        frames[REJECTED] = rejected_lines(table, path.name, lines, rules, details)
+    return frames
+
+
+def _read_parquet(path: Path, table: str) -> dict[str, pl.DataFrame]:
+    contract = load_contract(table)
+    try:
+        frame = pl.read_parquet(path)
+    except MemoryError:
+        raise
+    except OSError as exc:
+        return {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, _os_reason(exc), line=None)}
+    except Exception:  # noqa: BLE001 - any reader error: the message may quote the file, so it is not kept
+        return {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, "the file cannot be read as Parquet", line=None)}
     frame = frame.rename({c: c.strip() for c in frame.columns})
-    return table, frame.with_columns(
-        pl.lit(path.name).alias(SOURCE_FILE),
-        pl.int_range(first_line, frame.height + first_line, dtype=pl.Int64).alias(SOURCE_LINE),
-    )
+    missing = [c for c in contract.required if c not in frame.columns]
+    if missing:
+        detail = f"the file lacks column(s) {', '.join(missing)}; expected columns: {', '.join(contract.column_names)}"
+        return {REJECTED: rejected_file(table, path.name, MISSING_COLUMNS, detail, line=None)}
+    nested = [c for c in contract.column_names if c in frame.columns and _not_plain(frame.schema[c])]
+    if nested:
+        detail = f"column(s) {', '.join(nested)} hold lists, structs or bytes, not plain values"
+        return {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, detail, line=None)}
+    return {
+        table: frame.with_columns(
+            pl.lit(path.name).alias(SOURCE_FILE),
+            pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(SOURCE_LINE),
+        )
+    }
+
+
+def _not_plain(dtype: pl.DataType) -> bool:
+    return dtype.is_nested() or dtype in (pl.Binary, pl.Object)
+
+
+def _os_reason(exc: OSError) -> str:
+    return f"the file cannot be read ({exc.strerror or type(exc).__name__})"

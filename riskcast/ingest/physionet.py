@@ -29,18 +29,19 @@ three places, decided from the data (training set A): Lactate is mmol/L (median 
 it would be about 16), Magnesium is mg/dL (median 2.0; the table says "mmol/dL") and FiO2 is
 a fraction (median 0.5; the table says %).
 
-Malformed input never stops the other rows. Files are read as text and checked line by line:
-- a value that is neither a number nor `NaN`/empty becomes an observation with an empty
-  value, which the contract quarantines ("missing_required": value is empty) with the file
-  and line;
-- a line with the wrong number of fields, or with text in Age, Gender, Unit1, Unit2,
-  HospAdmTime, ICULOS or SepsisLabel, gives one marker observation with an empty charttime
-  and variable, quarantined the same way, so the quarantine points at the line. A line with
-  the wrong number of fields contributes nothing else; in a line with bad text in those seven
-  columns, the bad cells count as missing;
+Malformed input never stops the other rows or files. Files are read as text and checked line
+by line; what cannot be read comes back as rejected rows (riskcast.ingest.rejections, under
+the key REJECTED) naming the file, line and rule, never the text:
+- a file that is empty, holds NUL bytes (binary), or whose header is not UTF-8 or lacks
+  challenge columns is rejected whole (`unreadable_file`, `missing_columns`); the other files
+  are read;
+- a line with the wrong number of fields, or with text in ICULOS (so no time), is rejected
+  (`malformed_line`, `unparseable_value`) and contributes nothing else;
+- a cell with text that is neither a number nor `NaN`/empty is rejected on its own
+  (`unparseable_value`, naming the column) and counts as missing; the line's other cells go on;
 - blank lines are skipped.
-A path that cannot be read at all (not found, no .psv inside, a header without the
-challenge's columns) raises IngestError naming the file.
+A path that cannot be read at all (not found, no .psv inside, a corrupt archive) raises
+IngestError naming it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from __future__ import annotations
 import re
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -57,8 +59,16 @@ import polars as pl
 
 from riskcast.contracts import SOURCE_FILE, SOURCE_LINE, UTC_DATETIME
 from riskcast.errors import IngestError
+from riskcast.ingest.rejects import (
+    MALFORMED_LINE,
+    MISSING_COLUMNS,
+    REJECTED,
+    UNREADABLE_FILE,
+    rejected_lines,
+)
 
 SOURCE = "physionet2019"
+FORMAT = "physionet"  # the `table` of a rejected file, which would have fed all four tables
 
 # Challenge column -> (catalogue variable, unit as recorded in the challenge data, UCUM).
 CLINICAL_COLUMNS: dict[str, tuple[str, str]] = {
@@ -137,30 +147,49 @@ def read_physionet(
     named by the file's stem; ward is "MICU" (Unit1), "SICU" (Unit2) or "ICU-unknown". A stay
     with any SepsisLabel == 1 gets one "sepsis" outcome at the first labelled row + 6 h.
 
-    Raises IngestError when the path does not exist, holds no .psv file, or a file's header
-    lacks challenge columns.
+    Beside them, under REJECTED, the files, lines and cells that could not be read (see the
+    module docstring); the tables are missing when no file could be read.
+
+    Raises IngestError when the path does not exist, holds no .psv file, or is an archive
+    that cannot be opened.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of files, got {limit}")
     files, source_name = _read_files(Path(path), limit=limit)
     site = site or _site_from_name(source_name)
     stays = _stay_frame(files)
-    rows = _parse_rows(files)
+    rows, rejected_files = _parse_rows(files)
+    if rows is None:
+        return {REJECTED: rejected_files}
     rows = _with_charttime(rows, stays)
     summary = _stay_summary(rows)
-    return {
+    frames = {
         "patients": _patients(stays, summary, site),
         "encounters": _encounters(stays, summary, site),
         "observations": _observations(stays, rows),
         "outcomes": _outcomes(stays, summary),
     }
+    rejected = pl.concat([rejected_files, _rejected_lines(stays, rows)])
+    if rejected.height:
+        frames[REJECTED] = rejected
+    return frames
+
+
+def non_psv_files(path: Path) -> list[Path]:
+    """The files in a PhysioNet folder that are not .psv files (and so are not read), sorted."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.rglob("*") if p.is_file() and not _is_psv_name(p.name))
 
 
 def looks_like_physionet(path: Path) -> bool:
     """True for a .psv file, a folder holding .psv files, or an archive holding them.
 
     Judged by file names only (an archive's member list is read, its files are not), so it
-    is quick; read_physionet checks the headers.
+    is quick; read_physionet checks the headers. An archive that cannot be opened counts as
+    PhysioNet (the only archive format riskcast reads), so that ingest quarantines it as
+    unreadable instead of ignoring it.
     """
     path = Path(path)
     try:
@@ -170,15 +199,18 @@ def looks_like_physionet(path: Path) -> bool:
             return False
         if _is_psv_name(path.name):
             return True
-        kind = _archive_kind(path)
+    except OSError:
+        return False
+    kind = _archive_kind(path)
+    try:
         if kind == "zip":
             with zipfile.ZipFile(path) as archive:
                 return any(_is_psv_name(name) for name in archive.namelist())
         if kind == "tar":
             with tarfile.open(path, "r:*") as archive:
                 return any(member.isfile() and _is_psv_name(member.name) for member in archive)
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile):
-        return False
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error):
+        return True
     return False
 
 
@@ -259,8 +291,9 @@ def _read_archive(path: Path, kind: str, *, limit: int | None) -> list[_PsvFile]
                 for m in archive
                 if m.isfile() and _is_psv_name(m.name)
             ]
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
-        raise IngestError(f"{path.name}: cannot be read as a {kind} archive ({exc})") from exc
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
+        # The library's message is not kept: it may quote the bytes it choked on.
+        raise IngestError(f"{path.name}: cannot be read as a {kind} archive ({type(exc).__name__})") from exc
     members.sort(key=lambda member: member[0])
     return [_PsvFile(f"{path.name}:{name}", PurePosixPath(name).stem, data) for name, data in members[:limit]]
 
@@ -286,38 +319,66 @@ def _stay_frame(files: list[_PsvFile]) -> pl.DataFrame:
 # ---------------------------------------------------------------- parsing
 
 
-def _header(file: _PsvFile, first_line: str) -> tuple[str, ...]:
+def _header(first_line: str) -> tuple[tuple[str, ...], list[str]]:
+    """The header's column names, and the challenge columns it lacks."""
     header = tuple(field.strip() for field in first_line.rstrip("\r").split("|"))
-    missing = [c for c in EXPECTED_COLUMNS if c not in header]
+    return header, [c for c in EXPECTED_COLUMNS if c not in header]
+
+
+def _unreadable(file: _PsvFile, text: str | None) -> tuple[str, str] | None:
+    """(rule, detail) when a file cannot be read at all, else None."""
+    if not file.data.strip():
+        return UNREADABLE_FILE, "the file is empty; expected the challenge's header line"
+    if b"\x00" in file.data:
+        return UNREADABLE_FILE, "the file is not UTF-8 text (it holds NUL bytes)"
+    assert text is not None
+    first_line = text.partition("\n")[0]
+    if "\ufffd" in first_line:
+        return UNREADABLE_FILE, "the header (line 1) is not UTF-8 text"
+    _, missing = _header(first_line)
     if missing:
-        raise IngestError(
-            f"{file.label}: header (line 1) lacks column(s) {', '.join(missing)}; a PhysioNet 2019 "
-            f"file has the {len(EXPECTED_COLUMNS)} columns {'|'.join(EXPECTED_COLUMNS)}"
+        return MISSING_COLUMNS, (
+            f"header (line 1) lacks column(s) {', '.join(missing)}; a PhysioNet 2019 file has the "
+            f"{len(EXPECTED_COLUMNS)} columns {'|'.join(EXPECTED_COLUMNS)}"
         )
-    return header
+    return None
 
 
-def _parse_rows(files: list[_PsvFile]) -> pl.DataFrame:
-    """All data lines of all files as one wide frame, in file and line order.
+def _parse_rows(files: list[_PsvFile]) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """All data lines of the readable files as one wide frame, in file and line order, and the
+    files that could not be read as rejected rows (the frame is None when none could).
 
-    Columns: _file, _line, the 41 challenge columns as Float64 (NaN and empty -> null), a
-    Boolean `_bad_<column>` for each column where some cell held text that is not a number,
-    `_wrong_fields` (the line has the wrong number of fields: all its columns are null) and
-    `_malformed` (wrong number of fields, or text in one of the stay columns).
+    Columns: _file, _line, _fields (how many fields the line has), the 41 challenge columns as
+    Float64 (NaN and empty -> null), a Boolean `_bad_<column>` for each column where some cell
+    held text that is not a number, `_wrong_fields` (the line has the wrong number of fields:
+    all its columns are null) and `_malformed` (wrong number of fields, or text in ICULOS).
     Files are split into lines and fields in polars, all files sharing a header at once.
     """
-    texts = [file.data.decode("utf-8-sig", errors="replace") for file in files]
     by_header: dict[tuple[str, ...], list[int]] = {}
-    for index, (file, text) in enumerate(zip(files, texts, strict=True)):
-        by_header.setdefault(_header(file, text.partition("\n")[0]), []).append(index)
+    texts: dict[int, str] = {}
+    rejected: list[tuple[str, str, str]] = []
+    for index, file in enumerate(files):
+        text = file.data.decode("utf-8-sig", errors="replace") if file.data.strip() and b"\x00" not in file.data else None
+        problem = _unreadable(file, text)
+        if problem is not None:
+            rejected.append((file.label, *problem))
+            continue
+        assert text is not None
+        texts[index] = text
+        by_header.setdefault(_header(text.partition("\n")[0])[0], []).append(index)
+    rejected_frame = pl.concat(
+        [rejected_lines(FORMAT, label, [1], [rule], [detail]) for label, rule, detail in rejected]
+    ) if rejected else rejected_lines(FORMAT, "", [], [], [])
+    if not by_header:
+        return None, rejected_frame
     parsed = [_parse_lines(header, indices, [texts[i] for i in indices]) for header, indices in by_header.items()]
     rows = pl.concat(parsed, how="diagonal")
     bad_flags = [c for c in rows.columns if c.startswith("_bad_")]
     rows = rows.with_columns(pl.col(bad_flags).fill_null(False)) if bad_flags else rows
     if len(parsed) > 1:
         rows = rows.sort("_file", "_line")
-    stay_flags = [f"_bad_{c}" for c in STAY_COLUMNS if f"_bad_{c}" in rows.columns]
-    return rows.with_columns(pl.any_horizontal("_wrong_fields", *stay_flags).alias("_malformed"))
+    no_time = [pl.col("_bad_ICULOS")] if "_bad_ICULOS" in rows.columns else []
+    return rows.with_columns(pl.any_horizontal("_wrong_fields", *no_time).alias("_malformed")), rejected_frame
 
 
 def _parse_lines(header: tuple[str, ...], indices: list[int], texts: list[str]) -> pl.DataFrame:
@@ -337,9 +398,12 @@ def _parse_lines(header: tuple[str, ...], indices: list[int], texts: list[str]) 
         "_fields"
     )
     wrong_fields = pl.col(f"field_{n_fields - 1}").is_null() | pl.col(f"field_{n_fields}").is_not_null()
-    text = fields.select(
+    counts = lines.select((pl.col("_text").str.count_matches("|", literal=True) + 1).cast(pl.Int64).alias("_fields"))
+    text = pl.concat([fields, counts], how="horizontal").select(
         "_file",
         "_line",
+        "_fields",
+        pl.lit(n_fields, dtype=pl.Int64).alias("_header_fields"),
         wrong_fields.alias("_wrong_fields"),
         *[pl.when(~wrong_fields).then(pl.col(f"field_{header.index(c)}")).alias(c) for c in EXPECTED_COLUMNS],
     )
@@ -367,6 +431,8 @@ def _numbers(text: pl.DataFrame) -> pl.DataFrame:
     return numbers.select(
         "_file",
         "_line",
+        "_fields",
+        "_header_fields",
         "_wrong_fields",
         *[pl.col(f"_num_{c}").fill_nan(None).alias(c) for c in EXPECTED_COLUMNS],
         *[f"_bad_{c}" for c in bad],
@@ -459,36 +525,25 @@ def _outcomes(stays: pl.DataFrame, summary: pl.DataFrame) -> pl.DataFrame:
 def _observations(stays: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """Wide to long: one row per recorded clinical value, in file, line and column order.
 
-    A cell with text that is not a number comes out with an empty value, and each malformed
-    line as one row (before its values) with an empty charttime and variable, so that the
-    contract quarantines them with their file and line. np.nonzero over the cells to keep
-    gives them in row-major order, so no sort is needed.
+    Malformed lines (see _rejected_lines) contribute nothing; a cell with text that is not a
+    number is null here, like a missing one. np.nonzero over the cells to keep gives them in
+    row-major order, so no sort is needed.
     """
     columns = list(CLINICAL_COLUMNS)
-    values = np.column_stack(
-        [np.full(rows.height, np.nan), rows.select(columns).to_numpy(order="c").reshape(rows.height, len(columns))]
-    )
-    keep = ~np.isnan(values)
-    keep[:, 0] = rows["_malformed"].to_numpy()
-    for position, column in enumerate(columns, start=1):
-        if f"_bad_{column}" in rows.columns:
-            keep[:, position] |= rows[f"_bad_{column}"].to_numpy()
+    values = rows.select(columns).to_numpy(order="c").reshape(rows.height, len(columns))
+    keep = ~np.isnan(values) & ~rows["_malformed"].to_numpy()[:, None]
     row_index, column_index = np.nonzero(keep)
     row_index = pl.Series(row_index, dtype=pl.UInt32)
     column_index = pl.Series(column_index, dtype=pl.UInt32)
     file_index = rows["_file"].gather(row_index)
-    variables = pl.Series([None, *(variable for variable, _ in CLINICAL_COLUMNS.values())], dtype=pl.String)
-    units = pl.Series([None, *(unit for _, unit in CLINICAL_COLUMNS.values())], dtype=pl.String)
-    charttime = rows["_charttime"].gather(row_index)
-    is_marker = column_index == 0
-    if is_marker.any():
-        charttime = charttime.set(is_marker, None)
+    variables = pl.Series([variable for variable, _ in CLINICAL_COLUMNS.values()], dtype=pl.String)
+    units = pl.Series([unit for _, unit in CLINICAL_COLUMNS.values()], dtype=pl.String)
     return pl.DataFrame(
         {
             "encounter_id": stays["_stem"].gather(file_index),
-            "charttime": charttime,
+            "charttime": rows["_charttime"].gather(row_index),
             "variable": variables.gather(column_index),
-            "value": pl.Series(values[row_index.to_numpy(), column_index.to_numpy()], dtype=pl.Float64).fill_nan(None),
+            "value": pl.Series(values[row_index.to_numpy(), column_index.to_numpy()], dtype=pl.Float64),
             "unit": units.gather(column_index),
             "source": pl.repeat(SOURCE, len(row_index), dtype=pl.String, eager=True),
             SOURCE_FILE: stays["_label"].gather(file_index),
@@ -509,7 +564,11 @@ def physionet_rows(path: Path, *, limit: int | None = None) -> pl.DataFrame:
     """
     files, _ = _read_files(Path(path), limit=limit)
     stays = _stay_frame(files)
-    rows = _with_charttime(_parse_rows(files), stays)
+    parsed, _ = _parse_rows(files)
+    if parsed is None:  # no file could be read: no rows to predict for
+        return pl.DataFrame(schema={"encounter_id": pl.String, SOURCE_FILE: pl.String, "file_name": pl.String,
+                                    "line": pl.Int64, "row": pl.Int64, "iculos": pl.Int64, "time": UTC_DATETIME})
+    rows = _with_charttime(parsed, stays)
     stays = stays.with_columns(
         pl.Series("file_name", [PurePosixPath(f.label.split(":")[-1]).name for f in files], dtype=pl.String)
     )
@@ -526,4 +585,41 @@ def physionet_rows(path: Path, *, limit: int | None = None) -> pl.DataFrame:
             pl.col("ICULOS").cast(pl.Int64, strict=False).alias("iculos"),
             pl.when(charttime == hour).then(hour).otherwise(hour + pl.duration(hours=1)).alias("time"),
         )
+    )
+
+
+def _rejected_lines(stays: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """Rejected rows for malformed lines and for cells that are not numbers, in file, line and column order.
+
+    A line with the wrong number of fields is `malformed_line`; one whose ICULOS is text is
+    `unparseable_value` (it has no time, so nothing on it is read); on any other line, each
+    cell with text is `unparseable_value`, naming its column.
+    """
+    wrong = rows.filter(pl.col("_wrong_fields")).select(
+        "_file", "_line", pl.lit(-1).alias("_order"), pl.lit(MALFORMED_LINE).alias("rule"),
+        pl.format("line has {} fields; the header has {}", "_fields", "_header_fields").alias("detail"),
+    )  # fmt: skip
+    parts = [wrong]
+    for order, column in enumerate(EXPECTED_COLUMNS):
+        flag = f"_bad_{column}"
+        if flag not in rows.columns:
+            continue
+        keep = pl.col(flag) & ~pl.col("_wrong_fields")
+        if column != "ICULOS":
+            keep = keep & ~pl.col("_malformed")
+        detail = f"{column} is not a number" + ("; the line has no time, so none of it is read" if column == "ICULOS" else "")
+        parts.append(
+            rows.filter(keep).select(
+                "_file", "_line", pl.lit(order).alias("_order"), pl.lit("unparseable_value").alias("rule"),
+                pl.lit(detail).alias("detail"),
+            )
+        )  # fmt: skip
+    found = pl.concat(parts).sort("_file", "_line", "_order")
+    return found.join(stays.select("_file", "_label"), on="_file", how="left", maintain_order="left").select(
+        pl.lit("observations").alias("table"),
+        pl.col("_label").alias("source_file"),
+        pl.col("_line").cast(pl.Int64).alias("source_line"),
+        "rule",
+        "detail",
+        pl.lit("{}").alias("record"),
     )

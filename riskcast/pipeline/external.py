@@ -83,7 +83,7 @@ def scratch_lake(settings: Settings, data_path: Path, *, now: datetime, progress
 
 def source_rows(data_path: Path) -> pl.DataFrame | None:
     """The source's own rows when it has them (PhysioNet files), else None."""
-    sources = discover([Path(data_path)])
+    sources = discover([Path(data_path)]).sources
     if sources and all(s.format == "physionet" for s in sources):
         return pl.concat([physionet_rows(s.path) for s in sources]).rename({"_source_file": "source_file"})
     return None

@@ -1,23 +1,29 @@
 """Ingest: read sources, validate them against the contracts, commit one lake batch.
 
 Re-ingesting a source whose content was ingested before is a no-op. Bad rows are
-quarantined with their rule and source line; the good rows go on. The summary says how
-many of each, and never shows a patient's values.
+quarantined with their rule and source line; the good rows go on. A file that cannot be read
+at all (empty, binary, a header without the contract's columns) is quarantined as a whole,
+and a line that does not split into its header's fields alone: the other files and lines go
+on. Columns outside the contract (a name, a record number) are dropped before anything is
+kept, with a warning naming them. The summary says how many of each, lists the files no
+adapter recognised, and never shows a patient's values.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from riskcast.catalog import TABLES
+from riskcast.catalog import TABLES, load_contract
 from riskcast.contracts import (
+    SOURCE_FILE,
+    SOURCE_LINE,
     Validated,
     empty_quarantine,
     require_columns,
@@ -26,16 +32,26 @@ from riskcast.contracts import (
     validate_outcomes,
     validate_patients,
 )
-from riskcast.errors import IngestError
-from riskcast.ingest import REJECTED, SKIPPED, SourceFile, discover, read_source
+from riskcast.errors import ContractError, IngestError
+from riskcast.ingest import SourceFile, discover, read_source
+from riskcast.ingest.rejects import MISSING_COLUMNS, REJECTED, SKIPPED, rejected_file
 from riskcast.lake import Lake, new_batch_id
+from riskcast.printable import printable
 
 log = logging.getLogger(__name__)
+
+PROBLEMS_PER_SOURCE = 20
+"""How many of an unreadable unit's problems its source row keeps (for the inbox's note)."""
 
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """What one `riskcast ingest` did."""
+    """What one `riskcast ingest` did.
+
+    sources: one row per unit (path, format, sha256, status "new" | "unreadable" | "already
+    ingested", batch_id, readable, problems); ignored: files no adapter recognised; warnings:
+    what was dropped on the way (columns outside the contract), in words without values.
+    """
 
     batch_id: str | None
     sources: list[dict[str, Any]]
@@ -43,6 +59,8 @@ class IngestSummary:
     accepted: dict[str, int]
     quarantined: dict[str, dict[str, int]]
     examples: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # table, rule, family, rows (see ingest.rejects)
 
     @property
@@ -62,6 +80,8 @@ class IngestSummary:
             "batch_id": self.batch_id,
             "already_ingested": self.already_ingested,
             "sources": self.sources,
+            "ignored": self.ignored,
+            "warnings": self.warnings,
             "rows_read": self.rows_read,
             "accepted": self.accepted,
             "quarantined": self.quarantined,
@@ -71,6 +91,14 @@ class IngestSummary:
             "skipped": self.skipped,
             "total_skipped": sum(row["rows"] for row in self.skipped),
         }
+
+
+def quarantine_text(row: dict[str, Any]) -> str:
+    """One quarantined row in words: 'observations.csv line 7: out_of_range: value outside ...'.
+
+    A row with no line (a Parquet file or an archive as a whole) says 'whole file'."""
+    where = f"line {row['source_line']}" if row.get("source_line") is not None else "whole file"
+    return f"{row['source_file']} {where}: {row['rule']}: {row['detail']}"
 
 
 def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
@@ -94,13 +122,23 @@ def ingest_paths(
 
     format: canonical, physionet, meds, fhir or omop; None recognises each path by its layout.
     encounters: what a stay is for MEDS, FHIR and OMOP: "hospital" admissions or "icu" stays.
-    Holds the lake's write lock from the check of what was already ingested to the commit,
-    so a concurrent ingest neither takes the same files again nor accepts the same rows."""
-    sources = discover(list(paths), format=format)
+    `now` (UTC-aware) is the time of ingest: times later than it are quarantined as in the
+    future. Holds the lake's write lock from the check of what was already ingested to the
+    commit, so a concurrent ingest neither takes the same files again nor accepts the same
+    rows. Raises IngestError when nothing at all is recognised, or nothing can be read."""
+    discovery = discover(list(paths), format=format)
+    ignored = [str(p) for p in discovery.ignored]
     with lake.writing():
-        return _ingest_sources(
-            sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site, encounters=encounters
+        summary, quarantine = _ingest_sources(
+            discovery.sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site,
+            encounters=encounters,
         )
+    return replace(summary, ignored=ignored), quarantine
+
+
+def _seen_sources(lake: Lake) -> dict[str, dict[str, Any]]:
+    """Content hash -> the manifest's row of every source ingested, with the batch it went into."""
+    return {s["sha256"]: {**s, "batch_id": m.batch_id} for m in lake.manifests() for s in m.sources}
 
 
 def _ingest_sources(
@@ -113,52 +151,164 @@ def _ingest_sources(
     site: str | None,
     encounters: str = "hospital",
 ) -> tuple[IngestSummary, pl.DataFrame]:
-    seen = lake.seen_hashes()
+    rows_in_order, source_rows = _source_rows(sources, _seen_sources(lake))
     new_sources: list[SourceFile] = []
-    source_rows: list[dict[str, Any]] = []
-    for source in sources:
-        status = "already ingested" if source.sha256 in seen else "new"
-        source_rows.append(
-            {"path": source.display, "format": source.format, "sha256": source.sha256, "status": status,
-             "batch_id": seen.get(source.sha256)}
-        )
-        if status == "new" and source.sha256 not in {s.sha256 for s in new_sources}:
+    for source in sources:  # the first unit of each new content
+        if source.sha256 in source_rows and source.sha256 not in {s.sha256 for s in new_sources}:
             new_sources.append(source)
     if not new_sources:
-        return IngestSummary(None, source_rows, {}, {}, {}), empty_quarantine().with_columns(
+        return IngestSummary(None, rows_in_order, {}, {}, {}), empty_quarantine().with_columns(
             pl.lit(None, dtype=pl.String).alias("batch_id")
         )
-
-    by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
-    rejected: list[pl.DataFrame] = []  # quarantine rows an adapter judged itself
-    skipped: list[dict[str, Any]] = []
-    for source in new_sources:
-        log.info("reading %s (%s)", source.name, source.format)
-        frames = read_source(source, site=site, encounters=encounters)
-        judged, counted = frames.pop(REJECTED, None), frames.pop(SKIPPED, None)
-        if judged is not None and judged.height:
-            rejected.append(judged)
-        if counted is not None and counted.height:
-            rows = counted.to_dicts()
-            skipped += rows
-            next(s for s in source_rows if s["sha256"] == source.sha256)["skipped"] = rows
-        for table, frame in frames.items():
-            require_columns(frame, table, source=source.name)
-            by_table[table].append(frame)
+    by_table, rejected, warnings, skipped = _read_units(new_sources, source_rows, site=site, encounters=encounters)
+    for row in rows_in_order:  # the same content twice in one batch: read once, said alike
+        first = source_rows.get(row["sha256"])
+        if first is not None and row is not first and row["status"] != "already ingested":
+            row.update(status=first["status"], readable=first["readable"], problems=first["problems"])
     raw = {t: _concat(by_table.get(t, [])) for t in TABLES}
     rows_read = {t: (f.height if f is not None else 0) for t, f in raw.items()}
-    for judged in rejected:
-        for table, count in judged.group_by("table").len().iter_rows():
-            rows_read[table] = rows_read.get(table, 0) + int(count)
-    if sum(rows_read.values()) == 0:
+    if sum(rows_read.values()) == 0 and not rejected:
         raise IngestError(f"nothing could be read from {', '.join(str(p) for p in paths)}: the files hold no rows")
 
+    results = _validate(raw, lake=lake, now=now, source_timezone=source_timezone)
+    if _dates_shifted(results):
+        warnings.append(SHIFTED_DATES_WARNING)
+        log.info("%s", SHIFTED_DATES_WARNING)
+        results = _validate(raw, lake=lake, now=None, source_timezone=source_timezone)
+    quarantine = pl.concat([*rejected, *(r.quarantined for r in results.values())]) if rejected or results else empty_quarantine()
+    batch_id = new_batch_id(now, [s.sha256 for s in new_sources])
+    manifest = lake.commit_batch(
+        batch_id,
+        {t: r.valid for t, r in results.items()},
+        quarantine,
+        sources=list(source_rows.values()),
+        created_at=now,
+    )
+    examples = [quarantine_text(row) for row in quarantine.head(5).iter_rows(named=True)]
+    log.info("batch %s: %d rows accepted, %d quarantined", batch_id, sum(manifest.accepted.values()), quarantine.height)
+    summary = IngestSummary(
+        batch_id=batch_id,
+        sources=rows_in_order,
+        rows_read=rows_read,
+        accepted=manifest.accepted,
+        quarantined=manifest.quarantined,
+        examples=examples,
+        warnings=warnings,
+        skipped=skipped,
+    )
+    return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
+
+
+SHIFTED_DATES_WARNING = (
+    "nearly every time in this batch is later than now: read as a research dataset whose dates are shifted "
+    "for de-identification (as MIMIC-IV's are), so times in the future are accepted for this batch"
+)
+
+
+def _dates_shifted(results: dict[str, Validated]) -> bool:
+    """Whether nearly all of a batch's rows were in the future: dates shifted on purpose, not a clock error."""
+    total = future = 0
+    for table in ("encounters", "observations"):
+        if table in results:
+            result = results[table]
+            total += result.valid.height + result.quarantined.height
+            future += result.quarantined.filter(pl.col("rule") == "in_the_future").height
+    return total > 0 and future >= 0.99 * total
+
+
+def _source_rows(
+    sources: list[SourceFile], seen: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A summary row per unit, in order, and the rows of the new contents by hash (the first
+    unit of each content: the same content twice in one batch is read once)."""
+    rows_in_order: list[dict[str, Any]] = []
+    new_rows: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        earlier = seen.get(source.sha256)
+        row = {
+            "path": source.display, "format": source.format, "sha256": source.sha256,
+            "status": "already ingested" if earlier else "new", "batch_id": earlier["batch_id"] if earlier else None,
+            "readable": earlier.get("status") != "unreadable" if earlier else True,
+            "problems": list(earlier.get("problems", [])) if earlier else [],
+        }  # fmt: skip
+        rows_in_order.append(row)
+        if earlier is None and source.sha256 not in new_rows:
+            new_rows[source.sha256] = row
+    return rows_in_order, new_rows
+
+
+def _read_units(
+    sources: list[SourceFile], rows: dict[str, dict[str, Any]], *, site: str | None, encounters: str = "hospital"
+) -> tuple[dict[str, list[pl.DataFrame]], list[pl.DataFrame], list[str], list[dict[str, Any]]]:
+    """Read each new unit: table frames by table, rejected rows, warnings, and the counts of
+    what the adapters skipped on purpose (also kept in each unit's row). A unit nothing of
+    which could be read is marked "unreadable" in its row, with its problems in words."""
+    by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
+    rejected: list[pl.DataFrame] = []
+    warnings: list[str] = []
+    skipped: list[dict[str, Any]] = []
+    for source in sources:
+        log.info("reading %s (%s)", printable(source.name), source.format)
+        tables, problems, dropped, counted = _read_unit(source, site=site, encounters=encounters)
+        if counted is not None and counted.height:
+            skipped += counted.to_dicts()
+            rows[source.sha256]["skipped"] = counted.to_dicts()
+        if dropped:
+            warnings.append(f"{source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
+            log.info("%s", printable(warnings[-1]))  # the summary carries it to the person
+        for table, frame in tables.items():
+            by_table[table].append(frame)
+        if problems is not None and problems.height:
+            rejected.append(problems)
+        if not tables:
+            texts = [quarantine_text(r) for r in problems.iter_rows(named=True)] if problems is not None else []
+            if len(texts) > PROBLEMS_PER_SOURCE:
+                texts = texts[:PROBLEMS_PER_SOURCE] + [f"... and {len(texts) - PROBLEMS_PER_SOURCE:,} more"]
+            rows[source.sha256].update(status="unreadable", readable=False, problems=texts)
+    return by_table, rejected, warnings, skipped
+
+
+def _read_unit(
+    source: SourceFile, *, site: str | None, encounters: str = "hospital"
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame | None, list[str], pl.DataFrame | None]:
+    """One unit's table frames (contract and provenance columns only), its rejected rows, the
+    names of the columns outside the contract that were dropped, and its skipped counts."""
+    frames = read_source(source, site=site, encounters=encounters)
+    problems = frames.pop(REJECTED, None)
+    counted = frames.pop(SKIPPED, None)
+    tables: dict[str, pl.DataFrame] = {}
+    dropped: list[str] = []
+    extra_rejections: list[pl.DataFrame] = []
+    for table, frame in frames.items():
+        keep = [*load_contract(table).column_names, SOURCE_FILE, SOURCE_LINE]
+        dropped += [c for c in frame.columns if c not in keep and c not in dropped]
+        frame = frame.select([c for c in frame.columns if c in keep])
+        try:
+            require_columns(frame, table, source=source.name)
+        except ContractError as exc:
+            detail = str(exc).removeprefix(f"{source.name}: ")
+            extra_rejections.append(rejected_file(table, source.name, MISSING_COLUMNS, detail, line=None))
+            continue
+        tables[table] = frame
+    if extra_rejections:
+        problems = pl.concat([p for p in (problems, *extra_rejections) if p is not None])
+    return tables, problems, dropped, counted
+
+
+def _validate(raw: dict[str, pl.DataFrame | None], *, lake: Lake, now: datetime, source_timezone: str) -> dict[str, Validated]:
+    """Validate each table this batch has, against the lake's and the batch's own rows."""
     results: dict[str, Validated] = {}
     if raw["patients"] is not None:
         results["patients"] = validate_patients(raw["patients"])
     if raw["encounters"] is not None:
-        results["encounters"] = validate_encounters(raw["encounters"], source_timezone=source_timezone)
-
+        ids = raw["encounters"].select(pl.col("encounter_id").cast(pl.String).str.strip_chars().unique())
+        results["encounters"] = validate_encounters(
+            raw["encounters"],
+            source_timezone=source_timezone,
+            now=now,
+            known_patients=_known_patients(lake, results.get("patients")),
+            accepted_observations=_accepted_spans(lake, ids),
+        )
     known_encounters = _known_encounters(lake, results.get("encounters"))
     if raw["observations"] is not None:
         batch_encounters = raw["observations"].select(pl.col("encounter_id").cast(pl.String).str.strip_chars().unique())
@@ -169,37 +319,33 @@ def _ingest_sources(
             .collect()
         )
         results["observations"] = validate_observations(
-            raw["observations"], encounters=known_encounters, existing_keys=existing, source_timezone=source_timezone
-        )
+            raw["observations"], encounters=known_encounters, existing_keys=existing, source_timezone=source_timezone,
+            now=now,
+        )  # fmt: skip
     if raw["outcomes"] is not None:
         results["outcomes"] = validate_outcomes(
-            raw["outcomes"], known_encounters=known_encounters, source_timezone=source_timezone
+            raw["outcomes"], known_encounters=known_encounters, source_timezone=source_timezone, now=now
         )
+    return results
 
-    quarantine = pl.concat([*rejected, *(r.quarantined for r in results.values())]) if results or rejected else empty_quarantine()
-    batch_id = new_batch_id(now, [s.sha256 for s in new_sources])
-    manifest = lake.commit_batch(
-        batch_id,
-        {t: r.valid for t, r in results.items()},
-        quarantine,
-        sources=[s for s in source_rows if s["status"] == "new"],
-        created_at=now,
+
+def _known_patients(lake: Lake, batch: Validated | None) -> pl.DataFrame:
+    """Every patient an encounter may belong to: the lake's and this batch's."""
+    known = lake.scan("patients").select("patient_id").collect()
+    if batch is not None and batch.valid.height:
+        known = pl.concat([known, batch.valid.select("patient_id")])
+    return known.unique()
+
+
+def _accepted_spans(lake: Lake, encounter_ids: pl.DataFrame) -> pl.DataFrame:
+    """First and last charttime of the lake's observations of the given encounters."""
+    return (
+        lake.scan("observations")
+        .join(encounter_ids.lazy(), on="encounter_id", how="semi")
+        .group_by("encounter_id")
+        .agg(pl.col("charttime").min().alias("first_charttime"), pl.col("charttime").max().alias("last_charttime"))
+        .collect()
     )
-    examples = [
-        f"{row['source_file']} line {row['source_line']}: {row['rule']}: {row['detail']}"
-        for row in quarantine.head(5).iter_rows(named=True)
-    ]
-    log.info("batch %s: %d rows accepted, %d quarantined", batch_id, sum(manifest.accepted.values()), quarantine.height)
-    summary = IngestSummary(
-        batch_id=batch_id,
-        sources=source_rows,
-        rows_read=rows_read,
-        accepted=manifest.accepted,
-        quarantined=manifest.quarantined,
-        examples=examples,
-        skipped=skipped,
-    )
-    return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
 
 
 def _known_encounters(lake: Lake, batch: Validated | None) -> pl.DataFrame:
