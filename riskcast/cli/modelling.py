@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.cli.app import check_output_file, cli, emit, friendly_errors, now_utc, parse_time, settings_of, write_output_file
 from riskcast.lake import Lake
 
 
@@ -164,18 +164,13 @@ def predict(ctx: click.Context, data_path: Path, out: Path, model_version: str |
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.external import predict_dataset
 
+    check_output_file(out)
     settings = settings_of(ctx)
     predictions, meta = predict_dataset(
         settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
         now=now_utc(), progress=_progress(ctx),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    if out.suffix == ".csv":
-        predictions.write_csv(tmp)
-    else:
-        predictions.write_parquet(tmp)
-    tmp.replace(out)
+    write_output_file(out, predictions.write_csv if out.suffix == ".csv" else predictions.write_parquet)
     data = meta | {"out": str(out), "rows": predictions.height}
     emit(ctx, data, f"wrote {predictions.height:,} predictions ({meta['flagged']:,} flagged) to {out}")
 
