@@ -26,9 +26,14 @@ from sqlalchemy.engine import Engine
 
 from riskcast.config import Settings
 from riskcast.errors import RegistryError
+from riskcast.fairness import AuditSummary
 from riskcast.model import ModelRegistry
 from riskcast.store.session import write_transaction
 from riskcast.store.tables import audits, models
+
+
+MAX_REASONS_SHOWN = 3
+"""A failed fairness gate names at most this many of the audit's failed gates; the report has all."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,12 @@ def fairness_gate(engine: Engine, version: str) -> Gate:
     if row is None:
         return Gate("fairness", False, f"no fairness audit of {version} yet: run `riskcast audit --model {version}`")
     if row.verdict == "fail":
-        reasons = (row.summary or {}).get("reasons") or (row.summary or {}).get("failures") or []
-        detail = "; ".join(map(str, reasons))[:500] if reasons else "see the audit report"
-        return Gate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail}")
+        failures = AuditSummary.from_dict(row.summary or {"verdict": row.verdict}).failures
+        detail = "; ".join(f"{f.gate}: {f.reason}" for f in failures[:MAX_REASONS_SHOWN])
+        if len(failures) > MAX_REASONS_SHOWN:
+            detail += f"; and {len(failures) - MAX_REASONS_SHOWN} more failed gate(s)"
+        detail = detail or "no failed gate is recorded in its summary"
+        return Gate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail} (see `riskcast audit`'s report)")
     return Gate("fairness", True, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) says {row.verdict}")
 
 
