@@ -95,13 +95,12 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
     """
     model = registry.load(version)
     outcome, horizon_hours = model_outcome(registry, version)
-    held_out_path = registry.path_of(version) / HELD_OUT_FILE
-    if not held_out_path.exists():
+    held_out = registry.read_json(version, HELD_OUT_FILE)
+    if held_out is None:
         raise ModelError(
-            f"{version} has no record of its held-out patients ({held_out_path.name}); "
+            f"{version} has no record of its held-out patients ({HELD_OUT_FILE}); "
             "only models trained by `riskcast train` can be audited"
         )
-    held_out = json.loads(held_out_path.read_text())
     # For sepsis the PhysioNet challenge scores every hour, after onset too (as evaluate_model does).
     frame = feature_matrix(lake, outcome=outcome, horizon_hours=horizon_hours, keep_after_event=outcome == "sepsis")
     frame = frame.filter(

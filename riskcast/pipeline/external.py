@@ -7,7 +7,6 @@ change what the live system scores.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +38,7 @@ from riskcast.pipeline.training import (
 
 def model_outcome(registry: ModelRegistry, version: str) -> tuple[str, float]:
     """The outcome and horizon a registered model was trained for."""
-    card = json.loads((registry.path_of(version) / "model_card.json").read_text())
+    card = registry.read_json(version, "model_card.json") or {}
     other = card.get("other", {})
     return str(other.get("outcome", "deterioration")), float(other.get("horizon_hours", 12.0))
 
@@ -90,10 +89,9 @@ def evaluate_model(
     frame = feature_matrix(lake, outcome=outcome, horizon_hours=horizon_hours, keep_after_event=outcome == "sepsis")
     frame = frame.filter(pl.col("label").is_not_null())
     if data_path is None:
-        held_out_path = registry.path_of(version) / HELD_OUT_FILE
-        if not held_out_path.exists():
+        held_out = registry.read_json(version, HELD_OUT_FILE)
+        if held_out is None:
             raise ModelError(f"{version} has no record of its held-out patients; evaluate it with --data")
-        held_out = json.loads(held_out_path.read_text())
         frame = frame.filter(pl.col("patient_id").is_in(pl.Series(held_out, dtype=pl.String).implode()))
     progress(f"scoring {frame.height:,} encounter-hours of {frame['patient_id'].n_unique():,} patients")
     risk = model.predict_proba(frame.select(list(model.feature_names_in_)).to_pandas())[:, 1]
@@ -101,8 +99,8 @@ def evaluate_model(
     ablations = load_ablations(registry.path_of(version))
     baselines = baselines_of(scored) | with_ablations(scored, frame, ablations, threshold=model.threshold_)
     report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, outcome=outcome)
-    promise_path = registry.path_of(version) / PROMISE_FILE
-    promise_check = check_promise(json.loads(promise_path.read_text()), report) if promise_path.exists() else None
+    promise = registry.read_json(version, PROMISE_FILE)
+    promise_check = check_promise(promise, report) if promise is not None else None
     meta = {
         "model_version": version,
         "promise_check": promise_check,

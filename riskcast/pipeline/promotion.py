@@ -116,7 +116,7 @@ def sync_models(settings: Settings, registry: ModelRegistry, engine: Engine, *, 
         known = set(connection.execute(select(models.c.version)).scalars())
         connection.execute(update(models).values(is_champion=False).where(models.c.is_champion.is_(True)))
         for info in registry.versions():
-            config = json.loads((info.path / "config.json").read_text())
+            config = registry.read_json(info.version, "config.json") or {}
             report = _evaluation(settings, info.version)
             metrics = {}
             if report is not None:
