@@ -34,6 +34,7 @@ from typing import Any, TextIO
 import polars as pl
 
 from riskcast.catalog import TABLES
+from riskcast.config import PRIVATE_FILE_MODE, make_private_dir
 from riskcast.contracts import QUARANTINE_SCHEMA, UTC_DATETIME
 from riskcast.errors import LakeError
 
@@ -106,16 +107,20 @@ def new_batch_id(now: datetime, content_hashes: list[str]) -> str:
 
 
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write under a temporary name and rename; owner-only (0700 folders, 0600 file)."""
+    make_private_dir(path.parent)
     tmp = path.with_name(f".tmp-{path.name}")
     frame.write_parquet(tmp, compression="zstd", statistics=True)
+    os.chmod(tmp, PRIVATE_FILE_MODE)
     os.replace(tmp, path)
 
 
 def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write under a temporary name, fsync and rename; owner-only (0700 folders, 0600 file)."""
+    make_private_dir(path.parent)
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.chmod(tmp, PRIVATE_FILE_MODE)
     with tmp.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -150,8 +155,8 @@ class _WriterLock:
         self.depth += 1
 
     def _flock(self, deadline: float, timeout: float) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        make_private_dir(self.path.parent)
+        handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE), "a+")
         try:
             while True:
                 try:
@@ -202,7 +207,7 @@ class Lake:
     def writing(self, *, timeout: float = WRITE_LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
         """Hold the lake's write lock: one writer at a time across processes and threads;
         re-entrant. Waits up to `timeout` seconds for another writer, then raises LakeError."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
         key = self.root.resolve()
         with _WRITER_LOCKS_GUARD:
             lock = _WRITER_LOCKS.setdefault(key, _WriterLock(key / LOCK_FILE))

@@ -162,3 +162,16 @@ def test_kill_9_of_riskcast_train_while_it_stages_leaves_no_version_and_no_crash
         assert result.returncode == 1, (command, result.stderr)
         assert "JSONDecodeError" not in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert "no champion model yet" in result.stderr, result.stderr
+
+
+def test_a_published_version_is_owner_only_under_a_permissive_umask(fitted: RiskModel, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        registry = ModelRegistry(tmp_path / "home" / "models")
+        with registry.staging(fitted, metadata=CARD, now=NOW) as stage:
+            (stage.path / "ablations").mkdir()
+            (stage.path / "ablations" / "note.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    modes = {p.relative_to(tmp_path): oct(p.stat().st_mode & 0o777) for p in [tmp_path / "home", *(tmp_path / "home").rglob("*")]}
+    assert {path: mode for path, mode in modes.items() if mode not in ("0o700", "0o600")} == {}

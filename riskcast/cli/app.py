@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from riskcast import __version__
-from riskcast.config import Settings, load_settings
+from riskcast.config import Settings, home_warnings, load_settings
 from riskcast.errors import ConfigError, RiskcastError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,6 +153,8 @@ def cli(ctx: click.Context, home: Path | None, as_json: bool, debug: bool, verbo
         ctx.obj["settings"] = load_settings(home=home)
     except RiskcastError as exc:
         raise click.ClickException(str(exc)) from exc
+    for warning in home_warnings(ctx.obj["settings"]):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from riskcast.config import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_private_dir
 from riskcast.errors import ModelError, RegistryError
 from riskcast.model.artefact import load_model, save_model
 from riskcast.model.estimator import RiskModel
@@ -51,8 +52,6 @@ LOCK_TIMEOUT_SECONDS = 600.0
 """How long a writer waits for another one (staging holds the lock only while files are written)."""
 _FORMAT = "riskcast-registry"
 _VERSION_PATTERN = re.compile(r"^v(\d{4,})-\d{8}T\d{4}-[a-z]+$")
-PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ class ModelRegistry:
     # -------------------------------------------------------------- locking
 
     def _lock(self) -> _RegistryLock:
-        self.models_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        make_private_dir(self.models_dir)
         key = self.models_dir.resolve()
         with _LOCKS_GUARD:
             return _LOCKS.setdefault(key, _RegistryLock(key / LOCK_FILE))
@@ -241,7 +240,7 @@ class ModelRegistry:
 
     def _write(self, state: dict[str, Any]) -> None:
         """Replace registry.json atomically and durably (the caller holds the lock)."""
-        self.models_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        make_private_dir(self.models_dir)
         handle, temp_name = tempfile.mkstemp(dir=self.models_dir, prefix=".registry-", suffix=".json")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as temp:

@@ -31,7 +31,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 from sqlalchemy import Engine, insert
 
-from riskcast.config import Settings
+from riskcast.config import Settings, make_private_dir
 from riskcast.errors import ConfigError, ModelError
 from riskcast.fairness import (
     MEASUREMENT_VARIABLE,
@@ -127,12 +127,13 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a report under a private temporary name and rename it: owner-only (0600 in 0700
+    folders), like everything under the home; the dashboard runs as the same user."""
+    make_private_dir(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; reports are read by the dashboard too
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
