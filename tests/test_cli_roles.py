@@ -135,3 +135,54 @@ def test_the_history_shows_who_acted_from_which_account(home: Path) -> None:
     assert _alerts(home, "ack", "1", "--user", "demo-physician", "--password-stdin").exit_code == 0
     result = CliRunner().invoke(cli, ["--home", str(home), "alerts", "history", "E1"], obj={})
     assert f"by demo-physician (physician, OS user {getpass.getuser()})" in result.stdout
+
+
+# ------------------------------------------------------------------ models promote --override
+
+
+@pytest.fixture
+def home_with_a_model(home: Path) -> tuple[Path, str]:
+    """The home with one registered model that has no evaluation and no audit (its gates fail)."""
+    import numpy as np
+    import pandas as pd
+
+    from riskcast.model import ModelRegistry, RiskModel
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
+    y = (rng.random(400) < 1 / (1 + np.exp(-2 * X["a"].to_numpy() + 1))).astype(int)
+    model = RiskModel(device="cpu", n_jobs=1).fit(X, y, groups=np.repeat(np.arange(80), 5))
+    version = ModelRegistry(home / "models").register(model, metadata={}, now=NOW)
+    return home, version
+
+
+def _promote(home: Path, *args: str, password: str | None = PASSWORD):
+    return CliRunner().invoke(cli, ["--home", str(home), "models", "promote", *args],
+                              input=None if password is None else f"{password}\n", obj={})
+
+
+def test_promote_no_longer_takes_a_claimed_admin_role(home_with_a_model) -> None:
+    home, version = home_with_a_model
+    result = _promote(home, version, "--by", "ada", "--reason", "ward trial", "--override", "--role", "admin", password=None)
+    assert result.exit_code != 0 and "--role is not taken any more" in result.output
+    from riskcast.model import ModelRegistry
+
+    assert ModelRegistry(home / "models").champion() is None
+
+
+def test_only_an_admin_of_the_users_table_may_override_a_failed_gate(home_with_a_model) -> None:
+    from riskcast.model import ModelRegistry
+
+    home, version = home_with_a_model
+    nurse = _promote(home, version, "--user", "nina", "--password-stdin", "--reason", "x", "--override")
+    assert nurse.exit_code == 1
+    assert nurse.stderr.strip() == "error: nina is a nurse: only data scientists and admins may promote models"
+    scientist = _promote(home, version, "--user", "ds", "--password-stdin", "--reason", "x", "--override")
+    assert scientist.exit_code == 1 and "only an admin may override a failed gate (role: data_scientist)" in scientist.stderr
+    assert ModelRegistry(home / "models").champion() is None
+    admin = _promote(home, version, "--user", "demo-admin", "--password-stdin", "--reason", "ward trial", "--override")
+    assert admin.exit_code == 0, admin.output
+    registry = ModelRegistry(home / "models")
+    assert registry.champion() == version
+    event = registry.events()[-1]
+    assert event["by"] == f"demo-admin (OS user {getpass.getuser()})" and "override of failed gate(s)" in event["reason"]

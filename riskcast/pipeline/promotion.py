@@ -162,10 +162,10 @@ def promote_model(
         raise RegistryError(
             f"{version} cannot be promoted: "
             + "; ".join(f"{g.name} gate failed ({g.reason})" for g in failed)
-            + ". An admin may override with --override --role admin and a reason."
+            + ". An admin may override with --override and a reason."
         )
     if failed and role != "admin":
-        raise RegistryError(f"only an admin may override a failed gate (role given: {role or 'none'})")
+        raise RegistryError(f"only an admin may override a failed gate (role: {role or 'none'})")
     note = reason if not failed else f"{reason} [override of failed gate(s): {', '.join(g.name for g in failed)}]"
     registry.promote(version, by=by, reason=note, now=now)
     sync_models(settings, registry, engine, now=now)
