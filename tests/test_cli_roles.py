@@ -90,7 +90,8 @@ def test_a_physician_acts_with_their_password_and_their_role_from_the_users_tabl
 def test_the_password_is_asked_for_when_not_given_on_standard_input(home: Path) -> None:
     result = _alerts(home, "resolve", "1", "--user", "demo-physician", "--reason", "reviewed")
     assert result.exit_code == 0, result.output
-    assert "Password for demo-physician" in result.output and PASSWORD not in result.output
+    assert "Password for demo-physician" in result.stderr and PASSWORD not in result.output
+    assert result.stdout.strip() == "alert #1 is now resolved"  # the prompt stays off standard output (for --json)
     assert _history(home)[0]["action"] == "resolved"
 
 

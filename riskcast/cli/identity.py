@@ -46,7 +46,7 @@ def read_password(username: str, *, from_stdin: bool) -> str:
     """The password: the first line of standard input, or asked for without echo."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    return click.prompt(f"Password for {username}", hide_input=True, default="", show_default=False)
+    return click.prompt(f"Password for {username}", hide_input=True, default="", show_default=False, err=True)
 
 
 def sign_in(engine: Engine, username: str, password: str) -> CommandLineActor:
