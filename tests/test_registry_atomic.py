@@ -175,3 +175,17 @@ def test_a_published_version_is_owner_only_under_a_permissive_umask(fitted: Risk
         os.umask(previous)
     modes = {p.relative_to(tmp_path): oct(p.stat().st_mode & 0o777) for p in [tmp_path / "home", *(tmp_path / "home").rglob("*")]}
     assert {path: mode for path, mode in modes.items() if mode not in ("0o700", "0o600")} == {}
+
+
+def test_two_writers_at_once_take_turns_and_get_consecutive_versions(fitted: RiskModel, tmp_path: Path) -> None:
+    import threading
+
+    registry = ModelRegistry(tmp_path / "models")
+    names: list[str] = []
+    writers = [threading.Thread(target=lambda: names.append(registry.register(fitted, metadata=CARD, now=NOW))) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert sorted(n[:5] for n in names) == ["v0001", "v0002"]
+    assert sorted(v.version for v in registry.versions()) == sorted(names)

@@ -86,6 +86,7 @@ class _RegistryLock:
         taken = self.threads.acquire(blocking=False) if timeout is None else self.threads.acquire(timeout=max(timeout, 0.001))
         if not taken:
             return False
+        handle = None
         try:
             handle = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
             while True:
@@ -99,6 +100,8 @@ class _RegistryLock:
                         return False
                     time.sleep(0.1)
         except OSError as exc:
+            if handle is not None:
+                os.close(handle)
             self.threads.release()
             raise RegistryError(f"cannot lock {self.path} ({exc.strerror or exc}); the models directory needs "
                                 "a file system with working file locks") from exc
