@@ -4,16 +4,31 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench lint browser-deps clean
+.PHONY: install lock lock-upgrade test test-fast demo bench lint browser-deps clean
 
-# Idempotent: reinstalls only when pyproject.toml changed.
+# Idempotent: reinstalls only when the lock file or pyproject.toml changed. Every library
+# comes from requirements-test.lock, pinned with its hashes (pip refuses a file whose hash
+# differs); riskcast itself is then installed editable without resolving anything again.
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-test.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# The lock files: requirements.lock (to run riskcast) and requirements-test.lock (the same
+# versions plus the test extra), for Python 3.11 on Linux x86_64, every file hashed.
+# `make lock` keeps the pins and resolves only what pyproject.toml added or changed;
+# `make lock-upgrade` moves every library to the newest version its range allows.
+# Commit the result with the demo's figures as they come out afterwards.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml requirements-build.in --python-version 3.11 \
+             --python-platform x86_64-manylinux_2_28 --generate-hashes --quiet --custom-compile-command "make lock"
+lock lock-upgrade:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q 'uv>=0.5'
+	$(UV_COMPILE) $(if $(filter lock-upgrade,$@),--upgrade) --extra postgres -o requirements.lock
+	$(UV_COMPILE) $(if $(filter lock-upgrade,$@),--upgrade) --extra test -c requirements.lock -o requirements-test.lock
 
 test: install browser-deps
 	$(BIN)/python -m pytest -q

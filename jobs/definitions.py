@@ -527,7 +527,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     gates = promotion_gates(settings, ctx.engine, challenger)
     counts["gates"] = [{"gate": g.name, "passed": g.passed, "reason": g.reason} for g in gates]
     failed = [g for g in gates if not g.passed]
-    command = f"`riskcast models promote {challenger} --by NAME --reason WHY`"
+    command = f"`riskcast models promote {challenger} --user NAME --reason WHY`"
     worse = _discriminates_worse(counts)
     if not failed and ctx.option("promote_when_gates_pass", False) and worse is None:
         promote_model(settings, registry, ctx.engine, challenger, by="riskcast retrain job",
@@ -540,7 +540,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
         counts["promotion"] = {
             "decision": "blocked by the gates",
             "why": "; ".join(f"{g.name}: {g.reason}" for g in failed)
-                   + f". An admin may override with {command} --override --role admin",
+                   + f". An admin may override with {command} --override",
         }
     else:
         counts["promotion"] = {

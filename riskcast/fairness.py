@@ -411,6 +411,77 @@ class FeatureAudit:
         }
 
 
+@dataclass(frozen=True)
+class AuditFinding:
+    """A gate that did not pass, as an audit's summary keeps it: its verdict, name and reason."""
+
+    verdict: Verdict
+    gate: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """The short summary of an audit that the store's audits row and the CLI keep.
+
+    ``findings`` are the gates that did not pass, worst first; ``failures`` those that failed.
+    ``to_dict`` writes it as JSON and ``from_dict`` reads it back (from the store), so whoever
+    reads an audits row reads the same keys the audit wrote.
+    """
+
+    verdict: Verdict
+    threshold: float | None
+    patients: int
+    rows: int
+    events: int
+    gate_counts: Mapping[str, int]
+    findings: tuple[AuditFinding, ...]
+    features: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def failures(self) -> tuple[AuditFinding, ...]:
+        """The findings whose verdict is fail."""
+        return tuple(f for f in self.findings if f.verdict == Verdict.FAIL)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN -> None)."""
+        return _jsonable(
+            {
+                "verdict": self.verdict,
+                "threshold": self.threshold,
+                "patients": self.patients,
+                "rows": self.rows,
+                "events": self.events,
+                "gate_counts": dict(self.gate_counts),
+                "findings": [{"verdict": f.verdict, "gate": f.gate, "reason": f.reason} for f in self.findings],
+                "features": {name: dict(entry) for name, entry in self.features.items()},
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditSummary:
+        """Read a summary written by ``to_dict``; EvaluationError names what is wrong with it."""
+        if not isinstance(data, Mapping):
+            raise EvaluationError(f"an audit summary must be a mapping, got {type(data).__name__}")
+        try:
+            findings = tuple(
+                AuditFinding(verdict=Verdict(f["verdict"]), gate=str(f["gate"]), reason=str(f["reason"]))
+                for f in data.get("findings") or ()
+            )
+            return cls(
+                verdict=Verdict(data["verdict"]),
+                threshold=data.get("threshold"),
+                patients=int(data.get("patients") or 0),
+                rows=int(data.get("rows") or 0),
+                events=int(data.get("events") or 0),
+                gate_counts=MappingProxyType(dict(data.get("gate_counts") or {})),
+                findings=findings,
+                features=MappingProxyType(dict(data.get("features") or {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvaluationError(f"not an audit summary written by riskcast.fairness ({type(exc).__name__}: {exc})") from None
+
+
 @dataclass(frozen=True, eq=False)
 class AuditReport:
     """Everything ``audit`` measured, for the report, the store and the dashboard."""
@@ -444,23 +515,20 @@ class AuditReport:
         return _worst(g.verdict for g in self.gates)
 
     def summary(self) -> dict[str, Any]:
-        """A short JSON-ready summary for the store's audits row and the CLI."""
+        """A short JSON-ready summary for the store's audits row and the CLI (an AuditSummary's
+        to_dict; read it back with AuditSummary.from_dict)."""
         counts = {str(v): sum(1 for g in self.gates if g.verdict == v) for v in Verdict}
         findings = sorted((g for g in self.gates if g.verdict != Verdict.PASS), key=lambda g: -_SEVERITY[g.verdict])
-        return _jsonable(
-            {
-                "verdict": self.verdict,
-                "threshold": self.threshold,
-                "patients": self.n_patients,
-                "rows": self.n_rows,
-                "events": self.n_events,
-                "gate_counts": counts,
-                "findings": [{"verdict": g.verdict, "gate": g.gate, "reason": g.reason} for g in findings],
-                "features": {
-                    name: {"verdict": f.verdict, "reference": f.reference, **f.summary} for name, f in self.features.items()
-                },
-            }
-        )
+        return AuditSummary(
+            verdict=self.verdict,
+            threshold=self.threshold,
+            patients=self.n_patients,
+            rows=self.n_rows,
+            events=self.n_events,
+            gate_counts=counts,
+            findings=tuple(AuditFinding(verdict=g.verdict, gate=g.gate, reason=g.reason) for g in findings),
+            features={name: {"verdict": f.verdict, "reference": f.reference, **f.summary} for name, f in self.features.items()},
+        ).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the whole audit (suppressed groups carry no numbers)."""

@@ -3,7 +3,8 @@
 Writers of the lake and of the feature store hold one while they write, so two writers (the
 scheduler and a command line, say) take turns. It is an flock on a lock file beside what it
 guards: one host, or a file system with working file locks. Within a process it is
-re-entrant (a flow that holds it may call another that takes it again).
+re-entrant (a flow that holds it may call another that takes it again). The lock file and
+its folder are created owner-only, like everything under the riskcast home.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from riskcast.config import PRIVATE_FILE_MODE, make_private_dir
 
 
 class _FileLock:
@@ -44,8 +47,8 @@ class _FileLock:
         self.depth += 1
 
     def _flock(self, deadline: float, timeout: float) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        make_private_dir(self.path.parent)
+        handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE), "a+")
         try:
             while True:
                 try:

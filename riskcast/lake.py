@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from riskcast.catalog import TABLES
+from riskcast.config import PRIVATE_FILE_MODE, make_private_dir
 from riskcast.contracts import QUARANTINE_SCHEMA, UTC_DATETIME
 from riskcast.errors import LakeError
 from riskcast.file_lock import exclusive_lock
@@ -104,16 +105,20 @@ def new_batch_id(now: datetime, content_hashes: list[str]) -> str:
 
 
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write under a temporary name and rename; owner-only (0700 folders, 0600 file)."""
+    make_private_dir(path.parent)
     tmp = path.with_name(f".tmp-{path.name}")
     frame.write_parquet(tmp, compression="zstd", statistics=True)
+    os.chmod(tmp, PRIVATE_FILE_MODE)
     os.replace(tmp, path)
 
 
 def _atomic_write_json(data: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write under a temporary name, fsync and rename; owner-only (0700 folders, 0600 file)."""
+    make_private_dir(path.parent)
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.chmod(tmp, PRIVATE_FILE_MODE)
     with tmp.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -24,6 +24,7 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 from riskcast.errors import ConfigError, EvaluationError
 from riskcast.evaluate import alert_metrics, calibration
 from riskcast.fairness import (
+    AuditSummary,
     Gate,
     GateConfig,
     Verdict,
@@ -376,3 +377,17 @@ def test_the_report_is_json_serialisable_without_nan() -> None:
     assert json.loads(text)["verdict"] in ("pass", "warn", "fail")
     assert json.dumps(report.summary(), allow_nan=False)
     assert not math.isnan(report.overall["sensitivity"])
+
+
+def test_the_summary_reads_back_as_the_audits_own_type_with_its_failures() -> None:
+    frame = pl.concat([patients("White", 120, events=40, detected=24), patients("Black", 100, events=40, detected=12)])
+    report = audit(frame, threshold=THRESHOLD, by=("race_ethnicity",), gates=SENSITIVITY_ONLY, seed=1, mitigate=())
+    summary = AuditSummary.from_dict(json.loads(json.dumps(report.summary())))
+    assert summary.to_dict() == report.summary()
+    assert summary.verdict == Verdict.FAIL
+    assert [(f.gate, f.reason) for f in summary.failures] == [(g.gate, g.reason) for g in report.gates if g.verdict == Verdict.FAIL]
+
+
+def test_a_summary_of_another_shape_is_refused_by_name() -> None:
+    with pytest.raises(EvaluationError, match="not an audit summary written by riskcast.fairness"):
+        AuditSummary.from_dict({"reasons": ["sensitivity ratio 0.6 for Black"]})

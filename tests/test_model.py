@@ -392,7 +392,7 @@ def test_registry_version_names_count_up_with_time_and_engine(fitted, tmp_path):
 def test_registry_leaves_only_versions_and_its_state_file(fitted, tmp_path):
     registry = ModelRegistry(tmp_path / "models")
     version = registry.register(fitted, metadata=CARD, now=NOW)
-    assert {p.name for p in (tmp_path / "models").iterdir()} == {version, "registry.json"}
+    assert {p.name for p in (tmp_path / "models").iterdir()} == {version, "registry.json", ".registry.lock"}
 
 
 def test_registry_rejects_unknown_versions_and_naive_times(fitted, tmp_path):

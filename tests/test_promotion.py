@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 from sqlalchemy import select
 
 from riskcast.config import load_settings
 from riskcast.errors import RegistryError
+from riskcast.fairness import audit
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
+from riskcast.pipeline.audit import audit_model
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.promotion import promote_model, promotion_gates, sync_models
 from riskcast.pipeline.training import train_and_register
@@ -39,11 +44,54 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     engine.dispose()
 
 
-def _audit(engine, version: str, verdict: str) -> None:
+def _audit(settings, registry, engine, version: str, tmp_path: Path, *, calibration_bound: float):
+    """A real `riskcast audit` of `version` by sex on its held-out patients, with one gate:
+    each group's calibration-in-the-large within ±`calibration_bound`."""
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(
+        "min_patients: 1\nmin_events: 1\nbootstrap_resamples: 20\nconfidence: 0.95\ngates:\n"
+        "  calibration_in_the_large:\n    metric: calibration_in_the_large\n    compare: value\n"
+        f"    fail_below: {-calibration_bound}\n    fail_above: {calibration_bound}\n    why: the test's bound\n"
+    )
+    return audit_model(settings, registry, now=NOW, model_version=version, engine=engine, by=["sex"], gates_path=gates)
+
+
+def _missed_deteriorations(group: str, n_patients: int, *, events: int, detected: int) -> pl.DataFrame:
+    """One 24-hour encounter per patient; the first `events` deteriorate at hour 24 (their last
+    12 hours are positive), and only the first `detected` of those are flagged."""
+    hours = 24
+    patient = np.repeat(np.arange(n_patients), hours)
+    hour = np.tile(np.arange(hours), n_patients)
+    label = ((patient < events) & (hour >= hours - 12)).astype(np.int8)
+    risk = np.where((label == 1) & (patient < detected), 0.8, 0.05)
+    return pl.DataFrame(
+        {
+            "encounter_id": [f"{group}-e{i}" for i in patient],
+            "patient_id": [f"{group}-p{i}" for i in patient],
+            "time": [NOW + timedelta(hours=int(h)) for h in hour],
+            "risk": risk,
+            "label": label,
+            "event_time": [NOW + timedelta(hours=hours) if i < events else None for i in patient],
+            "race_ethnicity": [group] * patient.size,
+        },
+        schema_overrides={"time": pl.Datetime("us", "UTC"), "event_time": pl.Datetime("us", "UTC")},
+    )
+
+
+def _record_failed_audit(engine, version: str):
+    """Audit a cohort whose Black patients' deteriorations are flagged a third as often as White
+    patients' (a real fairness.audit, which fails), and record it for `version` as `riskcast
+    audit` does: the audit's own summary in the audits table."""
+    frame = pl.concat([
+        _missed_deteriorations("White", 100, events=40, detected=24),
+        _missed_deteriorations("Black", 100, events=40, detected=8),
+    ])
+    report = audit(frame, threshold=0.5, by=("race_ethnicity",), seed=1, mitigate=())
+    assert report.verdict == "fail"
     with engine.begin() as connection:
-        connection.execute(
-            audits.insert().values(model_version=version, created_at=NOW, verdict=verdict, summary={"reasons": ["sensitivity ratio 0.6 for Black"]})
-        )
+        connection.execute(audits.insert().values(model_version=version, created_at=NOW, verdict=str(report.verdict),
+                                                  summary=report.summary()))
+    return report
 
 
 def test_the_first_model_is_champion_and_the_store_mirrors_the_registry(trained) -> None:
@@ -62,11 +110,22 @@ def test_a_challenger_without_a_fairness_audit_is_not_promoted(trained) -> None:
     assert registry.champion() == champion
 
 
+def test_a_failed_fairness_gate_says_which_gate_failed_and_why(trained) -> None:
+    settings, registry, engine, champion, challenger = trained
+    report = _record_failed_audit(engine, challenger)
+    failed = next(g for g in report.gates if g.verdict == "fail")
+    gate = {g.name: g for g in promotion_gates(settings, engine, challenger)}["fairness"]
+    assert not gate.passed
+    assert f"{failed.gate}: {failed.reason}" in gate.reason and "race_ethnicity=Black" in gate.reason
+    with pytest.raises(RegistryError, match=r"fairness gate failed \(the latest audit .* failed: " + re.escape(f"{failed.gate}: ")):
+        promote_model(settings, registry, engine, challenger, by="ds", reason="better AUROC", now=NOW)
+
+
 def test_a_failed_audit_blocks_promotion_and_only_an_admin_may_override(trained) -> None:
     settings, registry, engine, champion, challenger = trained
-    _audit(engine, challenger, "fail")
+    _record_failed_audit(engine, challenger)
     gates = {g.name: g for g in promotion_gates(settings, engine, challenger)}
-    assert not gates["fairness"].passed and "sensitivity ratio 0.6" in gates["fairness"].reason
+    assert not gates["fairness"].passed
     with pytest.raises(RegistryError, match="only an admin may override"):
         promote_model(settings, registry, engine, challenger, by="nina", reason="x", now=NOW, role="nurse", override=True)
     promote_model(settings, registry, engine, challenger, by="ada", reason="ward trial", now=NOW, role="admin", override=True)
@@ -76,9 +135,9 @@ def test_a_failed_audit_blocks_promotion_and_only_an_admin_may_override(trained)
     promote_model(settings, registry, engine, champion, by="ada", reason="back", now=NOW, role="admin", override=True)
 
 
-def test_a_passing_audit_lets_the_challenger_through_when_calibration_passes(trained) -> None:
+def test_a_passing_audit_lets_the_challenger_through_when_calibration_passes(trained, tmp_path: Path) -> None:
     settings, registry, engine, champion, challenger = trained
-    _audit(engine, challenger, "pass")
+    assert _audit(settings, registry, engine, challenger, tmp_path, calibration_bound=5.0).verdict == "pass"
     gates = {g.name: g for g in promotion_gates(settings, engine, challenger)}
     assert gates["fairness"].passed
     if not gates["calibration"].passed:

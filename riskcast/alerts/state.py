@@ -105,6 +105,7 @@ HISTORY_SCHEMA: dict[str, pl.DataType] = {
     "from_state": pl.String(),
     "to_state": pl.String(),
     "reason": pl.String(),
+    "os_user": pl.String(),
 }
 # Most urgent first in list_alerts.
 _STATE_ORDER = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
@@ -209,6 +210,7 @@ def _event(
     reason: str | None,
     actor: str = SYSTEM_ACTOR,
     role: str | None = None,
+    os_user: str | None = None,
 ) -> AlertEvent:
     """An alert_events row; riskcast's own changes have actor "riskcast" and no role."""
     return AlertEvent(
@@ -216,6 +218,7 @@ def _event(
         at=now,
         actor=actor,
         role=role,
+        os_user=os_user,
         action=action,
         from_state=from_state,
         to_state=to_state,
@@ -638,6 +641,7 @@ def _staff_action(
     policy_set: PolicySet | None,
     now: datetime,
     until: datetime | None = None,
+    os_user: str | None = None,
 ) -> AlertSnapshot:
     _require_aware(now, "now")
     _check_staff(actor, role)
@@ -663,7 +667,7 @@ def _staff_action(
             alert.updated_at = now
             session.add(
                 _event(alert_id, now=now, action=event_action, from_state=from_state.value,
-                       to_state=to_state.value, reason=cleaned, actor=actor, role=role)
+                       to_state=to_state.value, reason=cleaned, actor=actor, role=role, os_user=os_user)
             )  # fmt: skip
             session.flush()
             return _snapshot(alert, now)
@@ -696,17 +700,19 @@ def acknowledge(
     reason: str | None = None,
     now: datetime,
     policy_set: PolicySet | None = None,
+    os_user: str | None = None,
 ) -> AlertSnapshot:
     """`actor` (with `role`) has seen alert `alert_id` (new, escalated or snoozed) at `now`.
 
     Stops escalation; the alert stays open until resolved. `policy_set` bounds the reason's
-    length (the packaged policy when None). Raises AlertError for any other state.
+    length (the packaged policy when None). `os_user`: the operating-system account, when
+    the action comes from the command line. Raises AlertError for any other state.
     """
     return _staff_action(
         engine, alert_id, verb="acknowledge", event_action="acknowledged",
         allowed_from=(AlertState.NEW, AlertState.ESCALATED, AlertState.SNOOZED),
         to_state=AlertState.ACKNOWLEDGED, actor=actor, role=role, reason=reason,
-        reason_required=False, policy_set=policy_set, now=now,
+        reason_required=False, policy_set=policy_set, now=now, os_user=os_user,
     )  # fmt: skip
 
 
@@ -720,6 +726,7 @@ def snooze(
     reason: str,
     now: datetime,
     policy_set: PolicySet | None = None,
+    os_user: str | None = None,
 ) -> AlertSnapshot:
     """Hide alert `alert_id` (new, acknowledged or escalated) until `until` (UTC).
 
@@ -731,7 +738,7 @@ def snooze(
         engine, alert_id, verb="snooze", event_action="snoozed",
         allowed_from=(AlertState.NEW, AlertState.ACKNOWLEDGED, AlertState.ESCALATED),
         to_state=AlertState.SNOOZED, actor=actor, role=role, reason=reason,
-        reason_required=True, policy_set=policy_set, now=now, until=until,
+        reason_required=True, policy_set=policy_set, now=now, until=until, os_user=os_user,
     )  # fmt: skip
 
 
@@ -744,6 +751,7 @@ def resolve(
     reason: str,
     now: datetime,
     policy_set: PolicySet | None = None,
+    os_user: str | None = None,
 ) -> AlertSnapshot:
     """Close open alert `alert_id`: `actor` judged the concern over, for `reason` (required).
 
@@ -753,7 +761,7 @@ def resolve(
     return _staff_action(
         engine, alert_id, verb="resolve", event_action="resolved",
         allowed_from=OPEN_STATES, to_state=AlertState.RESOLVED, actor=actor, role=role,
-        reason=reason, reason_required=True, policy_set=policy_set, now=now,
+        reason=reason, reason_required=True, policy_set=policy_set, now=now, os_user=os_user,
     )  # fmt: skip
 
 
@@ -811,7 +819,7 @@ def alert_history(engine: Engine, *, alert_id: int | None = None, encounter_id: 
     query = select(
         alert_events.c.id, alert_events.c.alert_id, alerts.c.encounter_id, alerts.c.kind, alert_events.c.at,
         alert_events.c.actor, alert_events.c.role, alert_events.c.action, alert_events.c.from_state,
-        alert_events.c.to_state, alert_events.c.reason,
+        alert_events.c.to_state, alert_events.c.reason, alert_events.c.os_user,
     ).join(alerts, alerts.c.id == alert_events.c.alert_id)  # fmt: skip
     if alert_id is not None:
         query = query.where(alert_events.c.alert_id == alert_id)

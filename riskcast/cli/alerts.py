@@ -1,12 +1,16 @@
-"""`riskcast alerts list|ack|snooze|resolve`: the same code path as the dashboard."""
+"""`riskcast alerts list|ack|snooze|resolve|history`: the same code path as the dashboard.
+
+Acting on an alert signs in as a dashboard user (riskcast.cli.identity): the role and wards
+come from the users table, and the history records the user, their role and the
+operating-system account that ran the command.
+"""
 
 from __future__ import annotations
-
-import getpass
 
 import click
 
 from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.cli.identity import may_act_on_alert, read_password, sign_in
 
 
 def _engine(ctx: click.Context):
@@ -15,10 +19,20 @@ def _engine(ctx: click.Context):
     return open_store(settings_of(ctx).database_url)
 
 
+def _no_role(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--role is not taken any more: the role comes from the users table. "
+            "Give your dashboard user name with --user (you will be asked for its password)."
+        )
+
+
 def _actor_options(func):
-    func = click.option("--role", type=click.Choice(["nurse", "physician", "data_scientist", "admin"]), required=True,
-                        help="Your role, recorded with the action.")(func)
-    func = click.option("--by", "actor", default=None, help="Who acts (default: the login name).")(func)
+    func = click.option("--role", hidden=True, expose_value=False, callback=_no_role)(func)
+    func = click.option("--password-stdin", is_flag=True,
+                        help="Read the password from the first line of standard input (else it is asked for).")(func)
+    func = click.option("--user", "--by", "username", envvar="RISKCAST_USER", required=True,
+                        help="Your dashboard user name (or $RISKCAST_USER); your role and wards come from the users table.")(func)
     return func
 
 
@@ -51,15 +65,20 @@ def alerts_list(ctx: click.Context, ward: str | None, states: tuple[str, ...], l
     ) or "no alerts")
 
 
-def _act(ctx: click.Context, action: str, alert_id: int, **kwargs) -> None:
+def _act(ctx: click.Context, action: str, alert_id: int, *, username: str, password_stdin: bool, **kwargs) -> None:
     from riskcast.alerts import state
 
+    password = read_password(username, from_stdin=password_stdin)
     engine = _engine(ctx)
     try:
-        snapshot = getattr(state, action)(engine, alert_id, now=now_utc(), **kwargs)
+        actor = sign_in(engine, username, password)
+        may_act_on_alert(actor, engine, alert_id)
+        snapshot = getattr(state, action)(engine, alert_id, actor=actor.user.username, role=actor.user.role,
+                                          os_user=actor.os_user, now=now_utc(), **kwargs)
     finally:
         engine.dispose()
-    emit(ctx, {"alert_id": alert_id, "state": str(snapshot.state)}, f"alert #{alert_id} is now {snapshot.state}")
+    emit(ctx, {"alert_id": alert_id, "state": str(snapshot.state), "by": actor.user.username, "role": actor.user.role,
+               "os_user": actor.os_user}, f"alert #{alert_id} is now {snapshot.state}")
 
 
 @alerts.command("ack")
@@ -68,9 +87,9 @@ def _act(ctx: click.Context, action: str, alert_id: int, **kwargs) -> None:
 @click.option("--reason", default=None)
 @click.pass_context
 @friendly_errors
-def alerts_ack(ctx: click.Context, alert_id: int, actor: str | None, role: str, reason: str | None) -> None:
-    """Acknowledge an alert."""
-    _act(ctx, "acknowledge", alert_id, actor=actor or getpass.getuser(), role=role, reason=reason)
+def alerts_ack(ctx: click.Context, alert_id: int, username: str, password_stdin: bool, reason: str | None) -> None:
+    """Acknowledge an alert, as dashboard user --user."""
+    _act(ctx, "acknowledge", alert_id, username=username, password_stdin=password_stdin, reason=reason)
 
 
 @alerts.command("snooze")
@@ -80,9 +99,9 @@ def alerts_ack(ctx: click.Context, alert_id: int, actor: str | None, role: str, 
 @click.option("--reason", required=True)
 @click.pass_context
 @friendly_errors
-def alerts_snooze(ctx: click.Context, alert_id: int, actor: str | None, role: str, until_text: str, reason: str) -> None:
-    """Snooze an alert until a time, with a reason."""
-    _act(ctx, "snooze", alert_id, actor=actor or getpass.getuser(), role=role, until=parse_time(until_text), reason=reason)
+def alerts_snooze(ctx: click.Context, alert_id: int, username: str, password_stdin: bool, until_text: str, reason: str) -> None:
+    """Snooze an alert until a time, with a reason, as dashboard user --user."""
+    _act(ctx, "snooze", alert_id, username=username, password_stdin=password_stdin, until=parse_time(until_text), reason=reason)
 
 
 @alerts.command("resolve")
@@ -91,9 +110,9 @@ def alerts_snooze(ctx: click.Context, alert_id: int, actor: str | None, role: st
 @click.option("--reason", required=True)
 @click.pass_context
 @friendly_errors
-def alerts_resolve(ctx: click.Context, alert_id: int, actor: str | None, role: str, reason: str) -> None:
-    """Resolve an alert, with a reason."""
-    _act(ctx, "resolve", alert_id, actor=actor or getpass.getuser(), role=role, reason=reason)
+def alerts_resolve(ctx: click.Context, alert_id: int, username: str, password_stdin: bool, reason: str) -> None:
+    """Resolve an alert, with a reason, as dashboard user --user."""
+    _act(ctx, "resolve", alert_id, username=username, password_stdin=password_stdin, reason=reason)
 
 
 @alerts.command("history")
@@ -112,6 +131,7 @@ def alerts_history(ctx: click.Context, encounter_id: str) -> None:
     rows = frame.to_dicts()
     emit(ctx, {"events": rows}, lambda: "\n".join(
         f"{r['at']}  alert #{r['alert_id']}  {r['action']:<13} {r.get('from_state') or '-'} → {r['to_state']}  "
-        f"by {r['actor']} ({r['role'] or 'system'}){': ' + r['reason'] if r.get('reason') else ''}"
+        f"by {r['actor']} ({r['role'] or 'system'}{', OS user ' + r['os_user'] if r.get('os_user') else ''})"
+        f"{': ' + r['reason'] if r.get('reason') else ''}"
         for r in rows
     ) or "no alert events")

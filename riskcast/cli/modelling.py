@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.cli.app import check_output_file, cli, emit, friendly_errors, now_utc, parse_time, settings_of, write_output_file
 from riskcast.lake import Lake
 
 
@@ -206,8 +206,12 @@ def predict(ctx: click.Context, data_path: Path, out: Path, out_format: str, mod
     from riskcast.pipeline.external import predict_dataset, write_physionet_predictions
 
     settings = settings_of(ctx)
-    if out_format == "physionet" and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise click.UsageError(f"{out} already exists and is not an empty folder; --format physionet writes a new folder")
+    if out_format == "physionet":
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise click.UsageError(f"{out} already exists and is not an empty folder; --format physionet writes a new folder")
+        check_output_file(out.parent / f"{out.name}.psv", kinds="a folder name")
+    else:
+        check_output_file(out)
     predictions, meta = predict_dataset(
         settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
         now=now_utc(), progress=_progress(ctx),
@@ -218,13 +222,7 @@ def predict(ctx: click.Context, data_path: Path, out: Path, out_format: str, mod
         emit(ctx, data, f"wrote {predictions.height:,} predictions ({meta['flagged']:,} flagged) in {files:,} .psv "
                         f"files to {out}")
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    if out.suffix == ".csv":
-        predictions.write_csv(tmp)
-    else:
-        predictions.write_parquet(tmp)
-    tmp.replace(out)
+    write_output_file(out, predictions.write_csv if out.suffix == ".csv" else predictions.write_parquet)
     data = meta | {"out": str(out), "rows": predictions.height}
     emit(ctx, data, f"wrote {predictions.height:,} predictions ({meta['flagged']:,} flagged) to {out}")
 
@@ -284,30 +282,51 @@ def models_list(ctx: click.Context) -> None:
     ) or "no models yet: run `riskcast train`")
 
 
+def _no_role(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--role is not taken any more: the role comes from the users table. "
+            "Give your dashboard user name with --user (you will be asked for its password)."
+        )
+
+
+PROMOTING_ROLES = ("data_scientist", "admin")
+"""Who may promote a model; only an admin may override a failed gate (riskcast.pipeline.promotion)."""
+
+
 @models.command("promote")
 @click.argument("version")
-@click.option("--by", required=True, help="Who promotes.")
+@click.option("--user", "--by", "username", envvar="RISKCAST_USER", required=True,
+              help="Your dashboard user name (or $RISKCAST_USER): a data scientist or admin; recorded as who promoted.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input (else it is asked for).")
 @click.option("--reason", required=True, help="Why.")
 @click.option("--override", is_flag=True, help="Promote despite a failed gate (admins only; the reason is recorded).")
-@click.option("--role", type=click.Choice(["nurse", "physician", "data_scientist", "admin"]), default=None)
+@click.option("--role", hidden=True, expose_value=False, callback=_no_role)
 @click.pass_context
 @friendly_errors
-def models_promote(ctx: click.Context, version: str, by: str, reason: str, override: bool, role: str | None) -> None:
+def models_promote(ctx: click.Context, version: str, username: str, password_stdin: bool, reason: str, override: bool) -> None:
     """Make VERSION the champion, if its calibration and fairness gates pass."""
+    from riskcast.cli.identity import read_password, sign_in
+    from riskcast.errors import ConfigError
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.promotion import promote_model
     from riskcast.store import open_store
 
     settings = settings_of(ctx)
+    password = read_password(username, from_stdin=password_stdin)
     engine = open_store(settings.database_url)
     try:
+        actor = sign_in(engine, username, password)
+        if actor.user.role not in PROMOTING_ROLES:
+            raise ConfigError(f"{actor.user.username} is a {actor.user.role}: only data scientists and admins may promote models")
         gates = promote_model(
             settings, ModelRegistry(settings.models_dir), engine, version,
-            by=by, reason=reason, now=now_utc(), role=role, override=override,
+            by=f"{actor.user.username} (OS user {actor.os_user})", reason=reason, now=now_utc(), role=actor.user.role,
+            override=override,
         )
     finally:
         engine.dispose()
-    data = {"champion": version, "gates": [g.to_dict() for g in gates]}
+    data = {"champion": version, "by": actor.user.username, "os_user": actor.os_user, "gates": [g.to_dict() for g in gates]}
     emit(ctx, data, lambda: "\n".join(
         [f"{version} is now the champion"] + [f"  {'pass' if g.passed else 'FAIL'} {g.name}: {g.reason}" for g in gates]
     ))

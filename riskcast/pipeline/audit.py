@@ -31,7 +31,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 from sqlalchemy import Engine, insert
 
-from riskcast.config import Settings
+from riskcast.config import Settings, make_private_dir
 from riskcast.errors import ConfigError, ModelError
 from riskcast.fairness import (
     MEASUREMENT_VARIABLE,
@@ -96,13 +96,12 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
     """
     model = registry.load(version)
     outcome, horizon_hours = model_outcome(registry, version)
-    held_out_path = registry.path_of(version) / HELD_OUT_FILE
-    if not held_out_path.exists():
+    held_out = registry.read_json(version, HELD_OUT_FILE)
+    if held_out is None:
         raise ModelError(
-            f"{version} has no record of its held-out patients ({held_out_path.name}); "
+            f"{version} has no record of its held-out patients ({HELD_OUT_FILE}); "
             "only models trained by `riskcast train` can be audited"
         )
-    held_out = json.loads(held_out_path.read_text())
     generation = fresh_generation(lake)
     labels = LabelSource(lake, batches=generation.batches)
     # For sepsis the PhysioNet challenge scores every hour, after onset too (as evaluate_model does).
@@ -137,12 +136,13 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a report under a private temporary name and rename it: owner-only (0600 in 0700
+    folders), like everything under the home; the dashboard runs as the same user."""
+    make_private_dir(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; reports are read by the dashboard too
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

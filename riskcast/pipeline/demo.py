@@ -111,9 +111,9 @@ def run_demo(
     else:
         version = str(registry.champion())
         progress(f"reusing the champion {version} (pass --retrain to train again)")
-        device = json.loads((registry.path_of(version) / "config.json").read_text())["device"]
+        device = (registry.read_json(version, "config.json") or {}).get("device", "cpu")
         report = json.loads((settings.reports_dir / f"evaluation-{version}.json").read_text())
-        test_count = len(json.loads((registry.path_of(version) / "heldout_patients.json").read_text()))
+        test_count = len(registry.read_json(version, "heldout_patients.json") or [])
     hour = max(now, DEFAULT_NOW).replace(minute=0, second=0, microsecond=0)
     progress(f"scoring the admitted patients at {hour.isoformat()} (the demo clock's hour)")
     engine = open_store(settings.database_url)

@@ -54,12 +54,10 @@ ROW_KEY_COLUMNS = ["source_file", "file_name", "line", "iculos"]
 
 def model_card(registry: ModelRegistry, version: str) -> dict[str, Any]:
     """A registered model's card (model_card.json)."""
-    path = registry.path_of(version) / "model_card.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{version}: its model card cannot be read ({type(exc).__name__}); the version is "
-                         "incomplete or damaged") from exc
+    card = registry.read_json(version, "model_card.json")
+    if card is None:
+        raise ModelError(f"{version} has no model card; the version is incomplete or damaged")
+    return card
 
 
 def model_outcome(registry: ModelRegistry, version: str) -> tuple[str, float]:
@@ -132,10 +130,10 @@ def evaluate_model(
     generation, labels = _features_and_labels(lake, progress)
     patients = None
     if data_path is None:
-        held_out_path = registry.path_of(version) / HELD_OUT_FILE
-        if not held_out_path.exists():
+        held_out = registry.read_json(version, HELD_OUT_FILE)
+        if held_out is None:
             raise ModelError(f"{version} has no record of its held-out patients; evaluate it with --data")
-        patients = json.loads(held_out_path.read_text())
+        patients = held_out
     rows = source_rows(data_path) if data_path is not None else None
     labelling = Labelling(outcome, horizon_hours).for_evaluation()
     data = StoreDataset(generation, labels, labelling, features=list(model.feature_names_in_), patients=patients,
@@ -145,8 +143,8 @@ def evaluate_model(
     scored, _ = score_dataset(data, model, ablations)
     baselines = baselines_of(scored) | ablation_thresholds(scored, ablations, threshold=model.threshold_)
     report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, outcome=outcome)
-    promise_path = registry.path_of(version) / PROMISE_FILE
-    promise_check = check_promise(json.loads(promise_path.read_text()), report) if promise_path.exists() else None
+    promise = registry.read_json(version, PROMISE_FILE)
+    promise_check = check_promise(promise, report) if promise is not None else None
     meta = {
         "model_version": version,
         "promise_check": promise_check,
@@ -356,8 +354,9 @@ def recalibrate_model(
         "recalibration": record,
     }
     promise = make_promise(keys.with_columns(pl.Series("risk", risk)), threshold=new.threshold_)
-    new_version = registry.register(new, metadata=metadata, now=now)
-    (registry.path_of(new_version) / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
+    with registry.staging(new, metadata=metadata, now=now) as stage:
+        (stage.path / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
+    new_version = stage.version
     return {"version": new_version, **record}
 
 

@@ -26,9 +26,14 @@ from sqlalchemy.engine import Engine
 
 from riskcast.config import Settings
 from riskcast.errors import RegistryError
+from riskcast.fairness import AuditSummary
 from riskcast.model import ModelRegistry
 from riskcast.store.session import write_transaction
 from riskcast.store.tables import audits, models
+
+
+MAX_REASONS_SHOWN = 3
+"""A failed fairness gate names at most this many of the audit's failed gates; the report has all."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,12 @@ def fairness_gate(engine: Engine, version: str) -> Gate:
     if row is None:
         return Gate("fairness", False, f"no fairness audit of {version} yet: run `riskcast audit --model {version}`")
     if row.verdict == "fail":
-        reasons = (row.summary or {}).get("reasons") or (row.summary or {}).get("failures") or []
-        detail = "; ".join(map(str, reasons))[:500] if reasons else "see the audit report"
-        return Gate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail}")
+        failures = AuditSummary.from_dict(row.summary or {"verdict": row.verdict}).failures
+        detail = "; ".join(f"{f.gate}: {f.reason}" for f in failures[:MAX_REASONS_SHOWN])
+        if len(failures) > MAX_REASONS_SHOWN:
+            detail += f"; and {len(failures) - MAX_REASONS_SHOWN} more failed gate(s)"
+        detail = detail or "no failed gate is recorded in its summary"
+        return Gate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail} (see `riskcast audit`'s report)")
     return Gate("fairness", True, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) says {row.verdict}")
 
 
@@ -108,7 +116,7 @@ def sync_models(settings: Settings, registry: ModelRegistry, engine: Engine, *, 
         known = set(connection.execute(select(models.c.version)).scalars())
         connection.execute(update(models).values(is_champion=False).where(models.c.is_champion.is_(True)))
         for info in registry.versions():
-            config = json.loads((info.path / "config.json").read_text())
+            config = registry.read_json(info.version, "config.json") or {}
             report = _evaluation(settings, info.version)
             metrics = {}
             if report is not None:
@@ -154,10 +162,10 @@ def promote_model(
         raise RegistryError(
             f"{version} cannot be promoted: "
             + "; ".join(f"{g.name} gate failed ({g.reason})" for g in failed)
-            + ". An admin may override with --override --role admin and a reason."
+            + ". An admin may override with --override and a reason."
         )
     if failed and role != "admin":
-        raise RegistryError(f"only an admin may override a failed gate (role given: {role or 'none'})")
+        raise RegistryError(f"only an admin may override a failed gate (role: {role or 'none'})")
     note = reason if not failed else f"{reason} [override of failed gate(s): {', '.join(g.name for g in failed)}]"
     registry.promote(version, by=by, reason=note, now=now)
     sync_models(settings, registry, engine, now=now)

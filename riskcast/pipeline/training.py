@@ -487,12 +487,14 @@ def train_and_register(
         "outcome": outcome,
         "horizon_hours": horizon_hours,
     }
-    version = registry.register(model, metadata=metadata, now=now)
-    # Pseudonymous ids only: lets `riskcast evaluate` re-check the same held-out patients later.
-    (registry.path_of(version) / HELD_OUT_FILE).write_text(json.dumps(sorted(held_out)))
-    (registry.path_of(version) / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
-    for name, ablation in ablation_models.items():
-        save_model(ablation, registry.path_of(version) / ABLATIONS_DIR / name.replace(" ", "_"), metadata={"ablation": name})
+    # Everything of the version goes into its stage, published whole when the block ends.
+    with registry.staging(model, metadata=metadata, now=now) as stage:
+        # Pseudonymous ids only: lets `riskcast evaluate` re-check the same held-out patients later.
+        (stage.path / HELD_OUT_FILE).write_text(json.dumps(sorted(held_out)))
+        (stage.path / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
+        for name, ablation in ablation_models.items():
+            save_model(ablation, stage.path / ABLATIONS_DIR / name.replace(" ", "_"), metadata={"ablation": name})
+    version = stage.version
     should_promote = promote if promote is not None else registry.champion() is None
     if should_promote:
         registry.promote(version, by="riskcast train", reason="first model" if registry.champion() is None else "--promote", now=now)

@@ -13,6 +13,7 @@ busy timeout instead of failing halfway. PostgreSQL is used by URL (psycopg2 dri
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from riskcast.config import PRIVATE_FILE_MODE, make_private_dir
 from riskcast.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -134,9 +136,11 @@ def connect(url: str) -> Engine:
         database_file = _sqlite_file(url)
         if database_file is not None:
             try:
-                database_file.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(database_file.parent)
+                # Owner-only from the first byte (SQLite gives its journal and WAL files the same mode).
+                os.close(os.open(database_file, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
             except OSError as exc:
-                raise StoreError(f"cannot create the folder {database_file.parent} for the database {shown}: {exc}") from exc
+                raise StoreError(f"cannot create the database file {database_file} for {shown}: {exc}") from exc
     else:
         options["pool_pre_ping"] = True
         if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:

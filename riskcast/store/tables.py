@@ -258,7 +258,8 @@ class Alert(Base):
 
 
 class AlertEvent(Base):
-    """One transition of an alert: who did what, when, and why.
+    """One transition of an alert: who did what, when, and why (and, from the command line,
+    from which operating-system account).
 
     Append-only: code inserts rows and never updates or deletes them (the audit trail).
     `from_state` is null for the event that raised the alert.
@@ -279,6 +280,8 @@ class AlertEvent(Base):
     from_state: Mapped[str | None]
     to_state: Mapped[str]
     reason: Mapped[str | None] = mapped_column(Text)
+    os_user: Mapped[str | None]
+    """The operating-system account that ran the `riskcast` command; null on the dashboard."""
 
 
 class Audit(Base):

@@ -13,10 +13,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(home: Path, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the installed riskcast command with its own home; JSON output."""
     command = [sys.executable, "-m", "riskcast", "--home", str(home), "--json", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, input=stdin)
     if check and result.returncode != 0:
         raise AssertionError(f"riskcast {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -113,8 +113,12 @@ def test_scoring_raises_alerts_that_staff_acknowledge_from_the_command_line(trai
     open_alerts = json.loads(run(trained_home, "alerts", "list").stdout)["alerts"]
     assert open_alerts, "a 600-encounter cohort has patients above the threshold"
     first = open_alerts[0]
+    password = "Quartz-Heron-Lantern-71!\n"
+    run(trained_home, "users", "add", "sam", "--role", "nurse", "--ward", first["ward"], "--password-stdin", "--replace",
+        stdin=password)
     acked = json.loads(
-        run(trained_home, "alerts", "ack", str(first["alert_id"]), "--role", "nurse", "--by", "sam", "--reason", "seen").stdout
+        run(trained_home, "alerts", "ack", str(first["alert_id"]), "--user", "sam", "--password-stdin", "--reason", "seen",
+            stdin=password).stdout
     )
     assert acked["state"] == "acknowledged"
     history = json.loads(run(trained_home, "alerts", "history", first["encounter_id"]).stdout)["events"]
@@ -125,5 +129,5 @@ def test_scoring_raises_alerts_that_staff_acknowledge_from_the_command_line(trai
 
 
 def test_a_resolve_without_a_reason_is_refused(trained_home: Path) -> None:
-    result = run(trained_home, "alerts", "resolve", "1", "--role", "nurse", check=False)
+    result = run(trained_home, "alerts", "resolve", "1", "--user", "sam", check=False)
     assert result.returncode == 2 and "--reason" in result.stderr
