@@ -471,3 +471,61 @@ def test_latest_features_equal_the_full_build_at_that_hour(at: str) -> None:
     assert_frame_equal(
         latest.sort("encounter_id"), full.sort("encounter_id"), check_exact=False, rel_tol=1e-9, abs_tol=1e-9
     )
+
+
+# --------------------------------------------------------------------------- feature families
+
+from riskcast.features.families import DEFAULT_FAMILIES, FAMILIES, family_of, parse_families  # noqa: E402
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_switching_a_family_off_removes_exactly_its_columns(family):
+    everything = build_features(ONE_STAY_OBSERVATIONS, ONE_STAY, ONE_PATIENT, families=FAMILIES)
+    without = build_features(ONE_STAY_OBSERVATIONS, ONE_STAY, ONE_PATIENT,
+                             families=[f for f in FAMILIES if f != family])
+    removed = set(everything.columns) - set(without.columns)
+    assert removed and removed == {c for c in feature_columns(everything) if family_of(c) == family}
+    assert set(without.columns) <= set(everything.columns)
+    kept = [c for c in without.columns]
+    assert_frame_equal(without, everything.select(kept))
+
+
+def test_every_feature_column_has_one_family_and_every_family_has_columns():
+    frame = build_features(ONE_STAY_OBSERVATIONS, ONE_STAY, ONE_PATIENT, families=FAMILIES)
+    families = {family_of(c) for c in feature_columns(frame)}
+    assert families == set(FAMILIES)
+
+
+def test_family_choices_read_like_the_command_line():
+    assert parse_families("all") == FAMILIES
+    assert parse_families("default") == DEFAULT_FAMILIES
+    assert "process" not in parse_families("default,-process")
+    assert parse_families("values,clocks") == ("values", "clocks")
+    with pytest.raises(FeatureError, match="unknown feature family 'vibes'"):
+        parse_families("values,vibes")
+
+
+def test_the_baseline_families_by_hand(one_stay):
+    frame = build_features(ONE_STAY_OBSERVATIONS, ONE_STAY, ONE_PATIENT, families=FAMILIES)
+    # heart rate 80 (08:30, first hour 09:00), 90 (09:30), 100 (10:00), 110 (11:30), 70 (14:10)
+    at_12 = row_at(frame, 12)
+    assert at_12["heart_rate_delta"] == pytest.approx(10.0)  # 110 - 100
+    assert at_12["heart_rate_from_mean"] == pytest.approx(110 - 95.0)
+    assert (at_12["heart_rate_min_stay"], at_12["heart_rate_max_stay"]) == (80.0, 110.0)
+    assert at_12["heart_rate_count_stay"] == 4.0
+    # the stay's first 6 hourly rows (09:00..14:00) hold 80, 90, 100, 110; 14:10's 70 falls in
+    # the 15:00 row, after the baseline: 70 - 95
+    assert row_at(frame, 15)["heart_rate_from_baseline"] == pytest.approx(70 - 95.0)
+    assert row_at(frame, 11)["heart_rate_measured"] == 0.0 and row_at(frame, 12)["heart_rate_measured"] == 1.0
+    # creatinine (a lab) has a change from its last value only once measured twice
+    assert row_at(frame, 12)["creatinine_delta"] is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_keeps_the_point_in_time_property(family):
+    obs, stays, people = cohort()
+    late = build_features(obs, stays, people, at=COHORT_END + timedelta(days=1), families=[family])
+    for moment in (utc(2024, 3, 3, 14, 37), utc(2024, 3, 6, 1, 0)):
+        then = build_features(*as_it_stood_at(moment), at=moment, families=[family])
+        assert_frame_equal(then, late.filter(pl.col("time") <= moment), check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+        assert then.width > len(META_COLUMNS)
