@@ -103,6 +103,7 @@ class DaskXGBoostEngine(XGBoostEngine):
             "min_child_weight": settings.min_child_weight,
             "subsample": settings.subsample,
             "colsample_bytree": settings.colsample,
+            "lambda": settings.reg_lambda,
             "seed": settings.random_state,
         }
         columns = [f"f{i}" for i in range(self.n_features)]

@@ -41,6 +41,7 @@ class BoosterSettings:
     random_state: int
     n_jobs: int | None
     device: str
+    reg_lambda: float = 1.0
     external_memory: bool = False
     cache_dir: str | None = None  # where ExtMemQuantileDMatrix keeps its pages
 
@@ -86,6 +87,7 @@ class XGBoostEngine:
             "min_child_weight": settings.min_child_weight,
             "subsample": settings.subsample,
             "colsample_bytree": settings.colsample,
+            "lambda": settings.reg_lambda,
             "seed": settings.random_state,
             "nthread": settings.n_jobs or 0,
         }
@@ -181,6 +183,7 @@ class LightGBMEngine:
             "bagging_fraction": settings.subsample,
             "bagging_freq": 1 if settings.subsample < 1.0 else 0,
             "feature_fraction": settings.colsample,
+            "lambda_l2": settings.reg_lambda,
             "seed": settings.random_state,
             "deterministic": True,
             "force_col_wise": True,

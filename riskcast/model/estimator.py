@@ -138,6 +138,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     num_leaves : leaves per tree (lightgbm only; it grows trees leaf-wise).
     min_child_weight : minimum hessian sum in a leaf (lightgbm: min_sum_hessian_in_leaf).
     subsample : fraction of rows per tree; colsample : fraction of columns per tree.
+    reg_lambda : L2 penalty on leaf weights (xgboost lambda, lightgbm lambda_l2).
     early_stopping_rounds : stop after this many rounds without validation improvement;
         None trains all n_estimators rounds.
     validation_fraction, calibration_fraction : fractions of PATIENTS held out for early
@@ -192,6 +193,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         min_child_weight: float = 1.0,
         subsample: float = 0.8,
         colsample: float = 0.8,
+        reg_lambda: float = 1.0,
         early_stopping_rounds: int | None = 50,
         validation_fraction: float = 0.2,
         calibration: str = "isotonic",
@@ -215,6 +217,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.min_child_weight = min_child_weight
         self.subsample = subsample
         self.colsample = colsample
+        self.reg_lambda = reg_lambda
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.calibration = calibration
@@ -346,6 +349,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             min_child_weight=float(self.min_child_weight),
             subsample=float(self.subsample),
             colsample=float(self.colsample),
+            reg_lambda=float(self.reg_lambda),
             early_stopping_rounds=self.early_stopping_rounds,
             random_state=int(self.random_state),
             n_jobs=self.n_jobs,
