@@ -131,7 +131,7 @@ def scores_of(frame: pl.DataFrame, risk: np.ndarray, flagged: np.ndarray, *, n_b
 def utility_cut(frame: pl.DataFrame, score: np.ndarray) -> float:
     """The threshold that maximises the utility of `score` on these rows (as riskcast's rule)."""
     utilities = row_utilities(frame["sepsis_label"].to_numpy(), frame["encounter_id"].to_numpy())
-    return threshold_for_utility(np.nan_to_num(score, nan=-1.0), utilities.gain, span=utilities.span).threshold
+    return threshold_for_utility(np.nan_to_num(score, nan=-1.0), utilities).threshold
 
 
 # --------------------------------------------------------------------------- one split

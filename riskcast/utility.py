@@ -45,11 +45,21 @@ U_TN = 0.0
 
 @dataclass(frozen=True)
 class RowUtilities:
-    """Per row: the utility of an alarm, of no alarm, and of the best choice."""
+    """Per row: the utility of an alarm, of no alarm, and of the best choice; and whether
+    the row's stay is septic."""
 
     alarm: np.ndarray
     no_alarm: np.ndarray
     best: np.ndarray
+    septic: np.ndarray | None = None
+
+    def reweighted(self, septic_weight: float) -> RowUtilities:
+        """The same rows at a site where septic stays are `septic_weight` times as common
+        (every septic stay's rows count that much; the others count once)."""
+        if self.septic is None:
+            raise EvaluationError("these row utilities do not say which stays are septic")
+        weight = np.where(self.septic, septic_weight, 1.0)
+        return RowUtilities(self.alarm * weight, self.no_alarm * weight, self.best * weight, self.septic)
 
     @property
     def gain(self) -> np.ndarray:
@@ -109,7 +119,7 @@ def row_utilities(labels: np.ndarray, encounter_ids: np.ndarray) -> RowUtilities
     alarm = np.where(~septic, U_FP, np.where(late, 0.0, tp))
     no_alarm = np.where(~septic, U_TN, np.where(late, 0.0, fn))
     best = np.where(~septic, U_TN, np.where((dt >= DT_EARLY) & (dt <= DT_LATE), tp, 0.0))
-    return RowUtilities(alarm, no_alarm, best)
+    return RowUtilities(alarm, no_alarm, best, septic)
 
 
 def physionet_utility(labels: np.ndarray, alarms: np.ndarray, encounter_ids: np.ndarray) -> float:

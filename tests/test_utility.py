@@ -83,7 +83,7 @@ def test_the_utility_threshold_is_the_best_cut_known_by_hand():
     risk[:20] = 0.2
     risk[4:20] = 0.9
     utilities = row_utilities(y, ids)
-    point = threshold_for_utility(risk, utilities.gain, span=utilities.span)
+    point = threshold_for_utility(risk, utilities, septic_weights=(1.0,))
     assert point.threshold == 0.9  # flagging the clean stays too (0.5) only costs
     assert point.rule == "utility"
     assert point.achieved == pytest.approx(utilities.score(risk >= 0.9))
@@ -100,10 +100,30 @@ def test_when_every_cut_costs_more_than_it_earns_the_utility_threshold_flags_not
     risk = np.r_[np.full(24, 0.9), np.full(16, 0.05), np.full(400, 0.5)]
     utilities = row_utilities(y, ids)
     assert all(utilities.score(risk >= cut) < 0 for cut in (0.9, 0.5, 0.05))
-    point = threshold_for_utility(risk, utilities.gain, span=utilities.span)
+    point = threshold_for_utility(risk, utilities)
     assert point.threshold > risk.max() and point.flag_rate == 0.0 and point.achieved == 0.0
 
 
 def test_the_utility_threshold_needs_a_septic_stay():
+    y, ids = stays([0, 0])
     with pytest.raises(ModelError, match="no positive rows"):
-        threshold_for_utility(np.array([0.1, 0.2]), np.array([-0.05, -0.05]), span=0.0)
+        threshold_for_utility(np.array([0.1, 0.2]), row_utilities(y, ids))
+
+
+def test_the_utility_threshold_holds_where_sepsis_is_half_as_common():
+    """A cut that pays only at the calibration patients' prevalence is passed over for one
+    that still pays where septic stays are half as common (SEPTIC_WEIGHTS)."""
+    septic = [0] * 30 + [1] * 10  # the reward window is rows 24..39
+    y, ids = stays(septic, [0] * 300)
+    # half the window at 0.9; its other half at 0.6 with 200 clean hours; the rest low
+    risk = np.r_[np.full(24, 0.1), np.full(8, 0.9), np.full(8, 0.6), np.full(200, 0.6), np.full(100, 0.1)]
+    utilities = row_utilities(y, ids)
+    plain = threshold_for_utility(risk, utilities, septic_weights=(1.0,))
+    robust = threshold_for_utility(risk, utilities)
+    assert (plain.threshold, robust.threshold) == (0.6, 0.9)
+    half = utilities.reweighted(0.5)
+    assert utilities.score(risk >= 0.6) > utilities.score(risk >= 0.9)  # 0.6 is best here ...
+    assert half.score(risk >= 0.6) < half.score(risk >= 0.9)  # ... but costs where sepsis is rarer
+    worst = {cut: min(utilities.score(risk >= cut), half.score(risk >= cut)) for cut in (0.1, 0.6, 0.9)}
+    assert max(worst, key=worst.get) == robust.threshold
+    assert robust.achieved == pytest.approx(utilities.score(risk >= 0.9))

@@ -432,7 +432,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
                 )
             else:
                 utilities = row_utilities(held["scoring_labels"][chosen], held["encounter_ids"][chosen])
-                self.operating_point_ = threshold_for_utility(risk, utilities.gain, span=utilities.span)
+                self.operating_point_ = threshold_for_utility(risk, utilities)
             self.threshold_rows_ = held["position"][chosen]
             self.threshold_risk_ = risk
         self.threshold_ = DEFAULT_THRESHOLD if self.operating_point_ is None else self.operating_point_.threshold

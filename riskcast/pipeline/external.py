@@ -323,7 +323,7 @@ def recalibrate_model(
     point = model.operating_point_
     if rule == "utility":
         utilities = row_utilities(keys["sepsis_label"].to_numpy(), keys["encounter_id"].to_numpy())
-        point = threshold_for_utility(risk, utilities.gain, span=utilities.span)
+        point = threshold_for_utility(risk, utilities)
     elif rule == "alert_budget" and point is not None and point.target is not None:
         point = threshold_for_alert_budget(risk, encounter_ids=keys["encounter_id"].to_numpy(),
                                            alerts_per_100_patient_days=point.target)
