@@ -121,3 +121,16 @@ def test_training_from_the_store_on_the_gpu_matches_the_cpu(data):
     sample = train.rows(0).select(train.feature_names).head(200)
     contributions = gpu.contributions(sample)
     np.testing.assert_allclose(contributions.sum(axis=1), gpu.predict_margin(sample), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_external_memory_training_pages_through_its_cache_and_learns_the_same(data, tmp_path):
+    train, test = data
+    in_memory = RiskModel(threshold_rule="none", **TRAINING_DEFAULTS).fit(train)
+    paged = RiskModel(threshold_rule="none", external_memory=True, cache_dir=str(tmp_path), **TRAINING_DEFAULTS).fit(train)
+    assert abs(_auroc(paged, test) - _auroc(in_memory, test)) < 0.02
+    # the pages really go to cache_dir: a cache folder that cannot exist stops the training
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(Exception, match="(?i)cache|file|directory|exist"):
+        RiskModel(threshold_rule="none", external_memory=True, cache_dir=str(blocked), **TRAINING_DEFAULTS).fit(train)

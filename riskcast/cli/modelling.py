@@ -81,6 +81,10 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
     emit(ctx, data, lambda: _train_text(data))
 
 
+FEW_EVENTS = 20
+"""Held-out stays with the outcome below which train warns that its figures say little."""
+
+
 def _fmt_ci(result: dict, metric: str) -> str:
     low, high = result[f"{metric}_ci"]
     interval = f" ({low:.3f}–{high:.3f})" if low is not None and high is not None else ""
@@ -93,8 +97,13 @@ def _train_text(data: dict) -> str:
     disc = scores.get("risk", {})
     lines = [
         f"registered {data['version']}{' (champion)' if data['promoted'] else ''} on {data['device']} in {data['seconds']} s",
-        f"  {data['rows']:,} rows, {data['patients']:,} patients; evaluated on {data['test_patients']:,} held-out patients",
+        f"  {data['rows']:,} rows, {data['patients']:,} patients; evaluated on {data['test_patients']:,} held-out patients, "
+        f"{data['test_events']:,} of whose stays had the outcome",
     ]
+    if data["test_events"] < FEW_EVENTS:
+        lines.append(f"  caution: {data['test_events']} held-out stays with the outcome are too few for these figures to "
+                     f"say much; the intervals below understate the uncertainty (aim for {FEW_EVENTS} or more: more "
+                     "patients, or `riskcast evaluate --data` on another site's data)")
     if disc:
         lines.append(f"  model        AUROC {_fmt_ci(disc, 'auroc')}   AUPRC {_fmt_ci(disc, 'auprc')}")
     for name, baseline in scores.items():

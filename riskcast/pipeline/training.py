@@ -295,6 +295,7 @@ class TrainResult:
     n_test_patients: int
     device: str
     report_paths: dict[str, str]
+    n_test_events: int = 0  # held-out encounters with the outcome (label 1 in some hour)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -303,6 +304,7 @@ class TrainResult:
             "rows": self.n_rows,
             "patients": self.n_patients,
             "test_patients": self.n_test_patients,
+            "test_events": self.n_test_events,
             "device": self.device,
             "reports": self.report_paths,
             "evaluation": self.report.to_dict(),
@@ -524,5 +526,6 @@ def train_and_register(
         n_patients=n_patients + scored["patient_id"].n_unique(),
         n_test_patients=len(held_out),
         device=model.device_,
+        n_test_events=int(scored.filter(pl.col("label") == 1)["encounter_id"].n_unique()),
         report_paths=paths,
     )
