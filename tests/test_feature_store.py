@@ -233,3 +233,16 @@ def test_kill_9_during_a_refresh_leaves_the_old_store_readable_and_the_next_refr
     full = FeatureStore(tmp_path / "full")
     refresh_store(lake, full, rows_per_shard=1_500)
     assert_frame_equal(stored(store), stored(full), check_exact=False, rel_tol=2.5e-7, abs_tol=1e-30)
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_builds_the_same_store(lake: Lake, built, tmp_path: Path):
+    from distributed import Client, LocalCluster
+
+    store, _ = built
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        distributed = FeatureStore(tmp_path / "features")
+        summary = refresh_store(lake, distributed, rows_per_shard=ROWS_PER_SHARD, client=client)
+    assert summary.rebuilt == summary.n_shards == store.open().n_shards
+    assert_frame_equal(stored(distributed), stored(store), check_exact=False, rel_tol=2.5e-7, abs_tol=1e-30)

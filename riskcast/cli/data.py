@@ -161,10 +161,12 @@ def quarantine(ctx: click.Context, batch: str | None, rule: str | None, limit: i
 @click.option("--horizon-hours", type=click.FloatRange(min=0, min_open=True), default=12.0, show_default=True)
 @click.option("--rows-per-shard", type=click.IntRange(min=1000), default=None,
               help="Encounter-hours a shard aims at when a store is first built (default 100,000).")
+@click.option("--dask", "dask_address", default=None,
+              help="Build the shards on a Dask cluster (tcp://host:8786, or local[:WORKERS]); its workers must see the home.")
 @click.pass_context
 @friendly_errors
 def features(ctx: click.Context, out: Path | None, at_text: str | None, outcome: str | None, horizon_hours: float,
-             rows_per_shard: int | None) -> None:
+             rows_per_shard: int | None, dask_address: str | None) -> None:
     """Build or refresh the feature store (only shards the new lake batches touched are rebuilt)."""
     from riskcast.feature_store import DEFAULT_ROWS_PER_SHARD, refresh_store
     from riskcast.pipeline.training import feature_matrix
@@ -186,7 +188,14 @@ def features(ctx: click.Context, out: Path | None, at_text: str | None, outcome:
         emit(ctx, data, f"wrote {data['rows']:,} rows x {data['columns']} columns to {out} in {data['seconds']} s")
         return
     store = store_for(lake)
-    summary = refresh_store(lake, store, rows_per_shard=rows_per_shard or DEFAULT_ROWS_PER_SHARD, progress=_say(ctx))
+    if dask_address:
+        from riskcast.model.distributed import dask_client
+
+        with dask_client(dask_address) as client:
+            summary = refresh_store(lake, store, rows_per_shard=rows_per_shard or DEFAULT_ROWS_PER_SHARD,
+                                    progress=_say(ctx), client=client)
+    else:
+        summary = refresh_store(lake, store, rows_per_shard=rows_per_shard or DEFAULT_ROWS_PER_SHARD, progress=_say(ctx))
     data = summary.to_dict() | {"store": str(store.root)}
     if out is not None:
         labelling = Labelling(outcome, horizon_hours, keep_after_event=outcome == "sepsis") if outcome else None

@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,15 @@ def refresh_store(
     catalog: Catalog | None = None,
     progress: Callable[[str], None] = lambda message: None,
     stop_after: int | None = None,
+    client: Any = None,
 ) -> RefreshSummary:
     """Bring the store's generation for `families` up to date with the lake (see the module).
 
     stop_after: build at most this many shards, then stop as a killed build would (for tests
     and for spreading a large first build over several runs); the next refresh carries on.
+    client: a distributed.Client: the stale shards are built on its workers (which must see
+    the store's folder: one machine, or a shared file system), each committed here as it
+    completes, in whatever order.
     """
     started = time.perf_counter()
     families = check_families(families)
@@ -120,11 +125,9 @@ def refresh_store(
             partition = generation.folder / f"{PARTITION_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}"
             try:
                 _partition_observations(lake, snapshot, shards.filter(pl.col("shard").is_in(stale)), partition)
-                for done, shard in enumerate(stale, start=1):
-                    record, held = _build_shard(
-                        shard, partition, generation, encounters, patients, shards,
-                        data_end=data_end, snapshot=snapshot, catalog=catalog,
-                    )
+                build = partial(_build_shard, partition=partition, generation=generation, encounters=encounters,
+                                patients=patients, shards=shards, data_end=data_end, snapshot=snapshot, catalog=catalog)
+                for done, (shard, (record, held)) in enumerate(_each_built(build, stale, client), start=1):
                     largest = max(largest, held)
                     manifest = manifest.with_shard(shard, record, updated_at=_now())
                     write_manifest(generation.folder, manifest)
@@ -147,6 +150,20 @@ def refresh_store(
             largest_chunk_rows=largest,
             seconds=round(time.perf_counter() - started, 2),
         )
+
+
+def _each_built(build: Callable[[int], tuple[ShardRecord, int]], shards: list[int], client: Any) -> Any:
+    """(shard, build(shard)) for every shard: here one after another, or on a Dask cluster as
+    each completes."""
+    if client is None:
+        for shard in shards:
+            yield shard, build(shard)
+        return
+    from distributed import as_completed
+
+    futures = {client.submit(build, shard, pure=False): shard for shard in shards}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
 
 
 def _now() -> str:
@@ -296,12 +313,12 @@ def _build_shard_frame(
 
 def _build_shard(
     shard: int,
+    *,
     partition: Path,
     generation: Generation,
     encounters: pl.DataFrame,
     patients: pl.DataFrame,
     shards: pl.DataFrame,
-    *,
     data_end: datetime | None,
     snapshot: tuple[str, ...],
     catalog: Catalog,
