@@ -217,7 +217,9 @@ def fit_ablations(train: StoreDataset, features: list[str], *, engine: str, devi
     for name in ABLATIONS:
         columns = ablation_features(name, features)
         model = RiskModel(engine=engine, device=device, threshold_rule="none", random_state=seed, **TRAINING_DEFAULTS)
-        models[name] = model.fit(train.with_features(columns))
+        data = train.with_features(columns)
+        models[name] = model.fit(data)
+        data.release()
     return models
 
 
@@ -452,6 +454,7 @@ def train_and_register(
     model.fit(train)
     n_rows, n_patients = model.fingerprint_.rows, model.fingerprint_.patients
     calibration_rows = train.rows_at(model.threshold_rows_, columns=_baseline_sources(generation.features))
+    train.release()
     promise = make_promise(evaluation_frame(calibration_rows, model.threshold_risk_), threshold=model.threshold_)
     ablation_models: dict[str, RiskModel] = {}
     if ablations:

@@ -138,9 +138,18 @@ def _with_keys(columns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*KEY_COLUMNS, *columns]))
 
 
+CHUNK_CACHE_BYTES = 1 << 30
+"""How much of a StoreDataset's chunks are kept in memory between the boosters' passes (a
+small cohort is read from disk once; a large one mostly re-read, with memory still bounded)."""
+
+
 class StoreDataset:
     """A riskcast.model.dataset.Dataset over the store's shards: the labelled rows of the
-    chosen patients, the chosen features as float32."""
+    chosen patients, the chosen features as float32.
+
+    The boosters read every chunk several times (XGBoost sketches, then quantises; then the
+    held-out margins); chunks are kept while they fit in `cache_bytes`, and re-read after.
+    """
 
     def __init__(
         self,
@@ -159,6 +168,9 @@ class StoreDataset:
         self.exclude = None if exclude is None else sorted(set(exclude))
         self.only_rows = None if only_rows is None else only_rows.select("encounter_id", "time").unique()
         self.shards = generation.shard_ids()
+        self.cache_bytes = CHUNK_CACHE_BYTES
+        self._cache: dict[int, Chunk] = {}
+        self._cached_bytes = 0
 
     @property
     def n_chunks(self) -> int:
@@ -173,14 +185,27 @@ class StoreDataset:
         )
 
     def chunk(self, index: int) -> Chunk:
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
         frame = self.rows(index)
-        return Chunk(
+        chunk = Chunk(
             X=np.ascontiguousarray(frame.select(self.feature_names).to_numpy(), dtype=np.float32),
             y=frame["label"].to_numpy().astype(np.int8),
             groups=frame["patient_id"].to_numpy(),
             encounter_ids=frame["encounter_id"].to_numpy(),
             scoring_labels=frame["sepsis_label"].to_numpy().astype(np.int8) if "sepsis_label" in frame.columns else None,
         )
+        size = chunk.X.nbytes
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[index] = chunk
+            self._cached_bytes += size
+        return chunk
+
+    def release(self) -> None:
+        """Drop the cached chunks (once the boosters are done with them)."""
+        self._cache.clear()
+        self._cached_bytes = 0
 
     def with_features(self, features: Sequence[str]) -> StoreDataset:
         """The same rows with other feature columns (for ablations)."""
