@@ -103,9 +103,15 @@ def test_array_datasets_keep_whole_encounters_in_a_chunk():
 @pytest.mark.slow
 def test_a_dask_cluster_of_two_workers_trains_a_model_as_good_as_the_local_one(data):
     train, test = data
-    local = RiskModel(threshold_rule="alert_budget", threshold_target=15.0, **TRAINING_DEFAULTS).fit(train)
+    # Without row and column sampling and with a fixed number of rounds the two fits differ
+    # only in how the cluster builds the quantised matrix: on a cohort this small, sampling
+    # draws alone move the held-out AUROC by a few hundredths, early stopping by more.
+    same = TRAINING_DEFAULTS | {"subsample": 1.0, "colsample": 1.0, "n_estimators": 100,
+                                "early_stopping_rounds": None, "learning_rate": 0.1}
+    local = RiskModel(threshold_rule="alert_budget", threshold_target=15.0, **same).fit(train)
     distributed = RiskModel(threshold_rule="alert_budget", threshold_target=15.0, dask_address="local:2",
-                            **TRAINING_DEFAULTS).fit(train)
+                            **same).fit(train)
+    assert local.n_rounds_ == distributed.n_rounds_ == 100
     assert abs(_auroc(distributed, test) - _auroc(local, test)) <= 0.01
     assert distributed.operating_point_.rule == "alert_budget"
 

@@ -239,12 +239,15 @@ CRAFTED_ENCOUNTER = "Y](https://evil.example/phish)"
 
 
 def _score_a_crafted_encounter(served: Served) -> None:
-    """A score, in the latest hour, for an encounter whose id is a Markdown link (on a ward of its own)."""
+    """A score, in the latest hour, for an encounter whose id is a Markdown link (on a ward of its own).
+
+    Its risk is the highest on the board, so its row is among the first the grid draws (the grid
+    draws only the rows in view)."""
     version = ModelRegistry(served.settings.models_dir).champion()
     hour = views.latest_scored_hour(served.engine, model_version=version)
     utc = pl.Datetime("us", "UTC")
     frame = pl.DataFrame(
-        [(CRAFTED_ENCOUNTER, "P-crafted", "zz-crafted-ward", "north", hour, 0.02, "scored", "")],
+        [(CRAFTED_ENCOUNTER, "P-crafted", "zz-crafted-ward", "north", hour, 0.99, "scored", "")],
         schema={"encounter_id": pl.String, "patient_id": pl.String, "ward": pl.String, "site": pl.String,
                 "scored_at": utc, "risk": pl.Float64, "status": pl.String, "missing": pl.String},
         orient="row",
