@@ -10,7 +10,8 @@ Every function takes a *predictions frame*: one row per encounter-hour, with
 - optional baseline scores (``news2``, ``qsofa``, ``sirs``, ...), higher meaning riskier;
 - optional ``sepsis_label`` (the PhysioNet 2019 label, already shifted 6 h early).
 
-Rows are assumed hourly: patient-days are rows / 24. A null (or NaN) score never raises an
+Rows are assumed hourly: patient-days are rows / 24. Alert episodes, alert rates and the
+threshold for an alert budget are riskcast.alert_burden's. A null (or NaN) score never raises an
 alert and ranks below every scored row. Results are frozen dataclasses with ``to_dict()``
 (JSON-ready: NaN becomes None) so the CLI, the dashboard and the store can use them as they
 are. Nothing here reads files, the clock or the database.
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from riskcast import alert_burden
 from riskcast.errors import EvaluationError
 
 SCORE = "risk"
@@ -570,7 +572,7 @@ class _AlertData:
 
     @property
     def patient_days(self) -> float:
-        return self.rows.height * HOURS_PER_ROW / 24.0
+        return float(alert_burden.patient_days(self.rows.height, hours_per_row=HOURS_PER_ROW))
 
 
 def _prepare_alerts(
@@ -638,11 +640,6 @@ def _flagged(data: _AlertData, *, score: str, threshold: float) -> np.ndarray:
     return data.rows.get_column(score).to_numpy() >= threshold
 
 
-def _episode_starts(flagged: np.ndarray, first_row: np.ndarray) -> np.ndarray:
-    previous = np.r_[False, flagged[:-1]]
-    return flagged & (first_row | ~previous)
-
-
 def _promise(score: str, threshold: float, alerts_per_100: float, ppv: float) -> str:
     """The operating point in words, rounded to the safe side (burden up, PPV down)."""
     if not math.isfinite(alerts_per_100):
@@ -662,7 +659,7 @@ def _alert_metrics_on(data: _AlertData, *, score: str, threshold: float) -> Aler
     false_positives = int(np.count_nonzero(flagged & ~y))
     false_negatives = int(np.count_nonzero(~flagged & y))
     true_negatives = int(flagged.size - true_positives - false_positives - false_negatives)
-    starts = _episode_starts(flagged, data.first_row)
+    starts = alert_burden.episode_starts(flagged, data.first_row)
     n_episodes = int(np.count_nonzero(starts))
     n_rows = data.rows.height
     patient_days = data.patient_days
@@ -683,7 +680,7 @@ def _alert_metrics_on(data: _AlertData, *, score: str, threshold: float) -> Aler
     nonevent_flagged = data.rows.get_column("_enc").filter(pl.Series(flagged & ~data.has_event)).n_unique()
 
     ppv = _ratio(true_positives, true_positives + false_positives)
-    alerts_per_100 = _ratio(n_episodes, patient_days) * 100
+    alerts_per_100 = float(alert_burden.alerts_per_100_patient_days(n_episodes, patient_days))
     return AlertMetrics(
         score=score,
         threshold=float(threshold),
@@ -734,25 +731,13 @@ def alert_metrics(
 
 def _threshold_at_alert_rate_on(data: _AlertData, *, score: str, alerts_per_100_patient_days: float) -> float:
     values = data.rows.get_column(score).to_numpy()
-    scored = values[~np.isnan(values)]
-    if scored.size == 0:
+    if np.isnan(values).all():
         raise EvaluationError(
             f"cannot choose a threshold: score {score!r} is null on all {values.size:,} rows"
         )
-    # episodes(t) = #{rows with s >= t} - #{consecutive pairs in one encounter with both >= t}
-    pair_min = np.minimum(values[1:], values[:-1])[~data.first_row[1:]]
-    pair_min = np.sort(pair_min[~np.isnan(pair_min)])
-    scored_sorted = np.sort(scored)
-    candidates = np.unique(scored)[::-1]  # highest first
-    flagged_rows = scored_sorted.size - np.searchsorted(scored_sorted, candidates, side="left")
-    flagged_pairs = pair_min.size - np.searchsorted(pair_min, candidates, side="left")
-    rates = (flagged_rows - flagged_pairs) / data.patient_days * 100
-    over = np.flatnonzero(rates > alerts_per_100_patient_days + 1e-9)
-    if over.size == 0:
-        return float(candidates[-1])
-    if over[0] == 0:
-        return float(np.nextafter(candidates[0], np.inf))  # even the top score is too many
-    return float(candidates[over[0] - 1])
+    return alert_burden.threshold_for_budget(
+        values, data.first_row, patient_days=data.patient_days, alerts_per_100_patient_days=alerts_per_100_patient_days
+    ).threshold
 
 
 def threshold_at_alert_rate(

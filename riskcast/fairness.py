@@ -95,6 +95,7 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import precision_score
 
+from riskcast import alert_burden
 from riskcast.config import read_yaml_config
 from riskcast.errors import ConfigError, EvaluationError
 from riskcast.evaluate import alert_metrics, calibration, discrimination
@@ -579,7 +580,9 @@ def _metrics_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
         "ppv": _divide(c["true_positives"], c["flagged"]),
         "false_negative_rate": _divide(c["positives"] - c["true_positives"], c["positives"]),
         "calibration_in_the_large": _divide(c["risk_sum"] - c["positives"], c["rows"]),
-        "alerts_per_100_patient_days": _divide(c["episodes"] * 2400.0, c["rows"]),
+        "alerts_per_100_patient_days": alert_burden.alerts_per_100_patient_days(
+            c["episodes"], alert_burden.patient_days(np.asarray(c["rows"], dtype=np.float64))
+        ),
         "measurements_per_day": _divide(c["measurement_sum"], c["rows"]),
         "share_hours_unmeasured": _divide(c["unmeasured_hours"], c["rows"]),
     }
@@ -710,7 +713,8 @@ def _prepared_rows(
         ).alias("_unmeasured_hours"),
     ).sort(ENCOUNTER, TIME, maintain_order=True)
     flagged = pl.col(SCORE) >= threshold
-    first = (pl.col(ENCOUNTER) != pl.col(ENCOUNTER).shift(1)).fill_null(True)
+    first_row = (rows.get_column(ENCOUNTER) != rows.get_column(ENCOUNTER).shift(1)).fill_null(True).to_numpy()
+    episode_starts = alert_burden.episode_starts(rows.select(flagged).to_series().to_numpy(), first_row)
     return rows.with_columns(
         _patient=pl.col(PATIENT).cast(pl.String).cast(pl.Categorical).to_physical().rank("dense").cast(pl.Int64) - 1,
         _flag=flagged,
@@ -721,7 +725,7 @@ def _prepared_rows(
         _true_positives=(pl.col("_flag") & (pl.col(LABEL) == 1)).cast(pl.Float64),
         _false_positives=(pl.col("_flag") & (pl.col(LABEL) == 0)).cast(pl.Float64),
         _risk_sum=pl.col(SCORE),
-        _episodes=(pl.col("_flag") & (first | ~pl.col("_flag").shift(1).fill_null(False))).cast(pl.Float64),
+        _episodes=pl.Series(episode_starts.astype(np.float64)),
     )
 
 
@@ -999,7 +1003,7 @@ def _feature_audit(
         "n_encounters": masked_int(sizes.get_column("n_encounters").to_numpy()),
         "n_events": masked_int(n_events_by),
         "n_rows": masked_int(point_counts[:, 0]),
-        "patient_days": masked(point_counts[:, 0] / 24.0),
+        "patient_days": masked(alert_burden.patient_days(point_counts[:, 0])),
     }
     for metric in BOOTSTRAP_METRICS:
         low, high = _interval(boot[metric], config.confidence)
@@ -1151,7 +1155,6 @@ def _apply_gates(
 def _rate_table(rows: pl.DataFrame, group_label: pl.Series, flags: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     """sensitivity, false_positive_rate, selection_rate, alerts_per_100_patient_days per group and overall."""
     first = (rows.get_column(ENCOUNTER) != rows.get_column(ENCOUNTER).shift(1)).fill_null(True).to_numpy()
-    previous = np.r_[False, flags[:-1]]
     frame = pl.DataFrame(
         {
             "_g": group_label,
@@ -1160,7 +1163,7 @@ def _rate_table(rows: pl.DataFrame, group_label: pl.Series, flags: np.ndarray, n
             "_flagged": flags.astype(np.float64),
             "_true_positives": (flags & (rows.get_column(LABEL).to_numpy() == 1)).astype(np.float64),
             "_false_positives": (flags & (rows.get_column(LABEL).to_numpy() == 0)).astype(np.float64),
-            "_episodes": (flags & (first | ~previous)).astype(np.float64),
+            "_episodes": alert_burden.episode_starts(flags, first).astype(np.float64),
         }
     )
     sums = frame.group_by("_g").agg(pl.all().sum())
@@ -1404,7 +1407,7 @@ def audit(
         n_patients=n_patients,
         n_encounters=rows.get_column(ENCOUNTER).n_unique(),
         n_events=rows.filter(pl.col(LABEL) == 1).get_column(ENCOUNTER).n_unique(),
-        patient_days=rows.height / 24.0,
+        patient_days=float(alert_burden.patient_days(rows.height)),
         overall=MappingProxyType(overall),
         features=MappingProxyType(audits),
         mitigations=tuple(mitigations),

@@ -9,7 +9,10 @@ encounter id is what counts). A flag that stays on for ten hours is one alert; o
 goes off and on again is two.
 
 Patient-days are exposure time: `rows * hours_per_row / 24` (with hourly rows, 24 rows
-are one patient-day). The alert rate is `100 * alert episodes / patient-days`.
+are one patient-day). The alert rate is `100 * alert episodes / patient-days`. Episodes,
+patient-days, rates and the threshold for a budget are counted by riskcast.alert_burden,
+the same count the evaluation and the fairness audit use; this module groups the rows by
+encounter and validates them.
 
 The threshold is chosen on held-out (calibration) patients and stored with the model
 together with how it was chosen, as an OperatingPoint.
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskcast import alert_burden
 from riskcast.errors import ModelError
 from riskcast.utility import RowUtilities
 
@@ -98,10 +102,7 @@ def alert_episodes(flags: Any, *, encounter_ids: Any) -> int:
     """Number of alert episodes: flags turning on within an encounter (see module doc)."""
     flags = np.asarray(flags, dtype=bool)
     order, first = _time_ordered_by_encounter(encounter_ids, len(flags))
-    on = flags[order]
-    previous_on = np.zeros_like(on)
-    previous_on[1:] = on[:-1]
-    return int(np.sum(on & (first | ~previous_on)))
+    return int(np.count_nonzero(alert_burden.episode_starts(flags[order], first)))
 
 
 def alerts_per_100_patient_days(
@@ -109,8 +110,9 @@ def alerts_per_100_patient_days(
 ) -> float:
     """Alert episodes per 100 patient-days when flagging risk >= threshold."""
     risk = _as_risk(risk)
-    patient_days = len(risk) * hours_per_row / 24.0
-    return 100.0 * alert_episodes(risk >= threshold, encounter_ids=encounter_ids) / patient_days
+    patient_days = alert_burden.patient_days(len(risk), hours_per_row=hours_per_row)
+    episodes = alert_episodes(risk >= threshold, encounter_ids=encounter_ids)
+    return float(alert_burden.alerts_per_100_patient_days(episodes, patient_days))
 
 
 def threshold_for_alert_budget(
@@ -127,7 +129,7 @@ def threshold_for_alert_budget(
     at the first threshold over budget: the chosen threshold has margin above it, not
     just a lucky dip. Candidates are the distinct risk values; if even flagging only
     the highest risk is over budget, the threshold sits just above the maximum (no
-    flags on these rows).
+    flags on these rows). See riskcast.alert_burden.threshold_for_budget.
     """
     if hours_per_row <= 0:
         raise ModelError(f"hours_per_row must be positive (got {hours_per_row!r})")
@@ -137,39 +139,17 @@ def threshold_for_alert_budget(
     risk = _as_risk(risk)
     n_rows = len(risk)
     order, first = _time_ordered_by_encounter(encounter_ids, n_rows)
-    ordered = risk[order]
-
-    # Episodes at threshold t = #{first rows with r >= t} + #{other rows with r_prev < t <= r}.
-    candidates = np.unique(ordered)  # ascending
-    starts = np.sort(ordered[first])
-    starts_on = len(starts) - np.searchsorted(starts, candidates, side="left")
-    prev, cur = ordered[:-1][~first[1:]], ordered[1:][~first[1:]]
-    rising = prev < cur
-    low, high = np.sort(prev[rising]), np.sort(cur[rising])
-    rises_on = np.searchsorted(low, candidates, side="left") - np.searchsorted(high, candidates, side="left")
-    episodes = starts_on + rises_on
-    patient_days = n_rows * hours_per_row / 24.0
-    rates = 100.0 * episodes / patient_days
-
-    over = np.flatnonzero(rates > budget)
-    if len(over) == 0:
-        index = 0
-    elif over[-1] == len(candidates) - 1:
-        index = None
-    else:
-        index = int(over[-1]) + 1
-    if index is None:
-        threshold = float(np.nextafter(candidates[-1], np.inf))
-        achieved, flag_rate = 0.0, 0.0
-    else:
-        threshold = float(candidates[index])
-        achieved = float(rates[index])
-        flag_rate = float(np.mean(risk >= threshold))
+    chosen = alert_burden.threshold_for_budget(
+        risk[order], first,
+        patient_days=alert_burden.patient_days(n_rows, hours_per_row=hours_per_row),
+        alerts_per_100_patient_days=budget,
+    )  # fmt: skip
+    flag_rate = float(np.mean(risk >= chosen.threshold))
     return OperatingPoint(
-        threshold=threshold,
+        threshold=chosen.threshold,
         rule=ALERT_BUDGET,
         target=budget,
-        achieved=achieved,
+        achieved=chosen.alerts_per_100_patient_days,
         flag_rate=flag_rate,
         n_rows=n_rows,
     )
