@@ -34,6 +34,7 @@ AGE_BANDS = [(0, 45, "18-44"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, "
 _STATS = ["n", "sum", "sumsq", "min", "max", "last", "prev", "last_time", "first", "st", "stt", "stx"]
 # A variable's baseline is the mean of its values in the stay's first hours (see families).
 BASELINE_HOURS = {"vital": 6, "lab": 24}
+POSITION = "__hour_of_stay"
 
 
 def _ceil_hour(column: pl.Expr) -> pl.Expr:
@@ -152,7 +153,7 @@ def _variable_features(variable: str, *, kind: str, present: set[str]) -> list[p
     # The value before the latest one: earlier in the same hour, else the last of earlier hours.
     previous = pl.when(n >= 2).then(col("prev")).otherwise(col("last").forward_fill().shift(1).over(by))
     delta = pl.when(n > 0).then(col("last") - previous).forward_fill().over(by)
-    in_baseline = pl.int_range(pl.len()).over(by) < BASELINE_HOURS[kind]
+    in_baseline = pl.col(POSITION) < BASELINE_HOURS[kind]
     baseline_n = pl.when(in_baseline).then(n).otherwise(0.0).cum_sum().over(by)
     baseline_sum = pl.when(in_baseline).then(col("sum").fill_null(0.0)).otherwise(0.0).cum_sum().over(by)
     baseline = pl.when(baseline_n > 0).then(baseline_sum / baseline_n)
@@ -278,7 +279,8 @@ def build_features(
     wide = _scatter_wide(stats, bounds, grid.height)
     present = {s.name for s in wide}
     demographics = _demographics(encounters, patients)
-    frame = grid.with_columns(wide).lazy()
+    # each row's hour within its stay, once for every variable's baseline
+    frame = grid.with_columns(wide).with_columns(pl.int_range(pl.len()).over("encounter_id").alias(POSITION)).lazy()
     feature_exprs: list[pl.Expr] = []
     for name, variable in catalog.variables.items():
         feature_exprs += _variable_features(name, kind=variable.kind, present=present)

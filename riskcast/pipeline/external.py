@@ -353,7 +353,8 @@ def recalibrate_model(
         **card.get("other", {}),
         "recalibration": record,
     }
-    promise = make_promise(keys.with_columns(pl.Series("risk", risk)), threshold=new.threshold_)
+    promise = make_promise(keys.with_columns(pl.Series("risk", risk)), threshold=new.threshold_,
+                           utility=point.achieved if rule == "utility" and point is not None else None)
     with registry.staging(new, metadata=metadata, now=now) as stage:
         (stage.path / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
     new_version = stage.version

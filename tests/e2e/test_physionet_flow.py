@@ -157,3 +157,15 @@ def test_recalibrate_registers_a_new_unpromoted_version_recorded_in_its_card(tra
     card = json.loads((home / "models" / result["version"] / "model_card.json").read_text())
     assert card["other"]["recalibration"]["data"] == str(other)
     assert card["other"]["recalibration"]["chosen_as"] == "the site's first patients by admission time"
+
+
+def test_the_utility_operating_point_promises_the_utility_it_reached(trained):
+    home, other, _ = trained
+    version = next((home / "models").glob("v0001-*"))
+    promise = json.loads((version / "promise.json").read_text())
+    assert promise["rule"] == "utility" and 0 < promise["utility"] <= 1
+    assert "PhysioNet 2019 utility at least" in promise["text"]
+    report = json.loads(run(home, "evaluate", "--data", str(other), "--bootstrap", "0").stdout)
+    check = report["promise_check"]
+    assert check["promised_utility"] == pytest.approx(promise["utility"])
+    assert check["kept"] == check["utility_kept"] == (check["observed_utility"] >= promise["utility"] * 0.8)
