@@ -9,7 +9,7 @@ broke, a detail a person can act on (never the patient's value), and the raw row
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -45,6 +45,10 @@ class Validated:
     table: str
     valid: pl.DataFrame
     quarantined: pl.DataFrame
+    first_keys: pl.DataFrame | None = None
+    """Observations validated with `earlier_keys` only: the key (encounter_id, charttime,
+    variable) of each row first seen in the batch (it broke no rule but, maybe, repeating the
+    lake's rows), for the `earlier_keys` of the batch's next part."""
 
     @property
     def counts_by_rule(self) -> dict[str, int]:
@@ -503,6 +507,7 @@ def validate_observations(
     *,
     encounters: pl.DataFrame | None = None,
     existing_keys: pl.DataFrame | None = None,
+    earlier_keys: pl.DataFrame | None = None,
     catalog: Catalog | None = None,
     source: str = "observations",
     source_timezone: str = "UTC",
@@ -515,6 +520,9 @@ def validate_observations(
         the encounter checks (for a frame validated on its own).
     existing_keys: encounter_id, charttime, variable already in the lake; repeats are
         quarantined as duplicates.
+    earlier_keys: for a batch validated in parts, in order: the `first_keys` of its earlier
+        parts (encounter_id, charttime, variable); repeats of them are duplicates within the
+        batch, as if the parts were one frame. The result then carries this part's `first_keys`.
     now: the time of ingest (UTC-aware); later charttimes (plus the contract's tolerance) are
         quarantined as in the future. None skips the check.
     Valid rows carry the canonical variable name and the value in the canonical unit.
@@ -593,9 +601,29 @@ def validate_observations(
         pl.col("__canonical_value").alias("__typed_value"),
         pl.col("__canonical_unit").alias("__typed_unit"),
     )
-    staged = _mark_duplicates(
-        staged, list(contract.key), keep="first", detail="the same encounter, charttime and variable appears earlier in this batch"
-    )
+    in_batch_detail = "the same encounter, charttime and variable appears earlier in this batch"
+    typed_key = ["__typed_encounter_id", "__typed_charttime", "__typed_variable"]
+    if earlier_keys is not None and earlier_keys.height:
+        earlier = earlier_keys.select(
+            pl.col("encounter_id").cast(pl.String).alias("__typed_encounter_id"),
+            pl.col("charttime").cast(UTC_DATETIME).alias("__typed_charttime"),
+            pl.col("variable").cast(pl.String).alias("__typed_variable"),
+            pl.lit(True).alias("__earlier"),
+        ).unique(typed_key)
+        staged = staged.join(earlier, on=typed_key, how="left", maintain_order="left")
+        repeat = pl.col(_RULE).is_null() & pl.col("__earlier").fill_null(False)
+        staged = staged.with_columns(
+            pl.when(repeat).then(pl.lit("duplicate")).otherwise(pl.col(_RULE)).alias(_RULE),
+            pl.when(repeat).then(pl.lit(in_batch_detail)).otherwise(pl.col(_DETAIL)).alias(_DETAIL),
+        )
+    staged = _mark_duplicates(staged, list(contract.key), keep="first", detail=in_batch_detail)
+    first_keys = None
+    if earlier_keys is not None:
+        first_keys = staged.filter(pl.col(_RULE).is_null()).select(
+            pl.col("__typed_encounter_id").alias("encounter_id"),
+            pl.col("__typed_charttime").alias("charttime"),
+            pl.col("__typed_variable").alias("variable"),
+        )
     if existing_keys is not None and existing_keys.height:
         seen = existing_keys.select(
             pl.col("encounter_id").alias("__typed_encounter_id"),
@@ -613,7 +641,8 @@ def validate_observations(
         )
     staged = staged.sort("__order")
     helper_columns = [c for c in staged.columns if c.startswith("__") and not c.startswith("__typed_")]
-    return _split(staged.drop(helper_columns), "observations", contract.column_names)
+    validated = _split(staged.drop(helper_columns), "observations", contract.column_names)
+    return validated if first_keys is None else replace(validated, first_keys=first_keys)
 
 
 def validate(

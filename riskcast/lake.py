@@ -7,7 +7,9 @@ Layout under the lake root:
     batches/<batch_id>.json         the manifest; a batch exists only once this is written
 
 Every file is written under a temporary name and renamed, and the manifest is renamed
-last, so a process that dies mid-ingest leaves nothing a reader will see. Writers take the
+last, so a process that dies mid-ingest leaves nothing a reader will see. A big table is
+written in parts (`Lake.batch_writer`: each part a row group of the table's one temporary
+file), so an ingest never holds a whole file's rows; the batch still appears all at once. Writers take the
 lake's lock (`Lake.writing`: an exclusive flock on <root>/.lock, re-entrant within a
 process), so two ingests, from the scheduler and from the command line say, never remove
 each other's files in progress or accept the same rows twice; readers take no lock. Batch ids sort
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from riskcast.catalog import TABLES
 from riskcast.config import PRIVATE_FILE_MODE, make_private_dir
@@ -177,53 +180,29 @@ class Lake:
     ) -> BatchManifest:
         """Write a batch's tables and quarantine, then its manifest (the commit point), holding
         the write lock."""
-        with self.writing():
-            return self._commit_batch(batch_id, tables, quarantine, sources=sources, created_at=created_at)
+        with self.batch_writer(batch_id) as batch:
+            for table in TABLES:
+                frame = tables.get(table)
+                if frame is not None:
+                    batch.append(table, frame)
+            return batch.commit(quarantine, sources=sources, created_at=created_at)
 
-    def _commit_batch(
-        self,
-        batch_id: str,
-        tables: dict[str, pl.DataFrame],
-        quarantine: pl.DataFrame,
-        *,
-        sources: list[dict[str, Any]],
-        created_at: datetime,
-    ) -> BatchManifest:
-        if (self.root / MANIFESTS / f"{batch_id}.json").exists():
-            raise LakeError(f"batch {batch_id} is already committed")
-        self._remove_orphans()
-        sequence = max((m.sequence for m in self.manifests()), default=0) + 1
-        accepted: dict[str, int] = {}
-        for table in TABLES:
-            frame = tables.get(table)
-            if frame is None or frame.height == 0:
-                accepted[table] = 0
-                continue
-            schema = LAKE_SCHEMAS[table]
-            stored = frame.select([pl.col(c).cast(t) for c, t in schema.items()]).with_columns(
-                pl.lit(batch_id).alias("batch_id")
-            )
-            _atomic_write_parquet(stored, self.root / table / f"{batch_id}.parquet")
-            accepted[table] = stored.height
-        quarantined: dict[str, dict[str, int]] = {}
-        if quarantine.height:
-            _atomic_write_parquet(
-                quarantine.select(list(QUARANTINE_SCHEMA)).with_columns(pl.lit(batch_id).alias("batch_id")),
-                self.root / QUARANTINE / f"{batch_id}.parquet",
-            )
-            counts = quarantine.group_by("table", "rule").len().sort("table", "rule")
-            for table, rule, count in counts.iter_rows():
-                quarantined.setdefault(table, {})[rule] = int(count)
-        manifest = BatchManifest(
-            batch_id=batch_id,
-            created_at=created_at.isoformat(),
-            sources=sources,
-            accepted=accepted,
-            quarantined=quarantined,
-            sequence=sequence,
-        )
-        _atomic_write_json(manifest.to_dict(), self.root / MANIFESTS / f"{batch_id}.json")
-        return manifest
+    @contextmanager
+    def batch_writer(self, batch_id: str) -> Iterator[BatchWriter]:
+        """A batch to write part by part (see BatchWriter), holding the write lock throughout.
+
+        Raises LakeError when the batch is already committed. Leaving the block without
+        `commit` (an error, an interrupt) removes what was written: nothing of it is seen.
+        """
+        with self.writing():
+            if (self.root / MANIFESTS / f"{batch_id}.json").exists():
+                raise LakeError(f"batch {batch_id} is already committed")
+            self._remove_orphans()
+            writer = BatchWriter(self, batch_id)
+            try:
+                yield writer
+            finally:
+                writer.close()
 
     def _remove_orphans(self) -> None:
         """Delete temporary and uncommitted files left by a process that died mid-ingest."""
@@ -283,3 +262,81 @@ class Lake:
 
     def is_empty(self) -> bool:
         return not self.committed_batch_ids()
+
+
+class BatchWriter:
+    """One batch being written: `append` a table's rows in as many parts as it comes in, then
+    `commit` writes the quarantine and the manifest, the commit point.
+
+    Each table goes to one temporary file (a Parquet row group per part), renamed into place
+    at the commit, so a batch is never half seen. Get one from `Lake.batch_writer`.
+    """
+
+    def __init__(self, lake: Lake, batch_id: str) -> None:
+        self.lake = lake
+        self.batch_id = batch_id
+        self.accepted: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._committed = False
+
+    def _temporary(self, table: str) -> Path:
+        return self.lake.root / table / f".tmp-{self.batch_id}.parquet"
+
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        """Add rows of a canonical table (typed as the contracts produce them) to the batch."""
+        if table not in LAKE_SCHEMAS:
+            raise LakeError(f"unknown table {table!r}; the lake holds {', '.join(TABLES)}")
+        if self._committed:
+            raise LakeError(f"batch {self.batch_id} is already committed")
+        if frame.height == 0:
+            return
+        stored = frame.select([pl.col(c).cast(t) for c, t in LAKE_SCHEMAS[table].items()]).with_columns(
+            pl.lit(self.batch_id).alias("batch_id")
+        ).to_arrow()
+        if table not in self._writers:
+            path = self._temporary(table)
+            make_private_dir(path.parent)
+            self._writers[table] = pq.ParquetWriter(path, stored.schema, compression="zstd", write_statistics=True)
+            os.chmod(path, PRIVATE_FILE_MODE)
+        self._writers[table].write_table(stored)
+        self.accepted[table] += frame.height
+
+    def discard(self, table: str) -> None:
+        """Forget the rows appended to `table` so far (to write them again differently)."""
+        writer = self._writers.pop(table, None)
+        if writer is not None:
+            writer.close()
+        self._temporary(table).unlink(missing_ok=True)
+        self.accepted[table] = 0
+
+    def commit(self, quarantine: pl.DataFrame, *, sources: list[dict[str, Any]], created_at: datetime) -> BatchManifest:
+        """Put the tables in place, write the quarantine, then the manifest: the batch is committed."""
+        for table in list(self._writers):
+            self._writers.pop(table).close()
+            os.replace(self._temporary(table), self.lake.root / table / f"{self.batch_id}.parquet")
+        quarantined: dict[str, dict[str, int]] = {}
+        if quarantine.height:
+            _atomic_write_parquet(
+                quarantine.select(list(QUARANTINE_SCHEMA)).with_columns(pl.lit(self.batch_id).alias("batch_id")),
+                self.lake.root / QUARANTINE / f"{self.batch_id}.parquet",
+            )
+            counts = quarantine.group_by("table", "rule").len().sort("table", "rule")
+            for table, rule, count in counts.iter_rows():
+                quarantined.setdefault(table, {})[rule] = int(count)
+        sequence = max((m.sequence for m in self.lake.manifests()), default=0) + 1
+        manifest = BatchManifest(
+            batch_id=self.batch_id,
+            created_at=created_at.isoformat(),
+            sources=sources,
+            accepted=dict(self.accepted),
+            quarantined=quarantined,
+            sequence=sequence,
+        )
+        _atomic_write_json(manifest.to_dict(), self.lake.root / MANIFESTS / f"{self.batch_id}.json")
+        self._committed = True
+        return manifest
+
+    def close(self) -> None:
+        """Without a commit, remove every temporary file of the batch."""
+        for table in list(self._writers):
+            self.discard(table)

@@ -78,12 +78,15 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.errors import ConfigError
@@ -99,6 +102,12 @@ PULSE_OX_BIAS_SLOPE = 0.55
 # How much less ill a patient looks per point of hypoxaemia the oximeter hides (severity units).
 HIDDEN_HYPOXAEMIA_WEIGHT = 0.12
 FORMATS = ("parquet", "csv")
+TABLE_ORDER = ("patients", "encounters", "observations", "outcomes")
+BLOCK_ENCOUNTERS = 5000
+"""Stays whose observations are simulated at once (in admission order), each block from its own
+random streams: memory grows with a block, not with the cohort. Part of a cohort's definition
+(the same seed and block size give the same rows); a cohort of one block is the cohort riskcast
+made before blocks."""
 
 WARDS = ("medical-1", "medical-2", "respiratory-3", "cardiology-4", "elderly-care-5", "surgical-6")
 RACE_GROUPS = ("White", "Black", "Hispanic", "Asian", "Other")
@@ -173,39 +182,67 @@ def generate_cohort(
     malformed_rate: float = 0.005,
     admitted_fraction: float = 0.15,
     sites: tuple[str, ...] = ("north", "south"),
+    block_encounters: int = BLOCK_ENCOUNTERS,
 ) -> dict[str, pl.DataFrame]:
     """A synthetic cohort of `n_encounters` ward stays as source frames (see the module docstring).
 
     Returns {"patients", "encounters", "observations", "outcomes"}: text columns named as in
     schemas/*.yaml, times in UTC. `now` (timezone-aware; default 2026-01-15T12:00Z) is the end
     of the data: stays run over the 60 days before it and `admitted_fraction` of them are
-    still open at it. Deterministic for a given seed and arguments.
+    still open at it. Deterministic for a given seed and arguments. The observations are
+    simulated `block_encounters` stays at a time (see BLOCK_ENCOUNTERS); `write_synthetic_cohort`
+    writes the same cohort to files without holding it whole.
     """
-    _check_arguments(n_encounters, now, malformed_rate, admitted_fraction, sites)
-    now = (now or DEFAULT_NOW).astimezone(timezone.utc)
-    now_hours = now.timestamp() / 3600.0
-    catalog = load_catalog()
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
-    rng_people, rng_stays, rng_course, rng_vitals, rng_labs, rng_oximetry, rng_malformed = streams
+    parts: dict[str, list[pl.DataFrame]] = {table: [] for table in TABLE_ORDER}
+    for table, frame in _cohort_parts(
+        n_encounters, seed=seed, now=now, pulse_ox_bias=pulse_ox_bias, malformed_rate=malformed_rate,
+        admitted_fraction=admitted_fraction, sites=sites, block_encounters=block_encounters,
+    ):  # fmt: skip
+        parts[table].append(frame)
+    return {table: pl.concat(frames) for table, frames in parts.items()}
 
-    patients = _patients(n_encounters, len(sites), rng_people)
-    stays = _stays(n_encounters, patients, now_hours, admitted_fraction, rng_stays, rng_course)
-    patients, stays = _separate_overlapping_stays(patients, stays)
-    grid = _hourly_grid(stays, rng_vitals)
-    oximetry = _oximetry(grid, stays, patients, pulse_ox_bias=pulse_ox_bias, rng=rng_vitals, rng_oximetry=rng_oximetry)
-    is_round = _ward_rounds(grid, stays, patients, oximetry, rng_vitals)
-    vitals = _vital_signs(grid, is_round, oximetry, stays, patients, rng_vitals)
-    labs = _lab_results(stays, patients, rng_labs)
-    patient_ids = _patient_ids(len(patients.age), rng_people)
-    tables = {
-        "patients": _patients_table(patients, stays, sites, patient_ids),
-        "encounters": _encounters_table(stays, patients, sites, patient_ids),
-        "observations": _observations_table(vitals + labs, stays, patients, catalog, salt=int(rng_labs.integers(2**62))),
-        "outcomes": _outcomes_table(stays, now_hours),
-    }
-    if malformed_rate > 0:
-        tables = _with_malformed_rows(tables, malformed_rate, catalog, rng_malformed)
-    return tables
+
+@dataclass(frozen=True)
+class WrittenCohort:
+    """What `write_synthetic_cohort` wrote: the file of each table and its number of rows."""
+
+    paths: list[Path]
+    rows: dict[str, int]
+
+
+def write_synthetic_cohort(
+    n_encounters: int,
+    out_dir: Path,
+    *,
+    fmt: str = "parquet",
+    seed: int = 0,
+    now: datetime | None = None,
+    pulse_ox_bias: bool = True,
+    malformed_rate: float = 0.005,
+    admitted_fraction: float = 0.15,
+    sites: tuple[str, ...] = ("north", "south"),
+    block_encounters: int = BLOCK_ENCOUNTERS,
+) -> WrittenCohort:
+    """Simulate the cohort `generate_cohort` returns for the same arguments and write it to
+    `<out_dir>/<table>.<fmt>`, block by block, so that memory grows with a block of
+    encounters, not with the cohort (the people and stays themselves are small and held whole).
+
+    Files are written under temporary names and renamed into place once every table is
+    complete, so a reader never sees half a cohort.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown cohort format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    parts = _cohort_parts(
+        n_encounters, seed=seed, now=now, pulse_ox_bias=pulse_ox_bias, malformed_rate=malformed_rate,
+        admitted_fraction=admitted_fraction, sites=sites, block_encounters=block_encounters,
+    )  # fmt: skip
+    rows = dict.fromkeys(TABLE_ORDER, 0)
+    with _TableFiles(Path(out_dir), fmt) as files:
+        for table, frame in parts:
+            files.append(table, frame)
+            rows[table] += frame.height
+        paths = files.commit(TABLE_ORDER)
+    return WrittenCohort(paths, rows)
 
 
 def write_cohort(tables: dict[str, pl.DataFrame], out_dir: Path, *, fmt: str = "parquet") -> list[Path]:
@@ -216,24 +253,129 @@ def write_cohort(tables: dict[str, pl.DataFrame], out_dir: Path, *, fmt: str = "
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown cohort format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for table, frame in tables.items():
-        path = out_dir / f"{table}.{fmt}"
-        handle, temporary = tempfile.mkstemp(prefix=f".{table}.", suffix=f".{fmt}.tmp", dir=out_dir)
-        os.close(handle)
-        try:
-            if fmt == "parquet":
-                frame.write_parquet(temporary)
-            else:
-                frame.write_csv(temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        paths.append(path)
-    return paths
+    with _TableFiles(Path(out_dir), fmt) as files:
+        for table, frame in tables.items():
+            files.append(table, frame)
+        return files.commit(list(tables))
+
+
+class _TableFiles:
+    """One file per table, appended part by part under a temporary name; `commit` renames them all.
+
+    Leaving the `with` block without a commit (an error, an interrupt) removes the temporary files.
+    """
+
+    def __init__(self, out_dir: Path, fmt: str) -> None:
+        self.out_dir = out_dir
+        self.fmt = fmt
+        self._temporary: dict[str, Path] = {}
+        self._writers: dict[str, Any] = {}
+
+    def __enter__(self) -> _TableFiles:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        if table not in self._temporary:
+            handle, temporary = tempfile.mkstemp(prefix=f".{table}.", suffix=f".{self.fmt}.tmp", dir=self.out_dir)
+            os.close(handle)
+            self._temporary[table] = Path(temporary)
+        path = self._temporary[table]
+        if self.fmt == "csv":
+            with path.open("ab") as handle:
+                frame.write_csv(handle, include_header=table not in self._writers)
+            self._writers[table] = None
+            return
+        arrow = frame.to_arrow()
+        if table not in self._writers:
+            self._writers[table] = pq.ParquetWriter(path, arrow.schema, compression="zstd")
+        self._writers[table].write_table(arrow)
+
+    def commit(self, tables: list[str]) -> list[Path]:
+        """Close the files and rename each to `<table>.<fmt>`, in the order of `tables`."""
+        for writer in self._writers.values():
+            if writer is not None:
+                writer.close()
+        self._writers.clear()
+        paths = []
+        for table in tables:
+            path = self.out_dir / f"{table}.{self.fmt}"
+            os.replace(self._temporary.pop(table), path)
+            paths.append(path)
+        return paths
+
+    def __exit__(self, *exc: object) -> None:
+        for writer in self._writers.values():
+            if writer is not None:
+                writer.close()
+        for temporary in self._temporary.values():
+            temporary.unlink(missing_ok=True)
+
+
+def _cohort_parts(
+    n_encounters: int,
+    *,
+    seed: int,
+    now: datetime | None,
+    pulse_ox_bias: bool,
+    malformed_rate: float,
+    admitted_fraction: float,
+    sites: tuple[str, ...],
+    block_encounters: int,
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(table, rows) in the order they are made: patients, encounters, the observations of
+    each block of encounters (the outcomes after the first block).
+
+    The people and stays are drawn whole (they are small); the hourly grid, vitals and labs
+    of each block come from that block's own random streams (the first block's are the
+    cohort's, so a cohort of one block is what it was before blocks).
+    """
+    _check_arguments(n_encounters, now, malformed_rate, admitted_fraction, sites)
+    if isinstance(block_encounters, bool) or not isinstance(block_encounters, int) or block_encounters < 1:
+        raise ConfigError(f"block_encounters must be a positive whole number, got {block_encounters!r}")
+    now = (now or DEFAULT_NOW).astimezone(timezone.utc)
+    now_hours = now.timestamp() / 3600.0
+    catalog = load_catalog()
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    rng_people, rng_stays, rng_course, rng_vitals, rng_labs, rng_oximetry, rng_malformed = streams
+
+    patients = _patients(n_encounters, len(sites), rng_people)
+    stays = _stays(n_encounters, patients, now_hours, admitted_fraction, rng_stays, rng_course)
+    patients, stays = _separate_overlapping_stays(patients, stays)
+    patient_ids = _patient_ids(len(patients.age), rng_people)
+    malformed = malformed_rate > 0
+    patients_table = _patients_table(patients, stays, sites, patient_ids)
+    encounters_table = _encounters_table(stays, patients, sites, patient_ids)
+    yield "patients", _malformed_patients(patients_table, malformed_rate, rng_malformed) if malformed else patients_table
+    yield "encounters", _malformed_encounters(encounters_table, malformed_rate, rng_malformed) if malformed else encounters_table
+
+    salt = None
+    for block, first in enumerate(range(0, stays.n, block_encounters)):
+        if block == 0:
+            rng_block_vitals, rng_block_labs, rng_block_oximetry, rng_block_malformed = rng_vitals, rng_labs, rng_oximetry, rng_malformed
+        else:
+            block_streams = np.random.SeedSequence(seed, spawn_key=(len(streams), block)).spawn(4)
+            rng_block_vitals, rng_block_labs, rng_block_oximetry, rng_block_malformed = (
+                np.random.default_rng(s) for s in block_streams
+            )
+        block_stays = stays.take(np.arange(first, min(first + block_encounters, stays.n)))
+        grid = _hourly_grid(block_stays, rng_block_vitals)
+        oximetry = _oximetry(
+            grid, block_stays, patients, pulse_ox_bias=pulse_ox_bias, rng=rng_block_vitals, rng_oximetry=rng_block_oximetry
+        )
+        is_round = _ward_rounds(grid, block_stays, patients, oximetry, rng_block_vitals)
+        vitals = _vital_signs(grid, is_round, oximetry, block_stays, patients, rng_block_vitals)
+        del grid, oximetry, is_round
+        labs = _lab_results(block_stays, patients, rng_block_labs)
+        if salt is None:  # one salt for the cohort, drawn after the first block's labs
+            salt = int(rng_labs.integers(2**62))
+        observations = _observations_table(vitals + labs, block_stays, patients, catalog, salt=salt, first_encounter=first)
+        if malformed:
+            observations = _malformed_observations(observations, malformed_rate, catalog, rng_block_malformed)
+        yield "observations", observations
+        if block == 0:
+            outcomes = _outcomes_table(stays, now_hours)
+            yield "outcomes", _malformed_outcomes(outcomes, malformed_rate, rng_malformed) if malformed else outcomes
 
 
 def _check_arguments(
@@ -816,9 +958,9 @@ def _iso_text(hours: np.ndarray) -> pl.Series:
     )
 
 
-def _encounter_ids(n: int) -> pl.Series:
-    """E0000001, E0000002, ... in admission order."""
-    return pl.Series([f"E{i + 1:07d}" for i in range(n)], dtype=pl.String)
+def _encounter_ids(n: int, *, first: int = 0) -> pl.Series:
+    """E0000001, E0000002, ... in admission order (n of them from the `first`-th, counting from 0)."""
+    return pl.Series([f"E{i + 1:07d}" for i in range(first, first + n)], dtype=pl.String)
 
 
 def _patient_ids(n: int, rng: np.random.Generator) -> pl.Series:
@@ -897,19 +1039,20 @@ def _source_unit_choices(catalog: Catalog, variable: str) -> list[tuple[str | No
 
 
 def _observations_table(
-    measurements: list[_Measurements], stays: _Stays, people: _People, catalog: Catalog, *, salt: int
+    measurements: list[_Measurements], stays: _Stays, people: _People, catalog: Catalog, *, salt: int, first_encounter: int = 0
 ) -> pl.DataFrame:
     """encounter_id, charttime, variable, value, unit, source: values as sent by each site's feed, by encounter and time.
 
-    Which rows come in the other feed's units is a hash of the row's encounter, time and
-    variable (and `salt`), so it does not depend on which other rows exist.
+    `stays` are the cohort's stays from the `first_encounter`-th on (a block of them).
+    Which rows come in the other feed's units is a hash of the row's encounter (its place in
+    the cohort), time and variable (and `salt`), so it does not depend on which other rows exist.
     """
     site_parity = (people.site[stays.patient] % 2).astype(np.int64)
     parts, encounters, minutes = [], [], []
     for index, m in enumerate(measurements):
         minute = np.round(m.time * 60).astype(np.int64)
         feed = site_parity[m.encounter]
-        other = _uniform_hash(m.encounter, minute, index, salt) < OTHER_FEED_SHARE
+        other = _uniform_hash(m.encounter + first_encounter, minute, index, salt) < OTHER_FEED_SHARE
         feed = np.where(other, 1 - feed, feed)
         choices = _source_unit_choices(catalog, m.variable)
         scale, offset, decimals = (np.array([c[i] for c in choices])[feed] for i in (1, 2, 3))
@@ -932,7 +1075,7 @@ def _observations_table(
     charttime = _iso_text(unique_minutes / 60).gather(which)
     body = pl.concat(parts)[order]
     return body.select(
-        _encounter_ids(stays.n).gather(encounter).alias("encounter_id"),
+        _encounter_ids(stays.n, first=first_encounter).gather(encounter).alias("encounter_id"),
         charttime.alias("charttime"),
         pl.all(),
     )
@@ -968,18 +1111,6 @@ def _decimal_text(values: np.ndarray, decimals: np.ndarray) -> pl.Series:
 
 
 # ------------------------------------------------------------------ malformed rows
-
-
-def _with_malformed_rows(
-    tables: dict[str, pl.DataFrame], rate: float, catalog: Catalog, rng: np.random.Generator
-) -> dict[str, pl.DataFrame]:
-    """Add corrupted copies of clean rows at `rate` of the observations (and a few in the other tables)."""
-    return {
-        "patients": _malformed_patients(tables["patients"], rate, rng),
-        "encounters": _malformed_encounters(tables["encounters"], rate, rng),
-        "observations": _malformed_observations(tables["observations"], rate, catalog, rng),
-        "outcomes": _malformed_outcomes(tables["outcomes"], rate, rng),
-    }
 
 
 def _garbled_times(rng: np.random.Generator, n: int) -> pl.Series:

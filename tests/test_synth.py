@@ -17,7 +17,7 @@ from riskcast.contracts import (
     validate_patients,
 )
 from riskcast.errors import ConfigError
-from riskcast.synth import DEFAULT_NOW, PULSE_OX_AFFECTED_GROUP, generate_cohort, write_cohort
+from riskcast.synth import DEFAULT_NOW, PULSE_OX_AFFECTED_GROUP, generate_cohort, write_cohort, write_synthetic_cohort
 
 N = 400
 SEED = 7
@@ -280,6 +280,57 @@ def test_write_cohort_round_trips(clean: dict[str, pl.DataFrame], tmp_path: Path
         assert back.equals(small[table]), table
 
 
+# ------------------------------------------------------------------ blocks of encounters
+
+
+BLOCK = 150  # a cohort of N = 400 in three blocks
+
+
+@pytest.fixture(scope="module")
+def in_blocks() -> dict[str, pl.DataFrame]:
+    return generate_cohort(N, seed=SEED, malformed_rate=0.02, block_encounters=BLOCK)
+
+
+def test_a_cohort_in_blocks_has_the_same_people_stays_and_outcomes(clean: dict[str, pl.DataFrame]) -> None:
+    clean_blocks = generate_cohort(N, seed=SEED, malformed_rate=0, block_encounters=BLOCK)
+    for table in ("patients", "encounters", "outcomes"):
+        assert clean_blocks[table].equals(clean[table]), table
+    # Each block's vitals and labs come from its own random streams: other draws, as many rows.
+    assert not clean_blocks["observations"].equals(clean["observations"])
+    assert abs(clean_blocks["observations"].height / clean["observations"].height - 1) < 0.02
+
+
+def test_malformed_rows_of_a_cohort_in_blocks_leave_its_clean_rows_unchanged(in_blocks: dict[str, pl.DataFrame]) -> None:
+    clean_blocks = generate_cohort(N, seed=SEED, malformed_rate=0, block_encounters=BLOCK)
+    for table in TABLES:
+        assert in_blocks[table].height > clean_blocks[table].height, table
+        kept = in_blocks[table].join(clean_blocks[table], on=clean_blocks[table].columns, how="semi", nulls_equal=True)
+        assert kept.unique().height == clean_blocks[table].height, table
+
+
+def test_a_cohort_in_blocks_is_deterministic_and_passes_the_contracts_when_clean() -> None:
+    clean_blocks = generate_cohort(N, seed=SEED, malformed_rate=0, block_encounters=BLOCK)
+    again = generate_cohort(N, seed=SEED, malformed_rate=0, block_encounters=BLOCK)
+    assert all(clean_blocks[t].equals(again[t]) for t in TABLES)
+    observations = clean_blocks["observations"]
+    assert observations.select("encounter_id", "charttime").equals(observations.select("encounter_id", "charttime").sort("encounter_id", "charttime"))
+    for table, validated in validate_all(clean_blocks).items():
+        assert validated.quarantined.height == 0, (table, validated.counts_by_rule)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_write_synthetic_cohort_writes_what_generate_cohort_returns(
+    in_blocks: dict[str, pl.DataFrame], tmp_path: Path, fmt: str
+) -> None:
+    written = write_synthetic_cohort(N, tmp_path / "cohort", fmt=fmt, seed=SEED, malformed_rate=0.02, block_encounters=BLOCK)
+    assert [p.name for p in written.paths] == [f"{table}.{fmt}" for table in TABLES]
+    assert sorted(p.name for p in (tmp_path / "cohort").iterdir()) == sorted(p.name for p in written.paths)
+    assert written.rows == {table: frame.height for table, frame in in_blocks.items()}
+    for table, path in zip(TABLES, written.paths):
+        back = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(path, infer_schema=False)
+        assert back.equals(in_blocks[table]), table
+
+
 def test_write_cohort_rejects_an_unknown_format(clean: dict[str, pl.DataFrame], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown cohort format 'xlsx'; choose one of parquet, csv"):
         write_cohort(clean, tmp_path, fmt="xlsx")
@@ -293,6 +344,7 @@ def test_write_cohort_rejects_an_unknown_format(clean: dict[str, pl.DataFrame], 
         ({"n_encounters": 10, "malformed_rate": 0.9}, "malformed_rate must be between 0 and 0.5"),
         ({"n_encounters": 10, "admitted_fraction": 1.5}, "admitted_fraction must be between 0 and 1"),
         ({"n_encounters": 10, "sites": ("north", "north")}, "sites must be distinct"),
+        ({"n_encounters": 10, "block_encounters": 0}, "block_encounters must be a positive whole number"),
     ],
 )
 def test_bad_arguments_raise_config_error(arguments: dict, message: str) -> None:

@@ -25,14 +25,18 @@ from riskcast.printable import printable
 @click.pass_context
 @friendly_errors
 def synth(ctx: click.Context, n_encounters: int, seed: int, out: Path, fmt: str, malformed_rate: float, no_pulse_ox_bias: bool) -> None:
-    """Write a synthetic cohort (patients, encounters, observations, outcomes)."""
-    from riskcast.synth import generate_cohort, write_cohort
+    """Write a synthetic cohort (patients, encounters, observations, outcomes).
+
+    The cohort is simulated and written a block of encounters at a time, so memory stays the
+    same whatever the number of encounters."""
+    from riskcast.synth import write_synthetic_cohort
 
     started = time.perf_counter()
-    tables = generate_cohort(n_encounters, seed=seed, malformed_rate=malformed_rate, pulse_ox_bias=not no_pulse_ox_bias)
-    paths = write_cohort(tables, out, fmt=fmt)
-    rows = {name: frame.height for name, frame in tables.items()}
-    data = {"out": str(out), "files": [str(p) for p in paths], "rows": rows, "seconds": round(time.perf_counter() - started, 2)}
+    written = write_synthetic_cohort(
+        n_encounters, out, fmt=fmt, seed=seed, malformed_rate=malformed_rate, pulse_ox_bias=not no_pulse_ox_bias
+    )
+    rows = written.rows
+    data = {"out": str(out), "files": [str(p) for p in written.paths], "rows": rows, "seconds": round(time.perf_counter() - started, 2)}
     emit(ctx, data, lambda: "\n".join(
         [f"wrote synthetic cohort to {out} in {data['seconds']} s"] + [f"  {k:<13} {v:>10,} rows" for k, v in rows.items()]
     ))

@@ -18,14 +18,18 @@ file) it could not read, each with a rule and a detail that never quotes the fil
   the contracts trim and type them.
 
 Lines without a quote, nearly all of them, are split in polars; the few with a quote go
-through Python's csv module one line at a time.
+through Python's csv module one line at a time. `read_delimited_parts` reads a file in parts
+of at most a given number of lines, with the same rows, rejects and line numbers.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import polars as pl
 
@@ -68,6 +72,91 @@ def read_delimited(data: bytes, *, required: Sequence[str], expected: Sequence[s
         text = data.decode("utf-8-sig", errors="replace")
         not_utf8 = True
     header_line = text.partition("\n")[0].rstrip("\r")
+    layout = _layout(header_line, not_utf8, required=required, expected=expected)
+    if isinstance(layout, DelimitedRows):
+        return layout
+    return _rows_of(_data_lines(text), layout)
+
+
+BLOCK_BYTES = 1 << 24
+"""How much of a file the first pass of `read_delimited_parts` reads at once."""
+
+
+def read_delimited_parts(
+    open_file: Callable[[], BinaryIO],
+    *,
+    required: Sequence[str],
+    expected: Sequence[str],
+    table: str,
+    lines_per_part: int,
+) -> Iterator[DelimitedRows]:
+    """`read_delimited` of a file too big to hold: what it would return, in parts of at most
+    `lines_per_part` lines (the header apart), with the file's own line numbers.
+
+    open_file opens the file's bytes from the start (a gzip stream is fine); it is called
+    twice: a first pass checks what rejects the whole file wherever it lies (NUL bytes, no
+    text at all, whether every line is UTF-8), then the lines are read part by part. A
+    rejected file is one DelimitedRows with no rows; otherwise there is at least one part.
+    An error reading the file (OSError, a corrupt gzip stream) is raised from the first pass.
+    """
+    has_text, has_nul, not_utf8 = _survey(open_file)
+    if not has_text:
+        yield _whole(UNREADABLE_FILE, f"the file is empty; expected a header line naming the {table} columns")
+        return
+    if has_nul:
+        yield _whole(UNREADABLE_FILE, "the file is not UTF-8 text (it holds NUL bytes); save it as UTF-8 CSV")
+        return
+    errors = "replace" if not_utf8 else "strict"
+    with open_file() as handle:
+        header_line = handle.readline().decode("utf-8-sig", errors=errors).rstrip("\n").rstrip("\r")
+        layout = _layout(header_line, not_utf8, required=required, expected=expected)
+        if isinstance(layout, DelimitedRows):
+            yield layout
+            return
+        first_line = 2
+        while True:
+            lines = list(itertools.islice(handle, lines_per_part))
+            if not lines and first_line > 2:
+                return
+            text = b"".join(lines).decode("utf-8", errors=errors)
+            yield _rows_of(_data_lines(text, first_line=first_line), layout)
+            first_line += len(lines)
+            if len(lines) < lines_per_part:
+                return
+
+
+def _survey(open_file: Callable[[], BinaryIO]) -> tuple[bool, bool, bool]:
+    """(holds any non-blank byte, holds a NUL byte, is not all UTF-8) of a whole file, block by block."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    has_text = has_nul = not_utf8 = False
+    with open_file() as handle:
+        for block in iter(lambda: handle.read(BLOCK_BYTES), b""):
+            has_text = has_text or bool(block.strip())
+            has_nul = has_nul or b"\x00" in block
+            if not not_utf8:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    not_utf8 = True
+    if not not_utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            not_utf8 = True
+    return has_text, has_nul, not_utf8
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the header says: the delimiter and the (unique) column names; whether lines may not be UTF-8."""
+
+    delimiter: str
+    names: list[str]
+    not_utf8: bool
+
+
+def _layout(header_line: str, not_utf8: bool, *, required: Sequence[str], expected: Sequence[str]) -> _Layout | DelimitedRows:
+    """The layout the header gives, or the whole file rejected for its header."""
     if not_utf8 and _REPLACEMENT in header_line:
         return _whole(UNREADABLE_FILE, "the header (line 1) is not UTF-8 text; save the file as UTF-8 CSV")
     delimiter, header = _header(header_line, required)
@@ -80,10 +169,14 @@ def read_delimited(data: bytes, *, required: Sequence[str], expected: Sequence[s
     repeated = sorted({c for c in header if header.count(c) > 1 and c in expected})
     if repeated:
         return _whole(UNREADABLE_FILE, f"header (line 1) names column(s) {', '.join(repeated)} more than once")
-    names = _unique(header)
-    lines = _data_lines(text)
+    return _Layout(delimiter, _unique(header), not_utf8)
+
+
+def _rows_of(lines: pl.DataFrame, layout: _Layout) -> DelimitedRows:
+    """Data lines (numbered) split into rows by the layout, and the lines rejected."""
+    names, delimiter = layout.names, layout.delimiter
     rejected: list[tuple[int, str, str]] = []
-    if not_utf8:
+    if layout.not_utf8:
         bad = lines.filter(pl.col(_TEXT).str.contains(_REPLACEMENT, literal=True))
         rejected += [(n, MALFORMED_LINE, "line is not UTF-8 text") for n in bad[_LINE].to_list()]
         lines = lines.filter(~pl.col(_TEXT).str.contains(_REPLACEMENT, literal=True))
@@ -133,13 +226,14 @@ def _unique(names: list[str]) -> list[str]:
     return unique
 
 
-def _data_lines(text: str) -> pl.DataFrame:
-    """Every non-blank line after the header, with its number (the header is line 1)."""
+def _data_lines(text: str, *, first_line: int = 1) -> pl.DataFrame:
+    """Every non-blank line after the header, with its number (the header is line 1; `text`
+    starts at line `first_line`)."""
     return (
         pl.DataFrame({_TEXT: [text]})
         .select(pl.col(_TEXT).str.split("\n"))
         .explode(_TEXT)
-        .with_row_index(_LINE, offset=1)
+        .with_row_index(_LINE, offset=first_line)
         .with_columns(pl.col(_LINE).cast(pl.Int64), pl.col(_TEXT).str.strip_chars_end("\r"))
         .filter((pl.col(_LINE) > 1) & (pl.col(_TEXT).str.strip_chars() != ""))
     )

@@ -12,7 +12,7 @@ adapter recognised, and never shows a patient's values.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from riskcast.catalog import TABLES, load_contract
 from riskcast.contracts import (
     SOURCE_FILE,
     SOURCE_LINE,
+    UTC_DATETIME,
     Validated,
     empty_quarantine,
     require_columns,
@@ -34,14 +35,21 @@ from riskcast.contracts import (
 )
 from riskcast.errors import ContractError, IngestError
 from riskcast.ingest import SourceFile, discover, read_source
+from riskcast.ingest.canonical import read_canonical_parts, table_of
 from riskcast.ingest.rejects import MISSING_COLUMNS, REJECTED, SKIPPED, rejected_file
-from riskcast.lake import Lake, new_batch_id
+from riskcast.lake import BatchWriter, Lake, new_batch_id
 from riskcast.printable import printable
 
 log = logging.getLogger(__name__)
 
 PROBLEMS_PER_SOURCE = 20
 """How many of an unreadable unit's problems its source row keeps (for the inbox's note)."""
+
+INGEST_CHUNK_ROWS = 1_000_000
+"""The most observation rows an ingest reads and validates at once. Canonical observation files
+are read in parts of this many lines, so an ingest's memory grows with this (and with the
+other tables, which are small), not with the files; other formats' adapters read their
+source whole, and their observations are validated in parts of this many rows."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class IngestSummary:
     ignored: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # table, rule, family, rows (see ingest.rejects)
+    largest_chunk_rows: int = 0  # the most observation rows read and validated at once
 
     @property
     def total_accepted(self) -> int:
@@ -90,6 +99,7 @@ class IngestSummary:
             "examples": self.examples,
             "skipped": self.skipped,
             "total_skipped": sum(row["rows"] for row in self.skipped),
+            "largest_chunk_rows": self.largest_chunk_rows,
         }
 
 
@@ -116,6 +126,7 @@ def ingest_paths(
     site: str | None = None,
     format: str | None = None,
     encounters: str = "hospital",
+    chunk_rows: int = INGEST_CHUNK_ROWS,
 ) -> tuple[IngestSummary, pl.DataFrame]:
     """Ingest the given files/folders (or an OMOP database URL) as one batch; returns the
     summary and the quarantine.
@@ -125,13 +136,18 @@ def ingest_paths(
     `now` (UTC-aware) is the time of ingest: times later than it are quarantined as in the
     future. Holds the lake's write lock from the check of what was already ingested to the
     commit, so a concurrent ingest neither takes the same files again nor accepts the same
-    rows. Raises IngestError when nothing at all is recognised, or nothing can be read."""
+    rows. Raises IngestError when nothing at all is recognised, or nothing can be read.
+
+    chunk_rows: the most observation rows read and validated at once (see INGEST_CHUNK_ROWS);
+    the accepted rows and the quarantine are the same whatever it is."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise IngestError(f"chunk_rows must be a positive whole number, got {chunk_rows!r}")
     discovery = discover(list(paths), format=format)
     ignored = [str(p) for p in discovery.ignored]
     with lake.writing():
         summary, quarantine = _ingest_sources(
             discovery.sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site,
-            encounters=encounters,
+            encounters=encounters, chunk_rows=chunk_rows,
         )
     return replace(summary, ignored=ignored), quarantine
 
@@ -150,6 +166,7 @@ def _ingest_sources(
     source_timezone: str,
     site: str | None,
     encounters: str = "hospital",
+    chunk_rows: int = INGEST_CHUNK_ROWS,
 ) -> tuple[IngestSummary, pl.DataFrame]:
     rows_in_order, source_rows = _source_rows(sources, _seen_sources(lake))
     new_sources: list[SourceFile] = []
@@ -160,30 +177,33 @@ def _ingest_sources(
         return IngestSummary(None, rows_in_order, {}, {}, {}), empty_quarantine().with_columns(
             pl.lit(None, dtype=pl.String).alias("batch_id")
         )
-    by_table, rejected, warnings, skipped = _read_units(new_sources, source_rows, site=site, encounters=encounters)
-    for row in rows_in_order:  # the same content twice in one batch: read once, said alike
-        first = source_rows.get(row["sha256"])
-        if first is not None and row is not first and row["status"] != "already ingested":
-            row.update(status=first["status"], readable=first["readable"], problems=first["problems"])
-    raw = {t: _concat(by_table.get(t, [])) for t in TABLES}
-    rows_read = {t: (f.height if f is not None else 0) for t, f in raw.items()}
-    if sum(rows_read.values()) == 0 and not rejected:
-        raise IngestError(f"nothing could be read from {', '.join(str(p) for p in paths)}: the files hold no rows")
-
-    results = _validate(raw, lake=lake, now=now, source_timezone=source_timezone)
-    if _dates_shifted(results):
-        warnings.append(SHIFTED_DATES_WARNING)
-        log.info("%s", SHIFTED_DATES_WARNING)
-        results = _validate(raw, lake=lake, now=None, source_timezone=source_timezone)
-    quarantine = pl.concat([*rejected, *(r.quarantined for r in results.values())]) if rejected or results else empty_quarantine()
+    units = [_read_whole(source, site=site, encounters=encounters) for source in new_sources]
     batch_id = new_batch_id(now, [s.sha256 for s in new_sources])
-    manifest = lake.commit_batch(
-        batch_id,
-        {t: r.valid for t, r in results.items()},
-        quarantine,
-        sources=list(source_rows.values()),
-        created_at=now,
-    )
+    with lake.batch_writer(batch_id) as batch:
+        results, observations = _validate(units, batch, lake=lake, now=now, source_timezone=source_timezone, chunk_rows=chunk_rows)
+        warnings = _unit_warnings(units, observations)
+        if _dates_shifted(results, observations):
+            warnings.append(SHIFTED_DATES_WARNING)
+            log.info("%s", SHIFTED_DATES_WARNING)
+            batch.discard("observations")
+            results, observations = _validate(units, batch, lake=lake, now=None, source_timezone=source_timezone, chunk_rows=chunk_rows)
+        rejected = [p for index, unit in enumerate(units) for p in [*unit.problems, *observations.problems.get(index, [])]]
+        skipped = _mark_units(units, observations, source_rows)
+        for row in rows_in_order:  # the same content twice in one batch: read once, said alike
+            first = source_rows.get(row["sha256"])
+            if first is not None and row is not first and row["status"] != "already ingested":
+                row.update(status=first["status"], readable=first["readable"], problems=first["problems"])
+        rows_read = {t: sum(u.tables[t].height for u in units if t in u.tables) for t in TABLES}
+        rows_read["observations"] = observations.rows_read  # the held frames' too, counted part by part
+        if sum(rows_read.values()) == 0 and not rejected:
+            raise IngestError(f"nothing could be read from {', '.join(str(p) for p in paths)}: the files hold no rows")
+        quarantined = [results[t].quarantined for t in ("patients", "encounters") if t in results]
+        quarantined += observations.quarantined
+        quarantined += [results["outcomes"].quarantined] if "outcomes" in results else []
+        quarantine = pl.concat([*rejected, *quarantined]) if rejected or quarantined else empty_quarantine()
+        for table, result in results.items():
+            batch.append(table, result.valid)
+        manifest = batch.commit(quarantine, sources=list(source_rows.values()), created_at=now)
     examples = [quarantine_text(row) for row in quarantine.head(5).iter_rows(named=True)]
     log.info("batch %s: %d rows accepted, %d quarantined", batch_id, sum(manifest.accepted.values()), quarantine.height)
     summary = IngestSummary(
@@ -195,6 +215,7 @@ def _ingest_sources(
         examples=examples,
         warnings=warnings,
         skipped=skipped,
+        largest_chunk_rows=observations.largest_chunk_rows,
     )
     return summary, quarantine.with_columns(pl.lit(batch_id).alias("batch_id"))
 
@@ -205,14 +226,13 @@ SHIFTED_DATES_WARNING = (
 )
 
 
-def _dates_shifted(results: dict[str, Validated]) -> bool:
+def _dates_shifted(results: dict[str, Validated], observations: _ObservationsRead) -> bool:
     """Whether nearly all of a batch's rows were in the future: dates shifted on purpose, not a clock error."""
-    total = future = 0
-    for table in ("encounters", "observations"):
-        if table in results:
-            result = results[table]
-            total += result.valid.height + result.quarantined.height
-            future += result.quarantined.filter(pl.col("rule") == "in_the_future").height
+    total, future = observations.rows_read, observations.in_the_future
+    if "encounters" in results:
+        result = results["encounters"]
+        total += result.valid.height + result.quarantined.height
+        future += result.quarantined.filter(pl.col("rule") == "in_the_future").height
     return total > 0 and future >= 0.99 * total
 
 
@@ -237,43 +257,80 @@ def _source_rows(
     return rows_in_order, new_rows
 
 
-def _read_units(
-    sources: list[SourceFile], rows: dict[str, dict[str, Any]], *, site: str | None, encounters: str = "hospital"
-) -> tuple[dict[str, list[pl.DataFrame]], list[pl.DataFrame], list[str], list[dict[str, Any]]]:
-    """Read each new unit: table frames by table, rejected rows, warnings, and the counts of
-    what the adapters skipped on purpose (also kept in each unit's row). A unit nothing of
-    which could be read is marked "unreadable" in its row, with its problems in words."""
-    by_table: dict[str, list[pl.DataFrame]] = defaultdict(list)
-    rejected: list[pl.DataFrame] = []
-    warnings: list[str] = []
-    skipped: list[dict[str, Any]] = []
-    for source in sources:
-        log.info("reading %s (%s)", printable(source.name), source.format)
-        tables, problems, dropped, counted = _read_unit(source, site=site, encounters=encounters)
-        if counted is not None and counted.height:
-            skipped += counted.to_dicts()
-            rows[source.sha256]["skipped"] = counted.to_dicts()
+@dataclass
+class _Unit:
+    """One new unit as read up front: its tables (contract and provenance columns only), what its
+    adapter rejected, the columns dropped, its skipped counts; a canonical observations file is
+    only named here (`streamed`) and read part by part when its rows are validated."""
+
+    source: SourceFile
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    problems: list[pl.DataFrame] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    skipped: pl.DataFrame | None = None
+    streamed: bool = False
+
+
+@dataclass
+class _ObservationsRead:
+    """The observations of a batch, read and validated part by part (the valid rows went to the
+    batch): the quarantine, what each streamed unit's reader rejected and dropped and whether
+    it gave rows at all, and counts."""
+
+    quarantined: list[pl.DataFrame] = field(default_factory=list)
+    problems: dict[int, list[pl.DataFrame]] = field(default_factory=dict)  # by unit index
+    dropped: dict[int, list[str]] = field(default_factory=dict)
+    readable: set[int] = field(default_factory=set)
+    rows_read: int = 0
+    in_the_future: int = 0
+    largest_chunk_rows: int = 0
+
+
+def _read_whole(source: SourceFile, *, site: str | None, encounters: str) -> _Unit:
+    """Read a unit with its adapter, except a canonical observations file (read in parts later)."""
+    if source.format == "canonical" and table_of(source.path) == "observations":
+        return _Unit(source, streamed=True)
+    log.info("reading %s (%s)", printable(source.name), source.format)
+    tables, problems, dropped, counted = _tidy(read_source(source, site=site, encounters=encounters), source)
+    return _Unit(source, tables, [problems] if problems is not None and problems.height else [], dropped, counted)
+
+
+def _unit_warnings(units: list[_Unit], observations: _ObservationsRead) -> list[str]:
+    """One warning per unit that had columns outside the contract dropped, in unit order."""
+    warnings = []
+    for index, unit in enumerate(units):
+        dropped = unit.dropped or observations.dropped.get(index, [])
         if dropped:
-            warnings.append(f"{source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
+            warnings.append(f"{unit.source.name}: dropped {len(dropped)} column(s) outside the contract: {', '.join(dropped)}")
             log.info("%s", printable(warnings[-1]))  # the summary carries it to the person
-        for table, frame in tables.items():
-            by_table[table].append(frame)
-        if problems is not None and problems.height:
-            rejected.append(problems)
-        if not tables:
-            texts = [quarantine_text(r) for r in problems.iter_rows(named=True)] if problems is not None else []
+    return warnings
+
+
+def _mark_units(units: list[_Unit], observations: _ObservationsRead, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Note in each unit's row what was skipped and whether it was unreadable (nothing of it could
+    be read, its problems in words); returns the skipped counts of all units."""
+    skipped: list[dict[str, Any]] = []
+    for index, unit in enumerate(units):
+        row = rows[unit.source.sha256]
+        if unit.skipped is not None and unit.skipped.height:
+            skipped += unit.skipped.to_dicts()
+            row["skipped"] = unit.skipped.to_dicts()
+        readable = bool(unit.tables) or index in observations.readable
+        if not readable:
+            problems = [*unit.problems, *observations.problems.get(index, [])]
+            texts = [quarantine_text(r) for p in problems for r in p.iter_rows(named=True)]
             if len(texts) > PROBLEMS_PER_SOURCE:
                 texts = texts[:PROBLEMS_PER_SOURCE] + [f"... and {len(texts) - PROBLEMS_PER_SOURCE:,} more"]
-            rows[source.sha256].update(status="unreadable", readable=False, problems=texts)
-    return by_table, rejected, warnings, skipped
+            row.update(status="unreadable", readable=False, problems=texts)
+    return skipped
 
 
-def _read_unit(
-    source: SourceFile, *, site: str | None, encounters: str = "hospital"
+def _tidy(
+    frames: dict[str, pl.DataFrame], source: SourceFile
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame | None, list[str], pl.DataFrame | None]:
-    """One unit's table frames (contract and provenance columns only), its rejected rows, the
-    names of the columns outside the contract that were dropped, and its skipped counts."""
-    frames = read_source(source, site=site, encounters=encounters)
+    """An adapter's frames as table frames (contract and provenance columns only), its rejected
+    rows, the names of the columns outside the contract that were dropped, and its skipped counts."""
+    frames = dict(frames)
     problems = frames.pop(REJECTED, None)
     counted = frames.pop(SKIPPED, None)
     tables: dict[str, pl.DataFrame] = {}
@@ -295,8 +352,12 @@ def _read_unit(
     return tables, problems, dropped, counted
 
 
-def _validate(raw: dict[str, pl.DataFrame | None], *, lake: Lake, now: datetime, source_timezone: str) -> dict[str, Validated]:
-    """Validate each table this batch has, against the lake's and the batch's own rows."""
+def _validate(
+    units: list[_Unit], batch: BatchWriter, *, lake: Lake, now: datetime | None, source_timezone: str, chunk_rows: int
+) -> tuple[dict[str, Validated], _ObservationsRead]:
+    """Validate each table this batch has, against the lake's and the batch's own rows: the small
+    tables whole, the observations part by part into `batch` (see _validate_observations)."""
+    raw = {t: _concat([u.tables[t] for u in units if t in u.tables]) for t in ("patients", "encounters", "outcomes")}
     results: dict[str, Validated] = {}
     if raw["patients"] is not None:
         results["patients"] = validate_patients(raw["patients"])
@@ -310,23 +371,84 @@ def _validate(raw: dict[str, pl.DataFrame | None], *, lake: Lake, now: datetime,
             accepted_observations=_accepted_spans(lake, ids),
         )
     known_encounters = _known_encounters(lake, results.get("encounters"))
-    if raw["observations"] is not None:
-        batch_encounters = raw["observations"].select(pl.col("encounter_id").cast(pl.String).str.strip_chars().unique())
-        existing = (
-            lake.scan("observations")
-            .join(batch_encounters.lazy(), on="encounter_id", how="semi")
-            .select("encounter_id", "charttime", "variable")
-            .collect()
-        )
-        results["observations"] = validate_observations(
-            raw["observations"], encounters=known_encounters, existing_keys=existing, source_timezone=source_timezone,
-            now=now,
-        )  # fmt: skip
+    observations = _validate_observations(
+        units, batch, lake=lake, known_encounters=known_encounters, now=now, source_timezone=source_timezone,
+        chunk_rows=chunk_rows,
+    )  # fmt: skip
     if raw["outcomes"] is not None:
         results["outcomes"] = validate_outcomes(
             raw["outcomes"], known_encounters=known_encounters, source_timezone=source_timezone, now=now
         )
-    return results
+    return results, observations
+
+
+def _observation_parts(units: list[_Unit], *, chunk_rows: int) -> Iterator[tuple[int, dict[str, pl.DataFrame]]]:
+    """(unit index, frames) of every part of the batch's observations, in unit order: the held
+    frames of units read whole in slices of `chunk_rows`, canonical files read in parts."""
+    for index, unit in enumerate(units):
+        if unit.streamed:
+            log.info("reading %s (%s) in parts of %s lines", printable(unit.source.name), unit.source.format, f"{chunk_rows:,}")
+            yield from ((index, frames) for frames in read_canonical_parts(unit.source.path, rows_per_part=chunk_rows))
+        elif "observations" in unit.tables:
+            frame = unit.tables["observations"]
+            for offset in range(0, max(frame.height, 1), chunk_rows):
+                yield index, {"observations": frame.slice(offset, chunk_rows)}
+
+
+def _validate_observations(
+    units: list[_Unit],
+    batch: BatchWriter,
+    *,
+    lake: Lake,
+    known_encounters: pl.DataFrame,
+    now: datetime | None,
+    source_timezone: str,
+    chunk_rows: int,
+) -> _ObservationsRead:
+    """Validate the batch's observations part by part, as if they were one frame: each part
+    against the lake's rows of its encounters and the keys first seen in the earlier parts
+    (so a repeat across parts is a duplicate within the batch); valid rows go to `batch`."""
+    read = _ObservationsRead()
+    first_keys: list[pl.DataFrame] = []
+    for index, frames in _observation_parts(units, chunk_rows=chunk_rows):
+        unit = units[index]
+        if unit.streamed:
+            tables, problems, dropped, _ = _tidy(frames, unit.source)
+            if problems is not None and problems.height:
+                read.problems.setdefault(index, []).append(problems)
+            known_dropped = read.dropped.setdefault(index, [])
+            known_dropped += [c for c in dropped if c not in known_dropped]
+            if "observations" not in tables:
+                continue
+            read.readable.add(index)
+            part = tables["observations"]
+        else:
+            part = frames["observations"]
+        read.rows_read += part.height
+        read.largest_chunk_rows = max(read.largest_chunk_rows, part.height)
+        ids = part.select(pl.col("encounter_id").cast(pl.String).str.strip_chars().unique())
+        existing = (
+            lake.scan("observations")
+            .join(ids.lazy(), on="encounter_id", how="semi")
+            .select("encounter_id", "charttime", "variable")
+            .collect()
+        )
+        earlier = (
+            pl.concat([k.lazy() for k in first_keys]).join(ids.lazy(), on="encounter_id", how="semi").collect()
+            if first_keys
+            else pl.DataFrame(schema={"encounter_id": pl.String, "charttime": UTC_DATETIME, "variable": pl.String})
+        )
+        result = validate_observations(
+            part, encounters=known_encounters, existing_keys=existing, earlier_keys=earlier, source_timezone=source_timezone,
+            now=now,
+        )  # fmt: skip
+        batch.append("observations", result.valid)
+        if result.first_keys is not None and result.first_keys.height:
+            first_keys.append(result.first_keys)
+        if result.quarantined.height:
+            read.quarantined.append(result.quarantined)
+            read.in_the_future += result.quarantined.filter(pl.col("rule") == "in_the_future").height
+    return read
 
 
 def _known_patients(lake: Lake, batch: Validated | None) -> pl.DataFrame:
