@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from riskcast.catalog import TABLES
@@ -156,3 +157,21 @@ def test_dates_shifted_far_ahead_are_read_alike_in_chunks(tmp_path: Path, cohort
 def test_chunk_rows_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="chunk_rows must be a positive whole number, got 0"):
         ingest_paths([tmp_path], lake=Lake(tmp_path / "lake"), now=DEFAULT_NOW, chunk_rows=0)
+
+
+def test_a_parquet_file_corrupt_part_of_the_way_through_is_rejected_whole_and_the_rest_go_on(
+    tmp_path: Path, cohort: dict[str, pl.DataFrame]
+) -> None:
+    folder = tmp_path / "cohort"
+    write_cohort(cohort, folder, fmt="parquet")
+    path = folder / "observations.parquet"
+    cohort["observations"].write_parquet(path, row_group_size=50, compression="zstd", statistics=False)
+    page = pq.ParquetFile(path).metadata.row_group(3).column(0).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[page:page + 16] = b"\xff" * 16  # the fourth row group's first page header: the footer and groups 1-3 stay whole
+    path.write_bytes(bytes(data))
+    summary, quarantine = ingest_paths([folder], lake=Lake(tmp_path / "lake"), now=DEFAULT_NOW, chunk_rows=TINY)
+    whole_file = quarantine.filter(pl.col("source_file") == "observations.parquet")
+    assert whole_file.height == 1 and whole_file["rule"][0] == "unreadable_file" and whole_file["source_line"][0] is None
+    assert summary.accepted.get("observations", 0) == 0
+    assert summary.accepted["encounters"] > 0 and summary.accepted["patients"] > 0

@@ -79,9 +79,10 @@ def read_canonical_parts(path: Path, *, rows_per_part: int) -> Iterator[dict[str
     """`read_canonical_file` in parts: frames as it returns them, each part's table frame of at
     most `rows_per_part` rows (a CSV part holds at most that many lines), in file order.
 
-    A file rejected as a whole is one part holding only REJECTED. Raises IngestError when a
-    Parquet file that opened well turns out corrupt part of the way through (its earlier
-    parts cannot be taken back, so the ingest stops rather than keep half a file).
+    A file rejected as a whole is one part holding only REJECTED: a Parquet file is decoded
+    once before its parts are given (as a CSV file is scanned first), so one corrupt part of
+    the way through is rejected whole and the other files go on. Raises IngestError only when
+    the file changes between the two passes (its earlier parts cannot be taken back).
     """
     if rows_per_part < 1:
         raise IngestError(f"rows_per_part must be a positive whole number, got {rows_per_part!r}")
@@ -147,6 +148,14 @@ def _parquet_parts(path: Path, table: str, rows_per_part: int) -> Iterator[dict[
     if rejected is not None:
         yield {REJECTED: rejected}
         return
+    try:
+        for _ in pq.ParquetFile(path).iter_batches(batch_size=rows_per_part):
+            pass  # decoded and dropped: memory stays one part
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - as above
+        yield {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, "the file cannot be read as Parquet", line=None)}
+        return
     first_line = 1
     batches = reader.iter_batches(batch_size=rows_per_part)
     while True:
@@ -156,8 +165,8 @@ def _parquet_parts(path: Path, table: str, rows_per_part: int) -> Iterator[dict[
             raise
         except Exception as exc:  # noqa: BLE001 - as above, the library's message is not kept
             raise IngestError(
-                f"{path.name}: the Parquet file is corrupt after row {first_line - 1:,}; nothing of this ingest was "
-                "committed: replace the file and ingest again"
+                f"{path.name}: the Parquet file changed while it was read (corrupt after row {first_line - 1:,}); "
+                "nothing of this ingest was committed: ingest again once it is complete"
             ) from exc
         if batch is None and first_line > 1:
             return
