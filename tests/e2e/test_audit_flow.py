@@ -14,7 +14,9 @@ on six seeds (difference -0.09 to -0.29) and every one failed the gate, but on t
 interval's upper end was within 0.02 of zero. Without the bias the ratio was 0.76-1.10 on
 three seeds (none failed; one warned at 0.76). So this size detects the bias most of the time,
 not always: it is the largest that keeps both flows near 90 s. SEED is one whose outcome is
-clear on both sides; when riskcast.synth changes, re-check a few seeds.
+clear on both sides; when riskcast.synth or the training defaults change, re-check a few seeds
+(after the feature families and the streaming fit, seed 4's unbiased cohort failed at a ratio of
+0.66; seed 1: 0.66 with the bias, interval up to -0.06, and 1.10 without).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from riskcast.synth import DEFAULT_NOW, PULSE_OX_AFFECTED_GROUP, generate_cohort
 pytestmark = pytest.mark.slow
 
 ENCOUNTERS = 4000
-SEED = 4
+SEED = 1
 TEST_FRACTION = 0.8
 
 
