@@ -239,15 +239,12 @@ CRAFTED_ENCOUNTER = "Y](https://evil.example/phish)"
 
 
 def _score_a_crafted_encounter(served: Served) -> None:
-    """A score, in the latest hour, for an encounter whose id is a Markdown link (on a ward of its own).
-
-    Its risk is the highest on the board, so its row is among the first the grid draws (the grid
-    draws only the rows in view)."""
+    """A score, in the latest hour, for an encounter whose id is a Markdown link (on a ward of its own)."""
     version = ModelRegistry(served.settings.models_dir).champion()
     hour = views.latest_scored_hour(served.engine, model_version=version)
     utc = pl.Datetime("us", "UTC")
     frame = pl.DataFrame(
-        [(CRAFTED_ENCOUNTER, "P-crafted", "zz-crafted-ward", "north", hour, 0.99, "scored", "")],
+        [(CRAFTED_ENCOUNTER, "P-crafted", "zz-crafted-ward", "north", hour, 0.02, "scored", "")],
         schema={"encounter_id": pl.String, "patient_id": pl.String, "ward": pl.String, "site": pl.String,
                 "scored_at": utc, "risk": pl.Float64, "status": pl.String, "missing": pl.String},
         orient="row",
@@ -264,7 +261,17 @@ def test_an_encounter_id_holding_markdown_shows_as_text_linking_to_its_own_page(
     _score_a_crafted_encounter(served)
     sign_in(browser, served, "phil")
     cell = f'#ward-grid .ag-center-cols-container .ag-row[row-id="{CRAFTED_ENCOUNTER}"] [col-id="patient_link"]'
-    wait_for(browser, lambda d: css(d, cell), "the crafted encounter's row")
+
+    def crafted_row(driver):
+        # The grid draws only the rows in view, and a low risk sorts far down the board: scroll to it.
+        driver.execute_script(
+            "try { const api = dash_ag_grid.getApi('ward-grid'); const node = api.getRowNode(arguments[0]);"
+            " if (node) { api.ensureNodeVisible(node, 'top'); } } catch (e) {}",
+            CRAFTED_ENCOUNTER,
+        )
+        return css(driver, cell)
+
+    wait_for(browser, crafted_row, "the crafted encounter's row")
     links = css(browser, f"{cell} a")
     assert css(browser, cell)[0].text == CRAFTED_ENCOUNTER
     assert len(links) == 1 and links[0].text == CRAFTED_ENCOUNTER
