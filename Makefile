@@ -31,7 +31,7 @@ lock lock-upgrade:
 	$(UV_COMPILE) $(if $(filter lock-upgrade,$@),--upgrade) --extra test -c requirements.lock -o requirements-test.lock
 
 test: install browser-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
@@ -49,6 +49,8 @@ bench: install
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/physionet_cv.py
 	$(BIN)/python bench/ingest_standards.py
+	$(BIN)/python bench/transport.py
+	$(BIN)/python bench/scale.py
 
 # The import contracts in pyproject.toml over every module, jobs/ and dashboards/ included.
 lint: install
