@@ -138,9 +138,11 @@ def _with_keys(columns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*KEY_COLUMNS, *columns]))
 
 
-CHUNK_CACHE_BYTES = 1 << 30
+CHUNK_CACHE_BYTES = 256 << 20
 """How much of a StoreDataset's chunks are kept in memory between the boosters' passes (a
-small cohort is read from disk once; a large one mostly re-read, with memory still bounded)."""
+small cohort is read from disk once; a large one mostly re-read, with memory still bounded).
+On PhysioNet set A a 1 GiB cache raised `riskcast train`'s peak from 4.0 to 4.8 GiB for the
+same wall time: re-reading a shard costs little beside training on it."""
 
 
 class StoreDataset:
