@@ -208,14 +208,8 @@ def _read_csv(path: Path, table: str) -> dict[str, pl.DataFrame]:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error):
             return {REJECTED: rejected_file(table, path.name, UNREADABLE_FILE, "the file cannot be read as gzip", line=None)}
-    read = read_delimited(data, required=contract.required, expected=contract.column_names, table=table)
-    frames: dict[str, pl.DataFrame] = {}
-    if read.rows is not None:
-        frames[table] = read.rows.with_columns(pl.lit(path.name).alias(SOURCE_FILE))
-    if read.rejected:
-        lines, rules, details = zip(*read.rejected, strict=True)
-        frames[REJECTED] = rejected_lines(table, path.name, lines, rules, details)
-    return frames
+    return _csv_frames(read_delimited(data, required=contract.required, expected=contract.column_names, table=table),
+                       path, table)
 
 
 def _read_parquet(path: Path, table: str) -> dict[str, pl.DataFrame]:
