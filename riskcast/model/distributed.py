@@ -1,7 +1,7 @@
 """Training the booster on a Dask cluster: the same rows, the same artefact.
 
 `DaskXGBoostEngine` trains with `xgboost.dask` from Dask DataFrames that have one partition
-per chunk of the training data (`dask.dataframe.from_map` over the chunks, so each worker
+per chunk of the training data, each read by the worker it is pinned to (so each worker
 reads its shards of the feature store itself: on several hosts the store must be on a
 shared file system). Everything around the booster — the patient split, calibration, the
 operating point, evaluation, the model card and the gates — runs locally exactly as for a
@@ -73,14 +73,25 @@ def _partition(source: RowSource, index: int, n_features: int) -> pd.DataFrame:
     return frame
 
 
-def _dask_frame(source: RowSource, n_features: int) -> Any:
+def _dask_frame(client: Any, source: RowSource, n_features: int) -> Any:
+    """The chunks as one Dask DataFrame, chunk i held by the i-th worker in address order (round robin).
+
+    Pinning the chunks makes a fit repeatable: xgboost.dask trains each worker on the
+    partitions it holds and ranks workers by address, so the same chunks on the same ranks
+    give the same quantile sketch and the same trees, where placement left to the scheduler
+    changes from run to run."""
     import dask.dataframe as dd
 
-    chunks = source.chunks_with_rows()
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        raise ModelError("the Dask cluster has no workers: start at least one `dask worker` for its scheduler")
     meta = pd.DataFrame({**{f"f{i}": pd.Series(dtype=np.float32) for i in range(n_features)},
                          "label": pd.Series(dtype=np.float32), "weight": pd.Series(dtype=np.float32)})
-    return dd.from_map(_partition, [source] * len(chunks), chunks, n_features=n_features, meta=meta,
-                       enforce_metadata=False)
+    shared = client.scatter(source, broadcast=True, hash=False)  # sent once, not with every chunk
+    parts = [client.submit(_partition, shared, index, n_features, workers=[workers[position % len(workers)]],
+                           allow_other_workers=False, pure=False)
+             for position, index in enumerate(source.chunks_with_rows())]
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
 class DaskXGBoostEngine(XGBoostEngine):
@@ -107,11 +118,11 @@ class DaskXGBoostEngine(XGBoostEngine):
             "seed": settings.random_state,
         }
         columns = [f"f{i}" for i in range(self.n_features)]
-        frame = _dask_frame(train, self.n_features)
+        frame = _dask_frame(self.client, train, self.n_features)
         dtrain = dxgb.DaskQuantileDMatrix(self.client, frame[columns], frame["label"], weight=frame["weight"])
         evals, early = [], None
         if validation is not None:
-            held = _dask_frame(validation, self.n_features)
+            held = _dask_frame(self.client, validation, self.n_features)
             dval = dxgb.DaskQuantileDMatrix(self.client, held[columns], held["label"], weight=held["weight"],
                                                 ref=dtrain)
             evals, early = [(dval, "validation")], settings.early_stopping_rounds

@@ -209,6 +209,12 @@ class StoreDataset:
         self._cache.clear()
         self._cached_bytes = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the cached chunks: a Dask worker reads the shards it is given itself."""
+        state = dict(self.__dict__)
+        state["_cache"], state["_cached_bytes"] = {}, 0
+        return state
+
     def with_features(self, features: Sequence[str]) -> StoreDataset:
         """The same rows with other feature columns (for ablations)."""
         return StoreDataset(self.generation, self.labels, self.labelling, features=features,
