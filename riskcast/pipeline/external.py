@@ -46,6 +46,7 @@ from riskcast.pipeline.training import (
     score_dataset,
 )
 from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset, fresh_generation
+from riskcast.score_status import ScoreStatus
 from riskcast.utility import row_utilities
 
 PREDICTION_COLUMNS = ["encounter_id", "time", "risk", "flagged", "data_status"]
@@ -186,10 +187,10 @@ def predict_dataset(
 
     Columns: encounter_id, time, risk, flagged, data_status; for sources with rows of their
     own (PhysioNet files) also source_file, file_name, line and iculos, with exactly one
-    prediction per source row in the files' order. data_status is "insufficient_data" where
-    the essential vitals are missing or stale at that hour: the risk is still given for
-    outside scorers, but must not be read as reassurance; "unreadable_row" marks a source
-    row whose time could not be read (no features, so no risk).
+    prediction per source row in the files' order. data_status is ScoreStatus.INSUFFICIENT_DATA
+    ("insufficient_data") where the essential vitals are missing or stale at that hour: the
+    risk is still given for outside scorers, but must not be read as reassurance;
+    "unreadable_row" marks a source row whose time could not be read (no features, so no risk).
     """
     version = _resolve_version(registry, model_version)
     model = registry.load(version)
@@ -222,7 +223,10 @@ def _predict_shard(frame: pl.DataFrame, model: RiskModel) -> pl.DataFrame:
     return frame.select("encounter_id", "time").with_columns(
         pl.Series("risk", risk, dtype=pl.Float64),
         pl.Series("flagged", risk >= model.threshold_, dtype=pl.Boolean),
-        pl.when(missing == "").then(pl.lit("scored")).otherwise(pl.lit("insufficient_data")).alias("data_status"),
+        pl.when(missing == "")
+        .then(pl.lit(ScoreStatus.SCORED))
+        .otherwise(pl.lit(ScoreStatus.INSUFFICIENT_DATA))
+        .alias("data_status"),
     )
 
 

@@ -1,7 +1,7 @@
 """Score every admitted encounter at an hour: calibrated risk, top drivers, into the store.
 
 An encounter whose essential vitals are missing or older than the catalogue's
-stale-after interval gets the status "insufficient_data" and no risk: missing data is
+stale-after interval gets the status ScoreStatus.INSUFFICIENT_DATA and no risk: missing data is
 never shown as low risk. A run is recorded in the store; scoring the same hour again
 writes nothing new (the store's unique key on model version, encounter and hour), unless
 observations charted in that hour arrived since: then the hour's score is revised.
@@ -26,11 +26,10 @@ from riskcast.features.build import latest_features
 from riskcast.features.families import FAMILIES
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
+from riskcast.score_status import ScoreStatus
 from riskcast.store import fail_unfinished_runs, finish_run, start_run, write_scores
 from riskcast.store.records import run_holder
 
-INSUFFICIENT = "insufficient_data"
-SCORED = "scored"
 MIN_DRIVER_CONTRIBUTION = 0.01  # log-odds; smaller pushes are noise, not reasons
 
 
@@ -110,7 +109,7 @@ def score_latest(
         drivers = drivers_frame(usable.select("encounter_id", pl.col("time").alias("scored_at")), ranked)
     scores = keys.with_columns(
         pl.Series("risk", risk).fill_nan(None),
-        pl.Series("status", np.where(sufficient, SCORED, INSUFFICIENT)),
+        pl.Series("status", np.where(sufficient, ScoreStatus.SCORED, ScoreStatus.INSUFFICIENT_DATA)),
         missing.alias("missing"),
     )
     return scores, drivers
@@ -182,7 +181,7 @@ def score_admitted(
                     "encounter_id",
                     pl.lit(at).cast(scores.schema["scored_at"]).alias("scored_at"),
                     pl.lit(None, dtype=pl.Float64).alias("risk"),
-                    pl.lit(INSUFFICIENT).alias("status"),
+                    pl.lit(ScoreStatus.INSUFFICIENT_DATA).alias("status"),
                     pl.lit(",".join(load_catalog().essential)).alias("missing"),
                 ),
             ])
@@ -193,7 +192,7 @@ def score_admitted(
             .with_columns(pl.col("observations").fill_null(0))
         )
         written = write_scores(engine, run_id, version, scores, drivers, now=now)
-        n_scored = int((scores["status"] == SCORED).sum())
+        n_scored = int((scores["status"] == ScoreStatus.SCORED).sum())
         flagged = int((scores["risk"].fill_null(0.0) >= model.threshold_).sum())
         alerts = None
         if is_champion:

@@ -11,7 +11,7 @@ Conventions:
   every encounter in hospital at the hour (riskcast.pipeline.scoring), so an encounter
   missing from the latest hour has left.
 - Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed in.
-- A score with status "insufficient_data" has no risk (null) and is never ranked or
+- A score with status ScoreStatus.INSUFFICIENT_DATA has no risk (null) and is never ranked or
   labelled as low risk: boards put it right after the alerts that need action.
 """
 
@@ -30,6 +30,7 @@ from riskcast.catalog import Catalog, load_catalog
 from riskcast.explain import UNIT_DISPLAY
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
+from riskcast.score_status import ScoreStatus
 from riskcast.store.tables import alerts, drivers, job_runs, quarantine, runs, scores
 
 UTC = pl.Datetime("us", "UTC")
@@ -42,7 +43,6 @@ PREVIOUS_WITHIN_HOURS = 48.0
 before the latest one (after a gap, an arrow would compare different situations)."""
 NEEDS_ACTION_STATES = ("new", "escalated")
 """Alert states that nobody has acted on yet: highlighted, and first on the board."""
-INSUFFICIENT = "insufficient_data"
 _STATE_ORDER = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
 _KIND_ORDER = {"risk": 0, "stale_data": 1, "system": 2}
 
@@ -136,7 +136,7 @@ class PatientHeader:
     """One encounter's latest score, for the top of the patient page.
 
     `missing` holds the labels of the essential vitals that were stale or absent (empty
-    unless status is "insufficient_data"). `admitted` is whether the encounter was scored
+    unless status is ScoreStatus.INSUFFICIENT_DATA). `admitted` is whether the encounter was scored
     in the latest run (else it has left, and the page shows its last state).
     """
 
@@ -312,7 +312,7 @@ def ward_board(
     top drivers and open alert; columns BOARD_SCHEMA, one row per encounter.
 
     - `risk` is null and `missing` names the stale or absent essential vitals (labels, comma
-      separated) when status is "insufficient_data".
+      separated) when status is ScoreStatus.INSUFFICIENT_DATA.
     - `previous_risk` is the encounter's score at the hour before its latest (within
       PREVIOUS_WITHIN_HOURS); `trend` is rising / falling / steady by TREND_STEP, null
       when either score has no risk.
@@ -405,7 +405,7 @@ def ward_board(
         .then(0)
         .when(pl.col("needs_action"))
         .then(1)
-        .when(pl.col("status") == INSUFFICIENT)
+        .when(pl.col("status") == ScoreStatus.INSUFFICIENT_DATA)
         .then(2)
         .otherwise(3)
     )
