@@ -37,7 +37,6 @@ from riskcast.config import Settings
 from riskcast.errors import ConfigError, IngestError
 from riskcast.jobs import inbox
 from riskcast.jobs.inbox import ready_entries  # noqa: F401 - part of this module's interface
-from riskcast.jobs.locks import utc_now
 from riskcast.score_status import ScoreStatus
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class JobContext:
     settings: Settings
     engine: Engine
     options: Mapping[str, Any] = field(default_factory=dict)
-    clock: Clock = utc_now
+    clock: Clock = wall_clock
     step: Callable[[str], None] = field(default=lambda label: None)
 
     def now(self) -> datetime:
