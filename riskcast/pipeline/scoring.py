@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from riskcast.admission import admitted_at
 from riskcast.alerts.policy import PolicySet, load_policy
 from riskcast.alerts.state import process_scores, resolve_departed
 from riskcast.catalog import Catalog, load_catalog
@@ -64,14 +65,9 @@ class ScoreSummary:
 
 
 def admitted_encounters(encounters: pl.LazyFrame, *, at: datetime) -> pl.DataFrame:
-    """Encounters in hospital at `at`: admitted at or before it and not yet discharged."""
-    return (
-        encounters.filter(
-            (pl.col("admit_time") <= at) & (pl.col("discharge_time").is_null() | (pl.col("discharge_time") > at))
-        )
-        .select("encounter_id", "patient_id", "ward", "site")
-        .collect()
-    )
+    """encounter_id, patient_id, ward, site of the encounters to score at `at`: those in
+    hospital then (riskcast.admission.admitted_at)."""
+    return admitted_at(encounters, at=at).select("encounter_id", "patient_id", "ward", "site").collect()
 
 
 def staleness(latest: pl.DataFrame, *, catalog: Catalog) -> pl.Series:

@@ -7,9 +7,9 @@ lake's observations. Nothing here writes: staff actions go through riskcast.aler
 
 Conventions:
 
-- "Admitted" means scored in the latest scoring run of the model in use: the scorer scores
-  every encounter in hospital at the hour (riskcast.pipeline.scoring), so an encounter
-  missing from the latest hour has left.
+- "Admitted" means scored in the latest scoring run of the model in use (latest_scored_hour):
+  the scorer scores every encounter admitted at the hour by riskcast.admission's one
+  definition, so an encounter missing from the latest hour has left.
 - Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed in.
 - A score with status ScoreStatus.INSUFFICIENT_DATA has no risk (null) and is never ranked or
   labelled as low risk: boards put it right after the alerts that need action.
@@ -244,7 +244,8 @@ def model_in_use(registry: ModelRegistry) -> ModelInUse:
 
 
 def latest_scored_hour(engine: Engine, *, model_version: str | None) -> datetime | None:
-    """The hour (UTC) of the latest scoring run of `model_version`; None before any."""
+    """The hour (UTC) of the latest scoring run of `model_version`; None before any. The
+    encounters scored at this hour are the ones the read models count as admitted."""
     if model_version is None:
         return None
     with engine.connect() as connection:
@@ -480,9 +481,6 @@ def patient_header(
             .order_by(scores.c.scored_at.desc(), scores.c.id.desc())
             .limit(2)
         ).all()  # fmt: skip
-        latest = connection.execute(
-            select(func.max(scores.c.scored_at)).where(scores.c.model_version == model_version)
-        ).scalar_one_or_none()
     if not rows:
         return None
     now_row = rows[0]
@@ -500,7 +498,7 @@ def patient_header(
         missing=_missing_labels(now_row.missing, catalog),
         previous_risk=previous_risk,
         trend=_trend(now_row.risk, previous_risk),
-        admitted=now_row.scored_at == latest,
+        admitted=now_row.scored_at == latest_scored_hour(engine, model_version=model_version),
     )
 
 
