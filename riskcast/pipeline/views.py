@@ -207,7 +207,10 @@ def _missing_labels(missing: str | None, catalog: Catalog) -> tuple[str, ...]:
     return tuple(variable_label(name, catalog) for name in names)
 
 
-def _trend_expr(risk: pl.Expr, previous: pl.Expr) -> pl.Expr:
+def risk_trend(risk: pl.Expr, previous: pl.Expr) -> pl.Expr:
+    """"rising", "falling" or "steady": how `risk` moved from `previous` (the score before it),
+    by at least TREND_STEP either way; null when either has no risk. The one definition of a
+    risk's trend, for the ward board and the patient header alike."""
     change = risk - previous
     return (
         pl.when(change.is_null())
@@ -218,17 +221,6 @@ def _trend_expr(risk: pl.Expr, previous: pl.Expr) -> pl.Expr:
         .then(pl.lit("falling"))
         .otherwise(pl.lit("steady"))
     )
-
-
-def _trend(risk: float | None, previous: float | None) -> str | None:
-    if risk is None or previous is None:
-        return None
-    change = risk - previous
-    if change >= TREND_STEP:
-        return "rising"
-    if change <= -TREND_STEP:
-        return "falling"
-    return "steady"
 
 
 # ------------------------------------------------------------------------------- model
@@ -393,7 +385,7 @@ def ward_board(
                 lambda names: ", ".join(_missing_labels(names, catalog)), return_dtype=pl.String
             ),
             (pl.col("risk") - pl.col("previous_risk")).alias("risk_change"),
-            _trend_expr(pl.col("risk"), pl.col("previous_risk")).alias("trend"),
+            risk_trend(pl.col("risk"), pl.col("previous_risk")).alias("trend"),
             pl.col("alert_state").is_in(list(NEEDS_ACTION_STATES)).fill_null(False).alias("needs_action"),
         )
     )
@@ -497,7 +489,7 @@ def patient_header(
         status=now_row.status,
         missing=_missing_labels(now_row.missing, catalog),
         previous_risk=previous_risk,
-        trend=_trend(now_row.risk, previous_risk),
+        trend=pl.select(risk_trend(pl.lit(now_row.risk, dtype=pl.Float64), pl.lit(previous_risk, dtype=pl.Float64))).item(),
         admitted=now_row.scored_at == latest_scored_hour(engine, model_version=model_version),
     )
 
@@ -815,6 +807,7 @@ __all__ = [
     "quarantine_summary",
     "recent_runs",
     "risk_history",
+    "risk_trend",
     "scored_wards",
     "ward_board",
 ]
