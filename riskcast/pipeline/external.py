@@ -53,8 +53,9 @@ PREDICTION_COLUMNS = ["encounter_id", "time", "risk", "flagged", "data_status"]
 ROW_KEY_COLUMNS = ["source_file", "file_name", "line", "iculos"]
 
 
-def model_card(registry: ModelRegistry, version: str) -> dict[str, Any]:
-    """A registered model's card (model_card.json)."""
+def model_card_json(registry: ModelRegistry, version: str) -> dict[str, Any]:
+    """A registered model's card as written (model_card.json); report_views.model_card is the
+    dashboard's reading of it."""
     card = registry.read_json(version, "model_card.json")
     if card is None:
         raise ModelError(f"{version} has no model card; the version is incomplete or damaged")
@@ -63,7 +64,7 @@ def model_card(registry: ModelRegistry, version: str) -> dict[str, Any]:
 
 def model_outcome(registry: ModelRegistry, version: str) -> tuple[str, float]:
     """The outcome and horizon a registered model was trained for."""
-    other = model_card(registry, version).get("other", {})
+    other = model_card_json(registry, version).get("other", {})
     return str(other.get("outcome", "deterioration")), float(other.get("horizon_hours", 12.0))
 
 
@@ -334,7 +335,7 @@ def recalibrate_model(
     elif rule == "sensitivity" and point is not None and point.target is not None:
         point = threshold_for_sensitivity(risk, y, target=point.target)
     new = _copy_with(model, calibrator, recalibrated, point)
-    card = model_card(registry, version)
+    card = model_card_json(registry, version)
     record = {
         "from_version": version,
         "data": str(data_path),
@@ -380,7 +381,7 @@ def _copy_with(model: RiskModel, calibrator: Any, method: str, point: Any) -> Ri
 
 __all__ = [
     "evaluate_model",
-    "model_card",
+    "model_card_json",
     "model_outcome",
     "predict_dataset",
     "recalibrate_model",
