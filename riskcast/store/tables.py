@@ -169,7 +169,7 @@ class Score(Base):
     created_at: Mapped[datetime]
 
 
-class Driver(Base):
+class DriverRecord(Base):
     """One of a score's top contributions (SHAP), in the words shown to staff."""
 
     __tablename__ = "drivers"
@@ -387,7 +387,7 @@ metadata: MetaData = Base.metadata
 runs: Table = Run.__table__  # type: ignore[assignment]
 models: Table = ModelRecord.__table__  # type: ignore[assignment]
 scores: Table = Score.__table__  # type: ignore[assignment]
-drivers: Table = Driver.__table__  # type: ignore[assignment]
+drivers: Table = DriverRecord.__table__  # type: ignore[assignment]
 score_revisions: Table = ScoreRevision.__table__  # type: ignore[assignment]
 quarantine: Table = QuarantineRow.__table__  # type: ignore[assignment]
 alerts: Table = Alert.__table__  # type: ignore[assignment]
