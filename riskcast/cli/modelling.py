@@ -316,7 +316,7 @@ PROMOTING_ROLES = ("data_scientist", "admin")
 @friendly_errors
 def models_promote(ctx: click.Context, version: str, username: str, password_stdin: bool, reason: str, override: bool) -> None:
     """Make VERSION the champion, if its calibration and fairness gates pass."""
-    from riskcast.cli.identity import read_password, sign_in
+    from riskcast.cli.identity import authenticated_actor, read_password
     from riskcast.errors import ConfigError
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.promotion import promote_model
@@ -326,7 +326,7 @@ def models_promote(ctx: click.Context, version: str, username: str, password_std
     password = read_password(username, from_stdin=password_stdin)
     engine = open_store(settings.database_url)
     try:
-        actor = sign_in(engine, username, password)
+        actor = authenticated_actor(engine, username, password)
         if actor.user.role not in PROMOTING_ROLES:
             raise ConfigError(f"{actor.user.username} is a {actor.user.role}: only data scientists and admins may promote models")
         gates = promote_model(
