@@ -40,7 +40,7 @@ from riskcast.dashboards.throttle import SignInThrottle
 from riskcast.errors import ConfigError
 from riskcast.store import open_store
 from riskcast.store.tables import auth_events
-from test_dashboard_views import NOW, PASSWORD, POLICY, WARD_A, WARD_B, _alert_of, home, writable  # noqa: F401
+from test_views import NOW, PASSWORD, POLICY, WARD_A, WARD_B, _alert_of, home, writable  # noqa: F401
 
 ADDRESS = "127.0.0.1"
 """The address Flask's test client sends from."""
