@@ -71,7 +71,9 @@ def admitted_encounters(encounters: pl.LazyFrame, *, at: datetime) -> pl.DataFra
 
 
 def staleness(latest: pl.DataFrame, *, catalog: Catalog) -> pl.Series:
-    """Per row, the essential vitals that are missing or stale ("" when all are fresh)."""
+    """Per row, the essential vitals that are missing or stale, comma separated in catalogue
+    order ("" when all are fresh). `{name}_hours_since` null means never charted (a missing
+    feed); above the catalogue's stale_after_hours means stale; exactly at it is still fresh."""
     parts = []
     for name in catalog.essential:
         variable = catalog[name]
@@ -108,6 +110,40 @@ def score_latest(
         pl.Series("status", np.where(sufficient, ScoreStatus.SCORED, ScoreStatus.INSUFFICIENT_DATA)),
         missing.alias("missing"),
     )
+    return scores, drivers
+
+
+def score_hour(
+    admitted: pl.DataFrame,
+    latest: pl.DataFrame,
+    model: RiskModel,
+    *,
+    at: datetime,
+    catalog: Catalog | None = None,
+    k_drivers: int = 3,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Scores and drivers for every encounter in `admitted` at the hour `at`: pure, no store.
+
+    `latest` holds the encounters' feature rows at `at` (one per encounter that has one), as
+    score_latest takes them. An admitted encounter without a row was admitted within the
+    hour and nothing has been measured yet: it gets ScoreStatus.INSUFFICIENT_DATA, no risk,
+    and every essential vital named as missing, never a risk the model made up from nothing.
+    Returns score_latest's two frames, the encounters without a row appended to the scores.
+    """
+    catalog = catalog or load_catalog()
+    no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
+    scores, drivers = score_latest(latest, model, catalog=catalog, k_drivers=k_drivers)
+    if no_row.height:  # admitted within the last hour: no feature row yet, nothing measured
+        scores = pl.concat([
+            scores,
+            no_row.select(
+                "encounter_id",
+                pl.lit(at).cast(scores.schema["scored_at"]).alias("scored_at"),
+                pl.lit(None, dtype=pl.Float64).alias("risk"),
+                pl.lit(ScoreStatus.INSUFFICIENT_DATA).alias("status"),
+                pl.lit(",".join(catalog.essential)).alias("missing"),
+            ),
+        ])
     return scores, drivers
 
 
@@ -168,19 +204,7 @@ def score_admitted(
             observations, lake.scan("encounters"), lake.scan("patients"),
             at=at, encounter_ids=admitted["encounter_id"].to_list(), families=FAMILIES,
         )
-        no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
-        scores, drivers = score_latest(latest, model)
-        if no_row.height:  # admitted within the last hour: no feature row yet, nothing measured
-            scores = pl.concat([
-                scores,
-                no_row.select(
-                    "encounter_id",
-                    pl.lit(at).cast(scores.schema["scored_at"]).alias("scored_at"),
-                    pl.lit(None, dtype=pl.Float64).alias("risk"),
-                    pl.lit(ScoreStatus.INSUFFICIENT_DATA).alias("status"),
-                    pl.lit(",".join(load_catalog().essential)).alias("missing"),
-                ),
-            ])
+        scores, drivers = score_hour(admitted, latest, model, at=at)
         seen = observations_seen(observations, at=at, encounter_ids=admitted["encounter_id"])
         scores = (
             scores.join(admitted, on="encounter_id", how="left")
