@@ -37,7 +37,7 @@ from riskcast.config import Settings
 from riskcast.errors import ConfigError, IngestError
 from riskcast.jobs import inbox
 from riskcast.jobs.inbox import ready_entries  # noqa: F401 - part of this module's interface
-from riskcast.jobs.locks import utc_now
+from riskcast.score_status import ScoreStatus
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class JobContext:
     settings: Settings
     engine: Engine
     options: Mapping[str, Any] = field(default_factory=dict)
-    clock: Clock = utc_now
+    clock: Clock = wall_clock
     step: Callable[[str], None] = field(default=lambda label: None)
 
     def now(self) -> datetime:
@@ -223,7 +223,7 @@ def _champion_scores(engine: Engine, version: str, *, start: datetime, end: date
     window = and_(scores.c.model_version == version, scores.c.scored_at > start, scores.c.scored_at <= end)
     with engine.connect() as connection:
         risks = connection.execute(
-            select(scores.c.risk).where(window, scores.c.status == "scored", scores.c.risk.is_not(None))
+            select(scores.c.risk).where(window, scores.c.status == ScoreStatus.SCORED, scores.c.risk.is_not(None))
         ).scalars().all()
         rows = connection.execute(select(func.count()).select_from(scores).where(window)).scalar_one()
     return [float(r) for r in risks], int(rows)

@@ -35,8 +35,6 @@ from riskcast.store.tables import job_locks
 
 log = logging.getLogger(__name__)
 
-utc_now = wall_clock
-"""The wall clock in UTC: the default clock of leases and runs."""
 
 
 _TOKENS: dict[int, str] = {}
@@ -180,7 +178,7 @@ class JobLease:
         *,
         lease_seconds: float,
         holder: str | None = None,
-        clock: Clock = utc_now,
+        clock: Clock = wall_clock,
     ) -> None:
         self.engine = engine
         self.job = job

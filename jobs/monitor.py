@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from riskcast.admission import admitted_at
 from riskcast.catalog import Catalog
 
 PSI_FLOOR = 1e-4
@@ -104,13 +105,6 @@ def score_psi(reliability: Iterable[Mapping[str, Any]], current_risk: np.ndarray
     """PSI of current risks against the held-out risk distribution in `reliability`."""
     edges, reference_counts = score_reference(reliability)
     return population_stability_index(reference_counts, histogram(current_risk, edges))
-
-
-def admitted_at(encounters: pl.LazyFrame, *, at: datetime) -> pl.LazyFrame:
-    """Encounters in hospital at `at` (admitted at or before, not discharged by then)."""
-    return encounters.filter(
-        (pl.col("admit_time") <= at) & (pl.col("discharge_time").is_null() | (pl.col("discharge_time") > at))
-    )
 
 
 def feed_freshness(

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from riskcast.clock import wall_clock
 from riskcast.config import Settings
 from riskcast.jobs.definitions import JOBS, JobContext
-from riskcast.jobs.locks import Clock, JobLease, lock_info, utc_now
+from riskcast.jobs.locks import Clock, JobLease, lock_info
 from riskcast.jobs.runs import JobRunRecord, RunStatus, claim_job_run, finish_job_run, record_step
 from riskcast.jobs.schedule import Schedule
 from riskcast.jobs.system_alerts import sync_system_alert
@@ -70,7 +71,7 @@ def execute_job(
     settings: Settings,
     engine: Engine,
     schedule: Schedule,
-    clock: Clock = utc_now,
+    clock: Clock = wall_clock,
     holder: str | None = None,
     wait_seconds: float = 0.0,
     retry_failed: bool = False,

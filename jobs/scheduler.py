@@ -44,9 +44,9 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
-from riskcast.clock import Clock, offset_of
+from riskcast.clock import Clock, offset_of, wall_clock
 from riskcast.config import Settings
-from riskcast.jobs.locks import JobLease, is_held, this_process_holder, utc_now
+from riskcast.jobs.locks import JobLease, is_held, this_process_holder
 from riskcast.jobs.runner import RunOutcome, execute_job
 from riskcast.jobs.runs import JobRunRecord, RunStatus, finish_job_run, get_job_run, latest_job_runs, running_job_runs
 from riskcast.jobs.schedule import Schedule, latest_missed_fire_time, next_fire_time
@@ -111,7 +111,7 @@ class RiskcastScheduler:
     `start_background()` runs it in threads instead (tests, embedding).
     """
 
-    def __init__(self, schedule: Schedule, settings: Settings, *, engine: Engine, clock: Clock = utc_now) -> None:
+    def __init__(self, schedule: Schedule, settings: Settings, *, engine: Engine, clock: Clock = wall_clock) -> None:
         self.schedule = schedule
         self.settings = settings
         self.engine = engine
@@ -156,7 +156,7 @@ class RiskcastScheduler:
             log.warning("job %s scheduled for %s was left running by a process that stopped; running it again",
                         record.job, record.scheduled_for.isoformat())
             self._scheduler.add_job(
-                self.fire, trigger="date", run_date=utc_now(), id=key, name=key,
+                self.fire, trigger="date", run_date=wall_clock(), id=key, name=key,
                 kwargs={"name": record.job, "scheduled_for": record.scheduled_for},
                 misfire_grace_time=None, coalesce=True, max_instances=1,
             )
@@ -192,7 +192,7 @@ class RiskcastScheduler:
     # ------------------------------------------------------------------ assembly
 
     def _build(self, scheduler: BaseScheduler) -> BaseScheduler:
-        now = utc_now()  # triggers fire by the wall clock; runs are stamped on self.clock
+        now = wall_clock()  # triggers fire by the wall clock; runs are stamped on self.clock
         latest = latest_job_runs(self.engine)
         for job in self.schedule.enabled_jobs:
             options: dict[str, Any] = {}
@@ -261,7 +261,7 @@ class RiskcastScheduler:
         signal.signal(signal.SIGINT, handle)
 
     def _log_start(self) -> None:
-        now = utc_now()
+        now = wall_clock()
         log.info("riskcast scheduler %s started: %d job(s) from %s, time zone %s", self.holder,
                  len(self.schedule.enabled_jobs), self.schedule.source, self.schedule.timezone)
         if self.offset:

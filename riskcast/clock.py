@@ -24,7 +24,10 @@ Clock = Callable[[], datetime]
 
 
 def wall_clock() -> datetime:
-    """The current time, UTC."""
+    """The current time, UTC-aware: the one wall clock riskcast reads.
+
+    Only the edges call it (the CLI, the scheduler, the dashboard, the feature store's
+    manifest stamps); everything deeper takes `now` as an argument."""
     return datetime.now(UTC)
 
 

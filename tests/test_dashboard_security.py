@@ -2,7 +2,7 @@
 strength, the Secure cookie, crafted callback values, unknown static paths, and the
 production server `riskcast serve` runs.
 
-The home is the small one of test_dashboard_views (two wards, hand-written scores and the
+The home is the small one of dashboard_home (two wards, hand-written scores and the
 alerts the real state machine raised from them). Each test that signs in builds its own app
 over a copy of that home, with a session clock the test moves by hand: no test sleeps.
 """
@@ -31,6 +31,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from dashboard_home import NOW, PASSWORD, POLICY, WARD_A, WARD_B, home, risk_alert_of, writable  # noqa: F401
 from riskcast.cli import cli
 from riskcast.config import Settings
 from riskcast.dashboards import auth
@@ -40,7 +41,6 @@ from riskcast.dashboards.throttle import SignInThrottle
 from riskcast.errors import ConfigError
 from riskcast.store import open_store
 from riskcast.store.tables import auth_events
-from test_dashboard_views import NOW, PASSWORD, POLICY, WARD_A, WARD_B, _alert_of, home, writable  # noqa: F401
 
 ADDRESS = "127.0.0.1"
 """The address Flask's test client sends from."""
@@ -344,7 +344,7 @@ def assert_no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.mark.parametrize("hours", CRAFTED_SNOOZE_HOURS, ids=repr)
 def test_crafted_snooze_hours_are_refused_with_a_message(shared_app, nurse, caplog, hours):
     caplog.set_level(logging.INFO)
-    alert_id = _alert_of(engine_of(shared_app), "E1")
+    alert_id = risk_alert_of(engine_of(shared_app), "E1")
     response = callback(nurse, "patient-action-message", {"patient-snooze.n_clicks": 1},
                         {"patient-alert.value": alert_id, "patient-reason.value": "family visiting",
                          "patient-snooze-hours.value": hours}, changed="patient-snooze.n_clicks")  # fmt: skip

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from riskcast.catalog import Catalog
 from riskcast.dashboards.components.text import ACTION_LABELS, zone_name
+from riskcast.score_status import ScoreStatus
 
 RISK_COLOUR = "#1f4e8c"
 RAISE_COLOUR = "#a4261c"
@@ -109,7 +110,8 @@ def risk_figure(
             hovertemplate="%{x|%d %b %H:%M}<br>risk %{y:.0f}%<extra></extra>",
         )
     )  # fmt: skip
-    insufficient = [t for t, s in zip(times, history["status"].to_list(), strict=True) if s == "insufficient_data"]
+    statuses = history["status"].to_list()
+    insufficient = [t for t, s in zip(times, statuses, strict=True) if s == ScoreStatus.INSUFFICIENT_DATA]
     for moment in insufficient:
         assert moment is not None
         figure.add_vrect(x0=moment - timedelta(minutes=30), x1=moment + timedelta(minutes=30), fillcolor=INSUFFICIENT_FILL,

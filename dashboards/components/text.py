@@ -7,6 +7,8 @@ import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from riskcast.score_status import ScoreStatus
+
 INSUFFICIENT_LABEL = "Insufficient data"
 STATE_LABELS = {
     "new": "New",
@@ -36,7 +38,7 @@ def _missing(value: float | None) -> bool:
 
 def risk_text(risk: float | None, status: str | None) -> str:
     """"23%", "<1%", or "Insufficient data" (never a number for a patient without one)."""
-    if status == "insufficient_data" or _missing(risk):
+    if status == ScoreStatus.INSUFFICIENT_DATA or _missing(risk):
         return INSUFFICIENT_LABEL
     assert risk is not None
     percent = risk * 100.0

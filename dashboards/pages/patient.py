@@ -39,6 +39,7 @@ from riskcast.dashboards.components.text import (
 )
 from riskcast.dashboards.context import DashboardContext, context
 from riskcast.pipeline import views
+from riskcast.score_status import ScoreStatus
 
 PAGE = "patient"
 REFRESH_SECONDS = 30
@@ -144,7 +145,7 @@ def layout(encounter_id: str | None = None, **_: Any) -> html.Div:
 
 def _header_block(header: views.PatientHeader, alerts: pl.DataFrame, context_: DashboardContext, now: Any) -> list:
     zone = context_.zone
-    insufficient = header.status == "insufficient_data"
+    insufficient = header.status == ScoreStatus.INSUFFICIENT_DATA
     risk_class = "rc-risk-big rc-cell-insufficient" if insufficient else "rc-risk-big"
     trend = "no earlier score to compare" if header.trend is None else (
         f"{TREND_WORDS[header.trend]} ({change_text((header.risk or 0) - (header.previous_risk or 0))} since the previous hour)"
@@ -204,7 +205,7 @@ def _drivers_block(comparison: views.DriverComparison, context_: DashboardContex
             html.H3("What changed", style={"marginTop": "0.8rem"}),
             html.Ul(changes, className="rc-drivers") if changes else html.P("The same drivers.", className="rc-muted"),
         ]
-    empty_now = f"{INSUFFICIENT_LABEL}: no drivers." if comparison.status_now == "insufficient_data" else "No strong drivers."
+    empty_now = f"{INSUFFICIENT_LABEL}: no drivers." if comparison.status_now == ScoreStatus.INSUFFICIENT_DATA else "No strong drivers."
     return [
         html.Div([html.H2(now_title), listing(comparison.now, empty_now)], className="rc-card", id="patient-drivers-now"),
         html.Div(then_children, className="rc-card", id="patient-drivers-then"),

@@ -35,6 +35,7 @@ from riskcast.dashboards.components.text import (
 )
 from riskcast.dashboards.context import context
 from riskcast.pipeline import views
+from riskcast.score_status import ScoreStatus
 
 PAGE = "ward"
 REFRESH_SECONDS = 30
@@ -65,7 +66,7 @@ COLUMNS: list[dict[str, Any]] = [
         "minWidth": 110,
         "maxWidth": 150,
         "cellClassRules": {
-            "rc-cell-insufficient": "params.data.status === 'insufficient_data'",
+            "rc-cell-insufficient": f"params.data.status === '{ScoreStatus.INSUFFICIENT_DATA}'",
             "rc-cell-high": "params.data.at_or_above_alert",
         },
     },
@@ -87,12 +88,12 @@ COLUMNS: list[dict[str, Any]] = [
         "headerName": "Last vitals",
         "minWidth": 130,
         "maxWidth": 170,
-        "cellClassRules": {"rc-cell-stale": "params.data.status === 'insufficient_data'"},
+        "cellClassRules": {"rc-cell-stale": f"params.data.status === '{ScoreStatus.INSUFFICIENT_DATA}'"},
     },
 ]
 ROW_CLASSES = {
     "rc-row-action": "params.data.needs_action",
-    "rc-row-insufficient": "params.data.status === 'insufficient_data'",
+    "rc-row-insufficient": f"params.data.status === '{ScoreStatus.INSUFFICIENT_DATA}'",
 }
 
 
@@ -176,7 +177,7 @@ def layout(**_: Any) -> html.Div:
 def _rows(board: pl.DataFrame, *, raise_threshold: float | None, now: Any, zone: Any) -> list[dict[str, Any]]:
     rows = []
     for r in board.iter_rows(named=True):
-        insufficient = r["status"] == "insufficient_data"
+        insufficient = r["status"] == ScoreStatus.INSUFFICIENT_DATA
         alert = ""
         if r["alert_state"]:
             alert = STATE_LABELS.get(r["alert_state"], r["alert_state"])
@@ -255,7 +256,7 @@ def refresh(_ticks: int | None, ward: str | None, _done: int | None) -> tuple:
         banner += f" Alerts at {policy.raise_threshold * 100:.0f}% risk, clearing below {policy.clear_threshold * 100:.0f}%."
     rows = _rows(board, raise_threshold=policy.raise_threshold if policy else None, now=now, zone=zone)
     needing = sum(1 for r in rows if r["needs_action"])
-    insufficient = sum(1 for r in rows if r["status"] == "insufficient_data")
+    insufficient = sum(1 for r in rows if r["status"] == ScoreStatus.INSUFFICIENT_DATA)
     summary = (
         f"{len(rows)} patients · {needing} alert{' needs' if needing == 1 else 's need'} action · "
         f"{insufficient} with insufficient data"

@@ -32,7 +32,7 @@ Decisions, so that a reader of an alert's history can tell why it moved:
   escalated. Stale-data alerts are not escalated (they would page seniors about charting).
 - **Snooze expiry**: a snooze whose `snoozed_until` is at or before `now` wakes the alert:
   it returns to `new` (a "reopened" event) and its escalation clock restarts.
-- A score with status "insufficient_data" has no risk: it never raises, clears or
+- A score with status ScoreStatus.INSUFFICIENT_DATA has no risk: it never raises, clears or
   re-alerts a risk alert; it may raise a stale-data alert (when stale_data_alert is on).
 - A score for an hour before the open alert's `raised_for` is ignored (a late rescoring of
   an old hour does not clear a newer alert).
@@ -59,6 +59,7 @@ from typing import Any
 
 from riskcast.config import read_yaml_config
 from riskcast.errors import ConfigError
+from riskcast.score_status import ScoreStatus
 
 DEFAULT_POLICY_FILE = "alert_policy.yaml"
 MODEL_THRESHOLD = "model"
@@ -175,7 +176,7 @@ class PolicySet:
 class ScoreSnapshot:
     """One score of one encounter: `scored_at` is the hour it describes (UTC).
 
-    `risk` is None when `status` is "insufficient_data" (essential vitals stale or missing).
+    `risk` is None when `status` is ScoreStatus.INSUFFICIENT_DATA (essential vitals stale or missing).
     """
 
     encounter_id: str
@@ -189,7 +190,7 @@ class ScoreSnapshot:
     @property
     def has_risk(self) -> bool:
         """Whether the score carries a usable risk (scored, not null, not NaN)."""
-        return self.status == "scored" and self.risk is not None and not math.isnan(self.risk)
+        return self.status == ScoreStatus.SCORED and self.risk is not None and not math.isnan(self.risk)
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,7 @@ def decide(
 
     if kind == AlertKind.STALE_DATA:
         if alert is None:
-            if score.status == "insufficient_data" and policy.stale_data_alert and not _suppressed(
+            if score.status == ScoreStatus.INSUFFICIENT_DATA and policy.stale_data_alert and not _suppressed(
                 last_resolved, None, policy, now
             ):
                 actions.append(Action(ActionType.RAISE_STALE, None, "essential vitals stale or missing"))

@@ -485,7 +485,7 @@ def process_scores(
     """Apply the alert policy to one scoring run's scores; write alerts and their events.
 
     `scores`: encounter_id, patient_id, ward, scored_at (UTC, the hour scored), risk (null
-    or NaN when insufficient data), status ("scored" | "insufficient_data"), model_version
+    or NaN when insufficient data), status (a ScoreStatus), model_version
     (one version: the champion's). Each encounter's scores are applied in hour order, each
     with the policy of the ward it was scored on; `model_threshold` fills in a policy whose
     raise_threshold is "model". Open risk alerts of these encounters that are overdue are

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
-from riskcast.cli.identity import may_act_on_alert, read_password, sign_in
+from riskcast.cli.app import cli, emit, friendly_errors, parse_time, settings_of
+from riskcast.cli.identity import authenticated_actor, may_act_on_alert, read_password
+from riskcast.clock import wall_clock
 
 
 def _engine(ctx: click.Context):
@@ -71,10 +72,10 @@ def _act(ctx: click.Context, action: str, alert_id: int, *, username: str, passw
     password = read_password(username, from_stdin=password_stdin)
     engine = _engine(ctx)
     try:
-        actor = sign_in(engine, username, password)
+        actor = authenticated_actor(engine, username, password)
         may_act_on_alert(actor, engine, alert_id)
         snapshot = getattr(state, action)(engine, alert_id, actor=actor.user.username, role=actor.user.role,
-                                          os_user=actor.os_user, now=now_utc(), **kwargs)
+                                          os_user=actor.os_user, now=wall_clock(), **kwargs)
     finally:
         engine.dispose()
     emit(ctx, {"alert_id": alert_id, "state": str(snapshot.state), "by": actor.user.username, "role": actor.user.role,

@@ -28,11 +28,6 @@ from riskcast.printable import printable
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def now_utc() -> datetime:
-    """The wall clock, read only at the edge (commands), in UTC."""
-    return datetime.now(UTC)
-
-
 def parse_time(value: str | None) -> datetime | None:
     """A CLI time argument: ISO 8601; no offset means UTC."""
     if value is None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, settings_of
+from riskcast.cli.app import cli, emit, friendly_errors, settings_of
+from riskcast.clock import wall_clock
 
 DEFAULT_BY = "sex,age_band,race_ethnicity,site,ward"
 
@@ -67,7 +68,7 @@ def audit(ctx: click.Context, model_version: str | None, out: Path | None, by: s
             click.echo(f"… {message}", err=True)
 
     run = audit_model(
-        settings, ModelRegistry(settings.models_dir), now=now_utc(), model_version=model_version,
+        settings, ModelRegistry(settings.models_dir), now=wall_clock(), model_version=model_version,
         by=_names(by) or [], intersections=intersections, gates_path=gates_path, n_boot=n_boot,
         mitigate=_names(mitigate), seed=seed, out=out, progress=progress,
     )

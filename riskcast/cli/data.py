@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import polars as pl
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.cli.app import cli, emit, friendly_errors, parse_time, settings_of
+from riskcast.clock import wall_clock
 from riskcast.errors import IngestError
 from riskcast.lake import Lake
 from riskcast.printable import printable
@@ -69,11 +70,11 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], site: str | None, fmt: st
         raise IngestError("name at least one file or folder to ingest, e.g. `riskcast ingest data/`")
     started = time.perf_counter()
     summary, quarantine = ingest_paths(
-        list(paths), lake=Lake(settings.lake_dir), now=now_utc(), source_timezone=settings.source_timezone, site=site,
+        list(paths), lake=Lake(settings.lake_dir), now=wall_clock(), source_timezone=settings.source_timezone, site=site,
         format=None if fmt == "auto" else fmt, encounters=encounters,
     )
     if summary.batch_id is not None and quarantine.height:
-        record_quarantine(settings, summary.batch_id, quarantine, now=now_utc())
+        record_quarantine(settings, summary.batch_id, quarantine, now=wall_clock())
     data = summary.to_dict() | {"seconds": round(time.perf_counter() - started, 2)}
     if summary.batch_id is not None and summary.total_accepted == 0:
         emit(ctx, data, lambda: _ingest_text(data))
@@ -236,7 +237,7 @@ def export(ctx: click.Context, fmt: str, out: Path, outcome: str, horizon_hours:
     settings = settings_of(ctx)
     started = time.perf_counter()
     written = export_meds(
-        Lake(settings.lake_dir), out, now=now_utc(), outcome=None if no_labels else outcome, horizon_hours=horizon_hours
+        Lake(settings.lake_dir), out, now=wall_clock(), outcome=None if no_labels else outcome, horizon_hours=horizon_hours
     )
     data = written.to_dict() | {"format": fmt, "seconds": round(time.perf_counter() - started, 2)}
     labels = data["labels"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.cli.app import cli, emit, friendly_errors, parse_time, settings_of
+from riskcast.clock import wall_clock
 
 DEMO_CLOCK_FILE = "demo-clock.json"
 """In the home: the demo's shifted clock, for `demo-feed`, `scheduler --present demo` and the
@@ -114,6 +115,6 @@ def demo_feed(ctx: click.Context, patients: int, at_text: str | None, ward: str 
     at = parse_time(at_text)
     if at is None:
         clock_file = demo_clock_path(settings.home)
-        at = read_clock_file(clock_file).current() if clock_file.is_file() else now_utc()
+        at = read_clock_file(clock_file).current() if clock_file.is_file() else wall_clock()
     feed = write_demo_feed(settings, at=at, patients=patients, ward=ward, seed=seed)
     emit(ctx, feed.to_dict(), feed.text)

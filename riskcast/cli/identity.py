@@ -49,7 +49,7 @@ def read_password(username: str, *, from_stdin: bool) -> str:
     return click.prompt(f"Password for {username}", hide_input=True, default="", show_default=False, err=True)
 
 
-def sign_in(engine: Engine, username: str, password: str) -> CommandLineActor:
+def authenticated_actor(engine: Engine, username: str, password: str) -> CommandLineActor:
     """The active dashboard user `username` with this password; ConfigError otherwise (the
     message does not say whether the name, the password or the account was wrong)."""
     from riskcast.dashboards.auth import authenticate

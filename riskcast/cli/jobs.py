@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, parse_time, settings_of
+from riskcast.cli.app import cli, emit, friendly_errors, parse_time, settings_of
+from riskcast.clock import wall_clock
 
 _CONFIG_HELP = "Schedule file (default: <home>/schedule.yaml, else the packaged schemas/schedule.yaml)."
 
@@ -32,7 +33,7 @@ def scheduler(ctx: click.Context, config: Path | None, present_text: str | None)
     Logs each run to stderr; every run is also a row in the store's job_runs table. Stop it
     with SIGTERM or Ctrl-C: running jobs finish first (a second signal exits at once).
     """
-    from riskcast.clock import read_clock_file, shifted_clock, wall_clock
+    from riskcast.clock import read_clock_file, shifted_clock
     from riskcast.cli.demo import demo_clock_path
     from riskcast.errors import ConfigError
     from riskcast.jobs.scheduler import RiskcastScheduler
@@ -78,7 +79,7 @@ def jobs_list(ctx: click.Context, config: Path | None) -> None:
     from riskcast.store import open_store
 
     schedule = _schedule(ctx, config)
-    now = now_utc()
+    now = wall_clock()
     engine = open_store(settings_of(ctx).database_url)
     try:
         latest, succeeded = latest_job_runs(engine), last_succeeded(engine)
@@ -143,7 +144,7 @@ def jobs_run(ctx: click.Context, name: str, at_text: str | None, config: Path | 
     engine = open_store(settings.database_url)
     try:
         outcome = execute_job(
-            name, parse_time(at_text) or now_utc(), settings=settings, engine=engine, schedule=schedule,
+            name, parse_time(at_text) or wall_clock(), settings=settings, engine=engine, schedule=schedule,
             retry_failed=True, force=force,
         )
     finally:

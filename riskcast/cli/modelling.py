@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from riskcast.cli.app import check_output_file, cli, emit, friendly_errors, now_utc, parse_time, settings_of, write_output_file
+from riskcast.cli.app import check_output_file, cli, emit, friendly_errors, parse_time, settings_of, write_output_file
+from riskcast.clock import wall_clock
 from riskcast.lake import Lake
 
 
@@ -61,7 +62,7 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
     settings = settings_of(ctx)
     started = time.perf_counter()
     result = train_and_register(
-        Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=now_utc(), outcome=outcome,
+        Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=wall_clock(), outcome=outcome,
         horizon_hours=horizon_hours, engine=engine, device=device, operating_point=operating_point,
         alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
         families=parse_families(families_text) if families_text else None, negative_fraction=negative_fraction,
@@ -74,7 +75,7 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
 
     engine = open_store(settings.database_url)
     try:
-        sync_models(settings, ModelRegistry(settings.models_dir), engine, now=now_utc())
+        sync_models(settings, ModelRegistry(settings.models_dir), engine, now=wall_clock())
     finally:
         engine.dispose()
     data = result.to_dict() | {"seconds": round(time.perf_counter() - started, 1)}
@@ -129,7 +130,7 @@ def score(ctx: click.Context, at_text: str | None, model_version: str | None) ->
     from riskcast.store import open_store
 
     settings = settings_of(ctx)
-    now = now_utc()
+    now = wall_clock()
     engine = open_store(settings.database_url)
     try:
         summary = score_admitted(
@@ -165,7 +166,7 @@ def evaluate(ctx: click.Context, data_path: Path | None, model_version: str | No
     settings = settings_of(ctx)
     report, meta = evaluate_model(
         settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
-        outcome=outcome, horizon_hours=horizon_hours, n_boot=n_boot, now=now_utc(), progress=_progress(ctx),
+        outcome=outcome, horizon_hours=horizon_hours, n_boot=n_boot, now=wall_clock(), progress=_progress(ctx),
     )
     data = meta | {"evaluation": report.to_dict()}
     if out is not None:
@@ -223,7 +224,7 @@ def predict(ctx: click.Context, data_path: Path, out: Path, out_format: str, mod
         check_output_file(out)
     predictions, meta = predict_dataset(
         settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
-        now=now_utc(), progress=_progress(ctx),
+        now=wall_clock(), progress=_progress(ctx),
     )
     if out_format == "physionet":
         files = write_physionet_predictions(predictions, out)
@@ -256,7 +257,7 @@ def recalibrate(ctx: click.Context, data_path: Path, model_version: str | None, 
     settings = settings_of(ctx)
     data = recalibrate_model(
         settings, ModelRegistry(settings.models_dir), data_path=data_path, model_version=model_version,
-        first_patients=first_patients, fraction=fraction, method=method, now=now_utc(), progress=_progress(ctx),
+        first_patients=first_patients, fraction=fraction, method=method, now=wall_clock(), progress=_progress(ctx),
     )
     emit(ctx, data, lambda: (
         f"registered {data['version']}: {data['from_version']} recalibrated ({data['method']}) on the first "
@@ -315,7 +316,7 @@ PROMOTING_ROLES = ("data_scientist", "admin")
 @friendly_errors
 def models_promote(ctx: click.Context, version: str, username: str, password_stdin: bool, reason: str, override: bool) -> None:
     """Make VERSION the champion, if its calibration and fairness gates pass."""
-    from riskcast.cli.identity import read_password, sign_in
+    from riskcast.cli.identity import authenticated_actor, read_password
     from riskcast.errors import ConfigError
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.promotion import promote_model
@@ -325,12 +326,12 @@ def models_promote(ctx: click.Context, version: str, username: str, password_std
     password = read_password(username, from_stdin=password_stdin)
     engine = open_store(settings.database_url)
     try:
-        actor = sign_in(engine, username, password)
+        actor = authenticated_actor(engine, username, password)
         if actor.user.role not in PROMOTING_ROLES:
             raise ConfigError(f"{actor.user.username} is a {actor.user.role}: only data scientists and admins may promote models")
         gates = promote_model(
             settings, ModelRegistry(settings.models_dir), engine, version,
-            by=f"{actor.user.username} (OS user {actor.os_user})", reason=reason, now=now_utc(), role=actor.user.role,
+            by=f"{actor.user.username} (OS user {actor.os_user})", reason=reason, now=wall_clock(), role=actor.user.role,
             override=override,
         )
     finally:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from riskcast.cli.app import cli, emit, friendly_errors, now_utc, settings_of
+from riskcast.cli.app import cli, emit, friendly_errors, settings_of
+from riskcast.clock import wall_clock
 from riskcast.store.tables import USER_ROLES
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def users_add(ctx: click.Context, name: str, role: str, wards: tuple[str, ...], 
     password = _read_password(password_stdin)
     engine = _engine(ctx)
     try:
-        info = add_user(engine, name, role=role, wards=wards, password=password, now=now_utc(), replace=replace)
+        info = add_user(engine, name, role=role, wards=wards, password=password, now=wall_clock(), replace=replace)
     finally:
         engine.dispose()
     shown = ", ".join(info.wards) if info.wards else "all wards"
@@ -132,7 +133,7 @@ def _set_active(ctx: click.Context, name: str, active: bool) -> None:
 
     engine = _engine(ctx)
     try:
-        set_active(engine, name, active=active, now=now_utc())
+        set_active(engine, name, active=active, now=wall_clock())
     finally:
         engine.dispose()
     emit(ctx, {"username": name.lower(), "active": active}, f"{'enabled' if active else 'disabled'} {name.lower()}")

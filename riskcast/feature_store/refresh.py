@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from typing import Any
 import polars as pl
 
 from riskcast.catalog import Catalog, load_catalog
+from riskcast.clock import wall_clock
 from riskcast.errors import LakeError
 from riskcast.feature_store.manifest import ShardRecord, StoreManifest, StoreSpec, read_manifest, write_manifest
 from riskcast.feature_store.shards import DEFAULT_ROWS_PER_SHARD, shard_count, shard_map
@@ -113,7 +114,7 @@ def refresh_store(
                 record = manifest.shards[shard]
                 manifest = manifest.with_shard(
                     shard, ShardRecord(record.file, record.rows, record.encounters, snapshot, data_end_text),
-                    updated_at=_now(),
+                    updated_at=wall_clock().isoformat(),
                 )
             write_manifest(generation.folder, manifest)
         progress(f"feature store {generation.folder.name}: {len(stale)} of {manifest.spec.n_shards} shard(s) to build "
@@ -129,7 +130,7 @@ def refresh_store(
                                 patients=patients, shards=shards, data_end=data_end, snapshot=snapshot, catalog=catalog)
                 for done, (shard, (record, held)) in enumerate(_each_built(build, stale, client), start=1):
                     largest = max(largest, held)
-                    manifest = manifest.with_shard(shard, record, updated_at=_now())
+                    manifest = manifest.with_shard(shard, record, updated_at=wall_clock().isoformat())
                     write_manifest(generation.folder, manifest)
                     progress(f"shard {shard} built ({done} of {len(stale)}): {record.rows:,} rows, "
                              f"{record.encounters:,} encounters")
@@ -166,10 +167,6 @@ def _each_built(build: Callable[[int], tuple[ShardRecord, int]], shards: list[in
         yield futures[future], future.result()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
-
-
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -195,7 +192,7 @@ def _generation_for(
     if existing is not None:
         return Generation(folder, existing), False
     features = tuple(columns_of(feature_columns(build_columns(catalog)), families))
-    manifest = StoreManifest(spec, features, {}, False, _now())
+    manifest = StoreManifest(spec, features, {}, False, wall_clock().isoformat())
     write_manifest(folder, manifest)
     return Generation(folder, manifest), True
 

@@ -58,12 +58,13 @@ from riskcast.ingest.mapping import (
     SourceMapping,
     loinc_variable,
     mappings_by_system,
+    parts_of_sums,
     placeholder_units,
-    sum_parts,
     usable_unit,
 )
 from riskcast.ingest.rejects import REJECTED, SKIPPED, combine, rejected_rows, skipped_counts
 from riskcast.ingest.stays import (
+    add_up_parts,
     attach_to_stays,
     deaths_in_stays,
     icu_ward_expr,
@@ -71,7 +72,6 @@ from riskcast.ingest.stays import (
     observation_window_hours,
     one_death_per_stay,
 )
-from riskcast.ingest.stays import sum_parts as add_up_parts
 
 FORMAT = "fhir"
 SUFFIXES = (".ndjson", ".ndjson.gz", ".json", ".json.gz")
@@ -607,7 +607,7 @@ def _observations(
                       detail="the Observation's subject is not a Patient in this export", record=["_subject"]),
     ], kind="rejected")
     flat = flat.join(pl.concat([no_subject, stranger]).select("_obs").unique(), on="_obs", how="anti")
-    flat, part_rejects, incomplete = add_up_parts(flat, sum_parts(mappings), keys=["_subject", "encounter_id", "charttime"])
+    flat, part_rejects, incomplete = add_up_parts(flat, parts_of_sums(mappings), keys=["_subject", "encounter_id", "charttime"])
     before, after = observation_window_hours()
     flat = attach_to_stays(
         flat.with_columns(pl.int_range(pl.len()).alias("_row"), _utc(pl.col("charttime")).alias("_time")),

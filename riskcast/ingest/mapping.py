@@ -153,7 +153,7 @@ def usable_unit(unit: pl.Expr, placeholders: list[str]) -> pl.Expr:
     return pl.when(text.is_null() | text.is_in(placeholders)).then(None).otherwise(text)
 
 
-def sum_parts(mappings: list[SourceMapping] | tuple[SourceMapping, ...]) -> dict[str, tuple[str, ...]]:
+def parts_of_sums(mappings: list[SourceMapping] | tuple[SourceMapping, ...]) -> dict[str, tuple[str, ...]]:
     """Variable -> the parts that add up to it, over these mapping files."""
     parts: dict[str, set[str]] = {}
     for mapping in mappings:

@@ -57,19 +57,19 @@ from riskcast.ingest.mapping import (
     SourceMapping,
     loinc_variable,
     mappings_for_meds,
+    parts_of_sums,
     placeholder_units,
-    sum_parts,
     usable_unit,
 )
 from riskcast.ingest.rejects import REJECTED, SKIPPED, combine, skipped_counts
 from riskcast.ingest.stays import (
+    add_up_parts,
     attach_to_stays,
     deaths_in_stays,
     last_ward,
     observation_window_hours,
     one_death_per_stay,
 )
-from riskcast.ingest.stays import sum_parts as add_up_parts
 
 FORMAT = "meds"
 REQUIRED_COLUMNS = ("subject_id", "time", "code")
@@ -429,7 +429,7 @@ def _observations(
         SOURCE_FILE,
         SOURCE_LINE,
     )
-    rows, rejected, incomplete = add_up_parts(rows, sum_parts(mappings), keys=["_subject", "encounter_id", "charttime"])
+    rows, rejected, incomplete = add_up_parts(rows, parts_of_sums(mappings), keys=["_subject", "encounter_id", "charttime"])
     before, after = observation_window_hours()
     rows = attach_to_stays(
         rows.with_columns(pl.int_range(pl.len()).alias("_row"), pl.col("charttime").alias("_time")),

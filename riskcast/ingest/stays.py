@@ -11,7 +11,7 @@ patient), `_admit` and `_discharge` (null while admitted), then uses these funct
 - tell an intensive-care ward from another by its name (`is_icu_ward`);
 - keep one death per stay (`one_death_per_stay`): MEDS and OMOP record a death both as a
   death event and as a discharge disposition;
-- add up scores charted in parts (`sum_parts`: GCS = eye + verbal + motor).
+- add up scores charted in parts (`add_up_parts`: GCS = eye + verbal + motor).
 
 Times on both sides of a comparison must have the same type: naive (MEDS, OMOP: the site's
 local time, converted to UTC by the contract) or UTC (FHIR, where times carry offsets).
@@ -159,7 +159,7 @@ def _empty_outcomes(time_type: pl.DataType) -> pl.DataFrame:
     )
 
 
-def sum_parts(
+def add_up_parts(
     observations: pl.DataFrame, parts: dict[str, tuple[str, ...]], *, keys: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Add up scores charted in parts: (rows without parts + one row per complete sum,

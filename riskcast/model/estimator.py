@@ -47,8 +47,8 @@ from riskcast.model.engines import BoosterSettings, Engine, engine_for
 from riskcast.model.inputs import (
     DataFingerprint,
     binary_labels,
-    feature_matrix,
     feature_names_of,
+    float32_matrix,
     group_ids,
 )
 from riskcast.model.operating_point import (
@@ -280,7 +280,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         names = feature_names_of(X)
         if not names:
             raise ModelError("X has no feature columns")
-        matrix = feature_matrix(X, names)
+        matrix = float32_matrix(X, names)
         labels = binary_labels(y, n_rows=len(matrix))
         patients = group_ids(groups, n_rows=len(matrix))
         if encounter_ids is not None:
@@ -509,7 +509,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
 
     def _matrix(self, X: Any) -> np.ndarray:
         self._check_fitted()
-        return feature_matrix(X, list(self.feature_names_in_))
+        return float32_matrix(X, list(self.feature_names_in_))
 
     def _proba_from_matrix(self, matrix: np.ndarray) -> np.ndarray:
         return self.calibrator_.predict(engine_for(self.engine).margin(self.booster_, matrix, n_jobs=self.n_jobs))

@@ -44,7 +44,7 @@ def feature_names_of(X: Any) -> list[str]:
     )
 
 
-def feature_matrix(X: Any, feature_names: Sequence[str]) -> np.ndarray:
+def float32_matrix(X: Any, feature_names: Sequence[str]) -> np.ndarray:
     """X as a C-ordered float32 array (what the boosters train on) with exactly `feature_names`, in that order.
 
     Extra columns (keys, metadata) are ignored. Missing columns, non-numeric columns and

@@ -27,6 +27,7 @@ from riskcast.errors import LakeError
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.scoring import admitted_encounters
+from riskcast.score_status import ScoreStatus
 from riskcast.store import open_store
 from riskcast.store.records import latest_scores
 
@@ -148,7 +149,7 @@ def write_demo_feed(
     if candidates.height == 0:
         raise LakeError(f"every patient admitted at {hour.isoformat()} already has vitals charted after "
                         f"{charttime.isoformat()}: nothing to feed for this hour")
-    scored = candidates.filter(pl.col("status") == "scored").sort("risk", "encounter_id")
+    scored = candidates.filter(pl.col("status") == ScoreStatus.SCORED).sort("risk", "encounter_id")
     threshold = _champion_threshold(settings)
     if threshold is not None and scored.filter(pl.col("risk") < threshold).height >= patients:
         scored = scored.filter(pl.col("risk") < threshold)  # not flagged now: the change shows

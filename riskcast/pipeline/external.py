@@ -46,14 +46,16 @@ from riskcast.pipeline.training import (
     score_dataset,
 )
 from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset, fresh_generation
+from riskcast.score_status import ScoreStatus
 from riskcast.utility import row_utilities
 
 PREDICTION_COLUMNS = ["encounter_id", "time", "risk", "flagged", "data_status"]
 ROW_KEY_COLUMNS = ["source_file", "file_name", "line", "iculos"]
 
 
-def model_card(registry: ModelRegistry, version: str) -> dict[str, Any]:
-    """A registered model's card (model_card.json)."""
+def model_card_json(registry: ModelRegistry, version: str) -> dict[str, Any]:
+    """A registered model's card as written (model_card.json); report_views.model_card is the
+    dashboard's reading of it."""
     card = registry.read_json(version, "model_card.json")
     if card is None:
         raise ModelError(f"{version} has no model card; the version is incomplete or damaged")
@@ -62,7 +64,7 @@ def model_card(registry: ModelRegistry, version: str) -> dict[str, Any]:
 
 def model_outcome(registry: ModelRegistry, version: str) -> tuple[str, float]:
     """The outcome and horizon a registered model was trained for."""
-    other = model_card(registry, version).get("other", {})
+    other = model_card_json(registry, version).get("other", {})
     return str(other.get("outcome", "deterioration")), float(other.get("horizon_hours", 12.0))
 
 
@@ -186,10 +188,10 @@ def predict_dataset(
 
     Columns: encounter_id, time, risk, flagged, data_status; for sources with rows of their
     own (PhysioNet files) also source_file, file_name, line and iculos, with exactly one
-    prediction per source row in the files' order. data_status is "insufficient_data" where
-    the essential vitals are missing or stale at that hour: the risk is still given for
-    outside scorers, but must not be read as reassurance; "unreadable_row" marks a source
-    row whose time could not be read (no features, so no risk).
+    prediction per source row in the files' order. data_status is ScoreStatus.INSUFFICIENT_DATA
+    ("insufficient_data") where the essential vitals are missing or stale at that hour: the
+    risk is still given for outside scorers, but must not be read as reassurance;
+    "unreadable_row" marks a source row whose time could not be read (no features, so no risk).
     """
     version = _resolve_version(registry, model_version)
     model = registry.load(version)
@@ -222,7 +224,10 @@ def _predict_shard(frame: pl.DataFrame, model: RiskModel) -> pl.DataFrame:
     return frame.select("encounter_id", "time").with_columns(
         pl.Series("risk", risk, dtype=pl.Float64),
         pl.Series("flagged", risk >= model.threshold_, dtype=pl.Boolean),
-        pl.when(missing == "").then(pl.lit("scored")).otherwise(pl.lit("insufficient_data")).alias("data_status"),
+        pl.when(missing == "")
+        .then(pl.lit(ScoreStatus.SCORED))
+        .otherwise(pl.lit(ScoreStatus.INSUFFICIENT_DATA))
+        .alias("data_status"),
     )
 
 
@@ -330,7 +335,7 @@ def recalibrate_model(
     elif rule == "sensitivity" and point is not None and point.target is not None:
         point = threshold_for_sensitivity(risk, y, target=point.target)
     new = _copy_with(model, calibrator, recalibrated, point)
-    card = model_card(registry, version)
+    card = model_card_json(registry, version)
     record = {
         "from_version": version,
         "data": str(data_path),
@@ -376,7 +381,7 @@ def _copy_with(model: RiskModel, calibrator: Any, method: str, point: Any) -> Ri
 
 __all__ = [
     "evaluate_model",
-    "model_card",
+    "model_card_json",
     "model_outcome",
     "predict_dataset",
     "recalibrate_model",

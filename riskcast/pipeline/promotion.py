@@ -37,8 +37,9 @@ MAX_REASONS_SHOWN = 3
 
 
 @dataclass(frozen=True)
-class Gate:
-    """One gate's verdict for a version, with the reason in words."""
+class PromotionGate:
+    """One promotion gate's verdict for a version, with the reason in words (not to be
+    confused with riskcast.fairness.Gate, a bound the fairness audit checks)."""
 
     name: str
     passed: bool
@@ -60,11 +61,11 @@ def _evaluation(settings: Settings, version: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def calibration_gate(settings: Settings, version: str) -> Gate:
+def calibration_gate(settings: Settings, version: str) -> PromotionGate:
     """Calibration on held-out patients within bounds, and the promise kept."""
     report = _evaluation(settings, version)
     if report is None:
-        return Gate("calibration", False, f"no held-out evaluation of {version} in {settings.reports_dir}")
+        return PromotionGate("calibration", False, f"no held-out evaluation of {version} in {settings.reports_dir}")
     bounds = gate_bounds()
     calibration = report["calibration"]
     problems = []
@@ -78,11 +79,11 @@ def calibration_gate(settings: Settings, version: str) -> Gate:
     if promise is not None and not promise["kept"]:
         problems.append(f"the promise '{promise['promise']}' was broken on held-out patients")
     if problems:
-        return Gate("calibration", False, "; ".join(problems))
-    return Gate("calibration", True, f"ECE {ece:.4f}, calibration-in-the-large {citl:+.4f}, promise kept")
+        return PromotionGate("calibration", False, "; ".join(problems))
+    return PromotionGate("calibration", True, f"ECE {ece:.4f}, calibration-in-the-large {citl:+.4f}, promise kept")
 
 
-def fairness_gate(engine: Engine, version: str) -> Gate:
+def fairness_gate(engine: Engine, version: str) -> PromotionGate:
     """The version's latest fairness audit did not fail."""
     with engine.connect() as connection:
         row = connection.execute(
@@ -92,18 +93,18 @@ def fairness_gate(engine: Engine, version: str) -> Gate:
             .limit(1)
         ).first()
     if row is None:
-        return Gate("fairness", False, f"no fairness audit of {version} yet: run `riskcast audit --model {version}`")
+        return PromotionGate("fairness", False, f"no fairness audit of {version} yet: run `riskcast audit --model {version}`")
     if row.verdict == "fail":
         failures = AuditSummary.from_dict(row.summary or {"verdict": row.verdict}).failures
         detail = "; ".join(f"{f.gate}: {f.reason}" for f in failures[:MAX_REASONS_SHOWN])
         if len(failures) > MAX_REASONS_SHOWN:
             detail += f"; and {len(failures) - MAX_REASONS_SHOWN} more failed gate(s)"
         detail = detail or "no failed gate is recorded in its summary"
-        return Gate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail} (see `riskcast audit`'s report)")
-    return Gate("fairness", True, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) says {row.verdict}")
+        return PromotionGate("fairness", False, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) failed: {detail} (see `riskcast audit`'s report)")
+    return PromotionGate("fairness", True, f"the latest audit ({row.created_at:%Y-%m-%d %H:%M}) says {row.verdict}")
 
 
-def promotion_gates(settings: Settings, engine: Engine, version: str) -> list[Gate]:
+def promotion_gates(settings: Settings, engine: Engine, version: str) -> list[PromotionGate]:
     """Every gate's verdict for promoting `version`."""
     return [calibration_gate(settings, version), fairness_gate(engine, version)]
 
@@ -153,7 +154,7 @@ def promote_model(
     now: datetime,
     role: str | None = None,
     override: bool = False,
-) -> list[Gate]:
+) -> list[PromotionGate]:
     """Make `version` champion if its gates pass, or an admin overrides them with a reason."""
     registry.path_of(version)  # unknown versions fail here, with the known ones listed
     gates = promotion_gates(settings, engine, version)

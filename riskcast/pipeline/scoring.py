@@ -1,7 +1,7 @@
 """Score every admitted encounter at an hour: calibrated risk, top drivers, into the store.
 
 An encounter whose essential vitals are missing or older than the catalogue's
-stale-after interval gets the status "insufficient_data" and no risk: missing data is
+stale-after interval gets the status ScoreStatus.INSUFFICIENT_DATA and no risk: missing data is
 never shown as low risk. A run is recorded in the store; scoring the same hour again
 writes nothing new (the store's unique key on model version, encounter and hour), unless
 observations charted in that hour arrived since: then the hour's score is revised.
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from riskcast.admission import admitted_at
 from riskcast.alerts.policy import PolicySet, load_policy
 from riskcast.alerts.state import process_scores, resolve_departed
 from riskcast.catalog import Catalog, load_catalog
@@ -26,11 +27,10 @@ from riskcast.features.build import latest_features
 from riskcast.features.families import FAMILIES
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
+from riskcast.score_status import ScoreStatus
 from riskcast.store import fail_unfinished_runs, finish_run, start_run, write_scores
 from riskcast.store.records import run_holder
 
-INSUFFICIENT = "insufficient_data"
-SCORED = "scored"
 MIN_DRIVER_CONTRIBUTION = 0.01  # log-odds; smaller pushes are noise, not reasons
 
 
@@ -65,18 +65,15 @@ class ScoreSummary:
 
 
 def admitted_encounters(encounters: pl.LazyFrame, *, at: datetime) -> pl.DataFrame:
-    """Encounters in hospital at `at`: admitted at or before it and not yet discharged."""
-    return (
-        encounters.filter(
-            (pl.col("admit_time") <= at) & (pl.col("discharge_time").is_null() | (pl.col("discharge_time") > at))
-        )
-        .select("encounter_id", "patient_id", "ward", "site")
-        .collect()
-    )
+    """encounter_id, patient_id, ward, site of the encounters to score at `at`: those in
+    hospital then (riskcast.admission.admitted_at)."""
+    return admitted_at(encounters, at=at).select("encounter_id", "patient_id", "ward", "site").collect()
 
 
 def staleness(latest: pl.DataFrame, *, catalog: Catalog) -> pl.Series:
-    """Per row, the essential vitals that are missing or stale ("" when all are fresh)."""
+    """Per row, the essential vitals that are missing or stale, comma separated in catalogue
+    order ("" when all are fresh). `{name}_hours_since` null means never charted (a missing
+    feed); above the catalogue's stale_after_hours means stale; exactly at it is still fresh."""
     parts = []
     for name in catalog.essential:
         variable = catalog[name]
@@ -110,9 +107,43 @@ def score_latest(
         drivers = drivers_frame(usable.select("encounter_id", pl.col("time").alias("scored_at")), ranked)
     scores = keys.with_columns(
         pl.Series("risk", risk).fill_nan(None),
-        pl.Series("status", np.where(sufficient, SCORED, INSUFFICIENT)),
+        pl.Series("status", np.where(sufficient, ScoreStatus.SCORED, ScoreStatus.INSUFFICIENT_DATA)),
         missing.alias("missing"),
     )
+    return scores, drivers
+
+
+def score_hour(
+    admitted: pl.DataFrame,
+    latest: pl.DataFrame,
+    model: RiskModel,
+    *,
+    at: datetime,
+    catalog: Catalog | None = None,
+    k_drivers: int = 3,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Scores and drivers for every encounter in `admitted` at the hour `at`: pure, no store.
+
+    `latest` holds the encounters' feature rows at `at` (one per encounter that has one), as
+    score_latest takes them. An admitted encounter without a row was admitted within the
+    hour and nothing has been measured yet: it gets ScoreStatus.INSUFFICIENT_DATA, no risk,
+    and every essential vital named as missing, never a risk the model made up from nothing.
+    Returns score_latest's two frames, the encounters without a row appended to the scores.
+    """
+    catalog = catalog or load_catalog()
+    no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
+    scores, drivers = score_latest(latest, model, catalog=catalog, k_drivers=k_drivers)
+    if no_row.height:  # admitted within the last hour: no feature row yet, nothing measured
+        scores = pl.concat([
+            scores,
+            no_row.select(
+                "encounter_id",
+                pl.lit(at).cast(scores.schema["scored_at"]).alias("scored_at"),
+                pl.lit(None, dtype=pl.Float64).alias("risk"),
+                pl.lit(ScoreStatus.INSUFFICIENT_DATA).alias("status"),
+                pl.lit(",".join(catalog.essential)).alias("missing"),
+            ),
+        ])
     return scores, drivers
 
 
@@ -173,19 +204,7 @@ def score_admitted(
             observations, lake.scan("encounters"), lake.scan("patients"),
             at=at, encounter_ids=admitted["encounter_id"].to_list(), families=FAMILIES,
         )
-        no_row = admitted.join(latest.select("encounter_id"), on="encounter_id", how="anti")
-        scores, drivers = score_latest(latest, model)
-        if no_row.height:  # admitted within the last hour: no feature row yet, nothing measured
-            scores = pl.concat([
-                scores,
-                no_row.select(
-                    "encounter_id",
-                    pl.lit(at).cast(scores.schema["scored_at"]).alias("scored_at"),
-                    pl.lit(None, dtype=pl.Float64).alias("risk"),
-                    pl.lit(INSUFFICIENT).alias("status"),
-                    pl.lit(",".join(load_catalog().essential)).alias("missing"),
-                ),
-            ])
+        scores, drivers = score_hour(admitted, latest, model, at=at)
         seen = observations_seen(observations, at=at, encounter_ids=admitted["encounter_id"])
         scores = (
             scores.join(admitted, on="encounter_id", how="left")
@@ -193,7 +212,7 @@ def score_admitted(
             .with_columns(pl.col("observations").fill_null(0))
         )
         written = write_scores(engine, run_id, version, scores, drivers, now=now)
-        n_scored = int((scores["status"] == SCORED).sum())
+        n_scored = int((scores["status"] == ScoreStatus.SCORED).sum())
         flagged = int((scores["risk"].fill_null(0.0) >= model.threshold_).sum())
         alerts = None
         if is_champion:

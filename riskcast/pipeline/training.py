@@ -118,8 +118,10 @@ PROMISE_TOLERANCE = 0.2
 TRADEOFF_POINTS = 40
 
 
-def threshold_tradeoff(scored: pl.DataFrame, *, score: str = "risk", points: int = TRADEOFF_POINTS) -> list[dict[str, Any]]:
-    """Sensitivity, PPV and alert burden across thresholds, for choosing an alert budget by eye.
+def tradeoff_curve(scored: pl.DataFrame, *, score: str = "risk", points: int = TRADEOFF_POINTS) -> list[dict[str, Any]]:
+    """Sensitivity, PPV and alert burden across thresholds, for choosing an alert budget by eye:
+    the model's rows of the tradeoff file `train` writes (read back as
+    riskcast.pipeline.report_views.threshold_tradeoff).
 
     Thresholds are quantiles of the score among the riskier rows (where alerting happens),
     measured on held-out patients.
@@ -533,7 +535,7 @@ def train_and_register(
         json_path = reports_dir / f"evaluation-{version}.json"
         md_path = reports_dir / f"evaluation-{version}.md"
         tradeoff = {
-            "model": threshold_tradeoff(scored),
+            "model": tradeoff_curve(scored),
             "news2": [
                 {"threshold": t} | alert_metrics(scored, threshold=t, score="NEWS2").to_dict()
                 for t in (3.0, 5.0, 7.0)

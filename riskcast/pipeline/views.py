@@ -7,11 +7,11 @@ lake's observations. Nothing here writes: staff actions go through riskcast.aler
 
 Conventions:
 
-- "Admitted" means scored in the latest scoring run of the model in use: the scorer scores
-  every encounter in hospital at the hour (riskcast.pipeline.scoring), so an encounter
-  missing from the latest hour has left.
+- "Admitted" means scored in the latest scoring run of the model in use (latest_scored_hour):
+  the scorer scores every encounter admitted at the hour by riskcast.admission's one
+  definition, so an encounter missing from the latest hour has left.
 - Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed in.
-- A score with status "insufficient_data" has no risk (null) and is never ranked or
+- A score with status ScoreStatus.INSUFFICIENT_DATA has no risk (null) and is never ranked or
   labelled as low risk: boards put it right after the alerts that need action.
 """
 
@@ -30,6 +30,7 @@ from riskcast.catalog import Catalog, load_catalog
 from riskcast.explain import UNIT_DISPLAY
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
+from riskcast.score_status import ScoreStatus
 from riskcast.store.tables import alerts, drivers, job_runs, quarantine, runs, scores
 
 UTC = pl.Datetime("us", "UTC")
@@ -42,7 +43,6 @@ PREVIOUS_WITHIN_HOURS = 48.0
 before the latest one (after a gap, an arrow would compare different situations)."""
 NEEDS_ACTION_STATES = ("new", "escalated")
 """Alert states that nobody has acted on yet: highlighted, and first on the board."""
-INSUFFICIENT = "insufficient_data"
 _STATE_ORDER = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
 _KIND_ORDER = {"risk": 0, "stale_data": 1, "system": 2}
 
@@ -136,7 +136,7 @@ class PatientHeader:
     """One encounter's latest score, for the top of the patient page.
 
     `missing` holds the labels of the essential vitals that were stale or absent (empty
-    unless status is "insufficient_data"). `admitted` is whether the encounter was scored
+    unless status is ScoreStatus.INSUFFICIENT_DATA). `admitted` is whether the encounter was scored
     in the latest run (else it has left, and the page shows its last state).
     """
 
@@ -207,7 +207,10 @@ def _missing_labels(missing: str | None, catalog: Catalog) -> tuple[str, ...]:
     return tuple(variable_label(name, catalog) for name in names)
 
 
-def _trend_expr(risk: pl.Expr, previous: pl.Expr) -> pl.Expr:
+def risk_trend(risk: pl.Expr, previous: pl.Expr) -> pl.Expr:
+    """"rising", "falling" or "steady": how `risk` moved from `previous` (the score before it),
+    by at least TREND_STEP either way; null when either has no risk. The one definition of a
+    risk's trend, for the ward board and the patient header alike."""
     change = risk - previous
     return (
         pl.when(change.is_null())
@@ -218,17 +221,6 @@ def _trend_expr(risk: pl.Expr, previous: pl.Expr) -> pl.Expr:
         .then(pl.lit("falling"))
         .otherwise(pl.lit("steady"))
     )
-
-
-def _trend(risk: float | None, previous: float | None) -> str | None:
-    if risk is None or previous is None:
-        return None
-    change = risk - previous
-    if change >= TREND_STEP:
-        return "rising"
-    if change <= -TREND_STEP:
-        return "falling"
-    return "steady"
 
 
 # ------------------------------------------------------------------------------- model
@@ -244,7 +236,8 @@ def model_in_use(registry: ModelRegistry) -> ModelInUse:
 
 
 def latest_scored_hour(engine: Engine, *, model_version: str | None) -> datetime | None:
-    """The hour (UTC) of the latest scoring run of `model_version`; None before any."""
+    """The hour (UTC) of the latest scoring run of `model_version`; None before any. The
+    encounters scored at this hour are the ones the read models count as admitted."""
     if model_version is None:
         return None
     with engine.connect() as connection:
@@ -312,7 +305,7 @@ def ward_board(
     top drivers and open alert; columns BOARD_SCHEMA, one row per encounter.
 
     - `risk` is null and `missing` names the stale or absent essential vitals (labels, comma
-      separated) when status is "insufficient_data".
+      separated) when status is ScoreStatus.INSUFFICIENT_DATA.
     - `previous_risk` is the encounter's score at the hour before its latest (within
       PREVIOUS_WITHIN_HOURS); `trend` is rising / falling / steady by TREND_STEP, null
       when either score has no risk.
@@ -392,7 +385,7 @@ def ward_board(
                 lambda names: ", ".join(_missing_labels(names, catalog)), return_dtype=pl.String
             ),
             (pl.col("risk") - pl.col("previous_risk")).alias("risk_change"),
-            _trend_expr(pl.col("risk"), pl.col("previous_risk")).alias("trend"),
+            risk_trend(pl.col("risk"), pl.col("previous_risk")).alias("trend"),
             pl.col("alert_state").is_in(list(NEEDS_ACTION_STATES)).fill_null(False).alias("needs_action"),
         )
     )
@@ -405,7 +398,7 @@ def ward_board(
         .then(0)
         .when(pl.col("needs_action"))
         .then(1)
-        .when(pl.col("status") == INSUFFICIENT)
+        .when(pl.col("status") == ScoreStatus.INSUFFICIENT_DATA)
         .then(2)
         .otherwise(3)
     )
@@ -480,9 +473,6 @@ def patient_header(
             .order_by(scores.c.scored_at.desc(), scores.c.id.desc())
             .limit(2)
         ).all()  # fmt: skip
-        latest = connection.execute(
-            select(func.max(scores.c.scored_at)).where(scores.c.model_version == model_version)
-        ).scalar_one_or_none()
     if not rows:
         return None
     now_row = rows[0]
@@ -499,8 +489,8 @@ def patient_header(
         status=now_row.status,
         missing=_missing_labels(now_row.missing, catalog),
         previous_risk=previous_risk,
-        trend=_trend(now_row.risk, previous_risk),
-        admitted=now_row.scored_at == latest,
+        trend=pl.select(risk_trend(pl.lit(now_row.risk, dtype=pl.Float64), pl.lit(previous_risk, dtype=pl.Float64))).item(),
+        admitted=now_row.scored_at == latest_scored_hour(engine, model_version=model_version),
     )
 
 
@@ -817,6 +807,7 @@ __all__ = [
     "quarantine_summary",
     "recent_runs",
     "risk_history",
+    "risk_trend",
     "scored_wards",
     "ward_board",
 ]

@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from riskcast.score_status import ScoreStatus
 from riskcast.store.types import BigId, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -49,7 +50,7 @@ NAMING_CONVENTION = {
 
 RUN_STATUSES = ("running", "succeeded", "failed")
 MODEL_STATUSES = ("champion", "challenger", "retired")
-SCORE_STATUSES = ("scored", "insufficient_data")
+SCORE_STATUSES = tuple(status.value for status in ScoreStatus)
 ALERT_KINDS = ("risk", "stale_data", "system")
 ALERT_STATES = ("new", "acknowledged", "snoozed", "escalated", "resolved")
 ALERT_ACTIONS = ("raised", "acknowledged", "snoozed", "escalated", "resolved", "re_alerted", "reopened", "moved")
@@ -140,7 +141,7 @@ class Score(Base):
     version, encounter and hour (UNIQUE): scoring the hour again with the same data writes
     nothing, and scoring it again after late observations arrived (`observations`, the
     number charted at or before t, grew) revises the row in place, with the revising run's
-    `run_id` and `created_at`. `risk` is null when `status` is "insufficient_data";
+    `run_id` and `created_at`. `risk` is null when `status` is ScoreStatus.INSUFFICIENT_DATA;
     `missing` then names the essential vitals that were stale or absent.
     """
 
@@ -168,7 +169,7 @@ class Score(Base):
     created_at: Mapped[datetime]
 
 
-class Driver(Base):
+class DriverRecord(Base):
     """One of a score's top contributions (SHAP), in the words shown to staff."""
 
     __tablename__ = "drivers"
@@ -386,7 +387,7 @@ metadata: MetaData = Base.metadata
 runs: Table = Run.__table__  # type: ignore[assignment]
 models: Table = ModelRecord.__table__  # type: ignore[assignment]
 scores: Table = Score.__table__  # type: ignore[assignment]
-drivers: Table = Driver.__table__  # type: ignore[assignment]
+drivers: Table = DriverRecord.__table__  # type: ignore[assignment]
 score_revisions: Table = ScoreRevision.__table__  # type: ignore[assignment]
 quarantine: Table = QuarantineRow.__table__  # type: ignore[assignment]
 alerts: Table = Alert.__table__  # type: ignore[assignment]
