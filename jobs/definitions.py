@@ -172,7 +172,7 @@ def _added_up(counts: list[dict[str, int]]) -> dict[str, int]:
 
 def _sync_rejected_alert(ctx: JobContext, inbox_dir: Path) -> None:
     """Keep the system alert "ingest:rejected" open exactly while inbox/rejected/ holds entries."""
-    from riskcast.jobs.system_alerts import sync_system_alert
+    from riskcast.alerts.state import sync_system_alert
 
     sync_system_alert(ctx.engine, inbox.ALERT_SUBJECT, inbox.rejected_problem(inbox_dir),
                       raised_for=ctx.scheduled_for, now=ctx.now())  # fmt: skip
@@ -252,20 +252,6 @@ def _failed_runs(engine: Engine, *, start: datetime, end: datetime) -> dict[str,
     return {job: int(n) for job, n in rows}
 
 
-def _open_subjects(engine: Engine, prefix: str) -> set[str]:
-    from riskcast.jobs.system_alerts import SUBJECT_PREFIX
-    from riskcast.store.tables import alerts
-
-    with engine.connect() as connection:
-        keys = connection.execute(
-            select(alerts.c.encounter_id).where(
-                alerts.c.kind == "system", alerts.c.state != "resolved",
-                alerts.c.encounter_id.startswith(SUBJECT_PREFIX + prefix),
-            )
-        ).scalars().all()
-    return {key.removeprefix(SUBJECT_PREFIX) for key in keys}
-
-
 def run_monitor(ctx: JobContext) -> dict[str, Any]:
     """Feed freshness per ward and variable, drift against training, alert-rate anomalies.
 
@@ -276,9 +262,9 @@ def run_monitor(ctx: JobContext) -> dict[str, Any]:
     import numpy as np
     import polars as pl
 
+    from riskcast.alerts.state import open_system_subjects, sync_system_alert
     from riskcast.catalog import load_catalog
     from riskcast.jobs import monitor
-    from riskcast.jobs.system_alerts import sync_system_alert
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
 
@@ -318,7 +304,7 @@ def run_monitor(ctx: JobContext) -> dict[str, Any]:
         }
         for ward, problem in problems.items():
             sync(f"feed:{ward}", problem, ward=ward)
-        for subject in _open_subjects(ctx.engine, "feed:") - {f"feed:{w}" for w in problems}:
+        for subject in open_system_subjects(ctx.engine, prefix="feed:") - {f"feed:{w}" for w in problems}:
             sync(subject, None)
     ctx.step("feeds checked")
 

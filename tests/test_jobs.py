@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.pool import NullPool
 
+from riskcast.alerts.state import system_alerts_frame
 from riskcast.catalog import load_catalog
 from riskcast.cli import cli
 from riskcast.config import Settings
@@ -49,7 +50,6 @@ from riskcast.jobs.schedule import (
     load_schedule,
     parse_schedule,
 )
-from riskcast.jobs.system_alerts import system_alerts_frame
 from riskcast.lake import Lake
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.store import open_store
