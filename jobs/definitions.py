@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import Engine, delete
 
 from riskcast.clock import Clock, wall_clock
 from riskcast.config import Settings
@@ -208,154 +208,22 @@ def run_escalate(ctx: JobContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- monitor
 
 
-def _model_card(registry: Any, version: str) -> dict[str, Any]:
-    path = registry.path_of(version) / "model_card.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the model card ({exc})") from exc
-
-
-def _champion_scores(engine: Engine, version: str, *, start: datetime, end: datetime) -> tuple[list[float], int]:
-    """Risks of the champion's scored rows in (start, end], and the number of score rows (patient-hours)."""
-    from riskcast.store.tables import scores
-
-    window = and_(scores.c.model_version == version, scores.c.scored_at > start, scores.c.scored_at <= end)
-    with engine.connect() as connection:
-        risks = connection.execute(
-            select(scores.c.risk).where(window, scores.c.status == "scored", scores.c.risk.is_not(None))
-        ).scalars().all()
-        rows = connection.execute(select(func.count()).select_from(scores).where(window)).scalar_one()
-    return [float(r) for r in risks], int(rows)
-
-
-def _risk_alerts(engine: Engine, *, start: datetime, end: datetime) -> int:
-    from riskcast.store.tables import alerts
-
-    with engine.connect() as connection:
-        return int(connection.execute(
-            select(func.count()).select_from(alerts).where(
-                alerts.c.kind == "risk", alerts.c.raised_for > start, alerts.c.raised_for <= end
-            )
-        ).scalar_one())
-
-
-def _failed_runs(engine: Engine, *, start: datetime, end: datetime) -> dict[str, int]:
-    from riskcast.store.tables import job_runs
-
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(job_runs.c.job, func.count()).where(
-                job_runs.c.status == "failed", job_runs.c.scheduled_for > start, job_runs.c.scheduled_for <= end
-            ).group_by(job_runs.c.job)
-        ).all()
-    return {job: int(n) for job, n in rows}
-
-
 def run_monitor(ctx: JobContext) -> dict[str, Any]:
-    """Feed freshness per ward and variable, drift against training, alert-rate anomalies.
-
-    Each problem raises a system alert (subjects "feed:<ward>", "drift", "alert_rate") and
-    each problem that has gone resolves it. Parts that cannot be judged yet (empty lake, no
-    champion) are noted in the counts, not failed.
-    """
-    import numpy as np
-    import polars as pl
-
-    from riskcast.alerts.state import open_system_subjects, sync_system_alert
-    from riskcast.catalog import load_catalog
-    from riskcast.jobs import monitor
+    """Feed freshness, drift and alert rate as of the scheduled time (riskcast.pipeline.monitor),
+    their system alerts kept in step, and the failed job runs of the window."""
+    from riskcast.jobs.runs import failed_runs_by_job
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
+    from riskcast.pipeline.monitor import MonitorOptions, monitor_data_health
 
-    at, now = ctx.scheduled_for, ctx.now()
-    window = timedelta(hours=float(ctx.option("window_hours", 24)))
-    psi_alert = float(ctx.option("psi_alert", 0.25))
-    min_values = int(ctx.option("min_values", 100))
-    lake, registry = Lake(ctx.settings.lake_dir), ModelRegistry(ctx.settings.models_dir)
-    counts: dict[str, Any] = {"at": at.isoformat()}
-    changes: dict[str, list[str]] = {"raised": [], "resolved": []}
-
-    def sync(subject: str, problem: str | None, ward: str | None = None) -> None:
-        change = sync_system_alert(ctx.engine, subject, problem, raised_for=at, now=now, ward=ward)
-        if change.action in changes:
-            changes[change.action].append(subject)
-
-    # Feeds.
-    if lake.is_empty():
-        counts["feeds"] = {"note": "the lake is empty: nothing to judge yet"}
-    else:
-        freshness = monitor.feed_freshness(
-            lake.scan("observations"), lake.scan("encounters"), at=at, catalog=load_catalog(),
-            lookback_hours=float(ctx.option("lookback_hours", 168)),
-        )
-        problems = monitor.stale_feed_problems(freshness, essential_only=not ctx.option("alert_on_non_essential", False))
-        stale = freshness.filter(pl.col("stale"))
-        counts["feeds"] = {
-            "wards": freshness["ward"].n_unique(),
-            "checked": freshness.height,
-            "stale": [
-                {"ward": r["ward"], "variable": r["variable"],
-                 "age_hours": None if r["age_hours"] is None else round(r["age_hours"], 1),
-                 "stale_after_hours": r["stale_after_hours"], "essential": r["essential"]}
-                for r in stale.head(200).iter_rows(named=True)
-            ],
-            "stale_wards": sorted(problems),
-        }
-        for ward, problem in problems.items():
-            sync(f"feed:{ward}", problem, ward=ward)
-        for subject in open_system_subjects(ctx.engine, prefix="feed:") - {f"feed:{w}" for w in problems}:
-            sync(subject, None)
-    ctx.step("feeds checked")
-
-    # Drift and alert rate, against the champion's training data and evaluation.
-    champion = registry.champion()
-    if champion is None or lake.is_empty():
-        counts["drift"] = counts["alert_rate"] = {"note": "no champion model yet: nothing to compare with"}
-    else:
-        card = _model_card(registry, champion)
-        evaluation = card.get("metrics", {}).get("evaluation", {})
-        risks, score_rows = _champion_scores(ctx.engine, champion, start=at - window, end=at)
-        drift: dict[str, Any] = {"model_version": champion, "window_hours": window.total_seconds() / 3600}
-        reliability = evaluation.get("calibration", {}).get("reliability")
-        if reliability and len(risks) >= min_values:
-            drift["score_psi"] = round(monitor.score_psi(reliability, np.asarray(risks)), 4)
-        else:
-            drift["score_psi"] = None
-        data = card.get("data", {})
-        batches = data.get("lake_batches") or data.get("description", {}).get("lake_batches") or []
-        observations = lake.scan("observations")
-        training = pl.col("batch_id").is_in(pl.Series(batches, dtype=pl.String).implode())
-        reference_end = observations.filter(training).select(pl.col("charttime").max()).collect().item()
-        if reference_end is not None:
-            reference_days = float(ctx.option("reference_days", 30))
-            reference = training & (pl.col("charttime") > reference_end - timedelta(days=reference_days))
-            current = (pl.col("charttime") > at - window) & (pl.col("charttime") <= at)
-            variables = monitor.variable_drift(observations, reference=reference, current=current, min_values=min_values)
-            drift["variables"] = {r["variable"]: round(r["psi"], 4) for r in variables.iter_rows(named=True)}
-        else:
-            drift["variables"] = {}
-        drifted = {v: p for v, p in drift["variables"].items() if p >= psi_alert}
-        drift["drifted"] = sorted(drifted)
-        problem_parts = []
-        if drift["score_psi"] is not None and drift["score_psi"] >= psi_alert:
-            problem_parts.append(f"scores of {champion} shifted from its held-out evaluation (PSI {drift['score_psi']:.2f})")
-        if drifted:
-            listed = ", ".join(f"{v} ({p:.2f})" for v, p in sorted(drifted.items(), key=lambda kv: -kv[1])[:8])
-            problem_parts.append(f"variables shifted from the training data (PSI >= {psi_alert:g}): {listed}")
-        sync("drift", "; ".join(problem_parts) or None)
-        counts["drift"] = drift
-
-        expected = evaluation.get("operating_point", {}).get("alerts_per_100_patient_days")
-        check = monitor.alert_rate_check(
-            _risk_alerts(ctx.engine, start=at - window, end=at), score_rows / 24.0, expected,
-            ratio=float(ctx.option("alert_rate_ratio", 3.0)), min_patient_days=float(ctx.option("min_patient_days", 5.0)),
-        )
-        sync("alert_rate", check.problem)
-        counts["alert_rate"] = check.to_dict()
-    counts["failed_jobs"] = _failed_runs(ctx.engine, start=at - window, end=at)
-    counts["system_alerts"] = changes
-    return counts
+    options = MonitorOptions.from_options(ctx.options)
+    report = monitor_data_health(
+        Lake(ctx.settings.lake_dir), ModelRegistry(ctx.settings.models_dir), ctx.engine,
+        at=ctx.scheduled_for, now=ctx.now(), options=options, step=ctx.step,
+    )
+    window = timedelta(hours=options.window_hours)
+    failed = failed_runs_by_job(ctx.engine, start=ctx.scheduled_for - window, end=ctx.scheduled_for)
+    return report.to_dict() | {"failed_jobs": failed}
 
 
 # --------------------------------------------------------------------------- nightly, retrain
@@ -482,6 +350,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     """
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
+    from riskcast.pipeline.external import model_card
     from riskcast.pipeline.promotion import promote_model, promotion_gates, sync_models
     from riskcast.pipeline.scoring import score_admitted
     from riskcast.pipeline.training import train_and_register
@@ -504,7 +373,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
         "challenger_evaluation": _evaluation_counts(result.report.to_dict()) | {"reports": result.report_paths},
     }
     if champion is not None:
-        counts["champion_evaluation"] = _evaluation_counts(_model_card(registry, champion).get("metrics", {}).get("evaluation", {}))
+        counts["champion_evaluation"] = _evaluation_counts(model_card(registry, champion).get("metrics", {}).get("evaluation", {}))
         shadow = score_admitted(lake, registry, ctx.engine, at=ctx.scheduled_for, now=ctx.now(), model_version=challenger)
         counts["shadow"] = {k: shadow.to_dict()[k] for k in ("at", "admitted", "scored", "flagged", "written")}
     ctx.step("scored in shadow")
