@@ -317,41 +317,26 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     return counts
 
 
-AUROC_MARGIN = 0.01
-"""Automatic promotion needs the challenger's held-out AUROC at least the champion's minus this."""
-
-
-def _discriminates_worse(counts: dict[str, Any]) -> str | None:
-    """Why the challenger must not be promoted automatically on discrimination, or None.
-
-    The gates judge calibration and fairness, not whether the challenger ranks patients as
-    well as the champion; each model's AUROC is from its own held-out patients, so this is a
-    rough check, and a person decides when it fails or cannot be made."""
-    if counts.get("champion") is None:
-        return None
-    challenger = counts.get("challenger_evaluation", {}).get("auroc")
-    champion = counts.get("champion_evaluation", {}).get("auroc")
-    if challenger is None or champion is None:
-        return "the AUROC of the challenger or the champion is unknown, so they cannot be compared"
-    if challenger < champion - AUROC_MARGIN:
-        return (f"the challenger's held-out AUROC {challenger:.3f} is below the champion's {champion:.3f} "
-                f"by more than {AUROC_MARGIN}")
-    return None
-
-
 def run_retrain(ctx: JobContext) -> dict[str, Any]:
     """Train a challenger, evaluate and audit it, score it in shadow beside the champion, and
     judge it by the promotion gates (riskcast.pipeline.promotion).
 
-    It becomes champion only through the gates: with the option promote_when_gates_pass,
-    every gate passing and a held-out AUROC no worse than the champion's (less AUROC_MARGIN),
-    the job promotes it (recorded as by "riskcast retrain job"); otherwise promotion is left
-    to a person (`riskcast models promote`), and the counts say which gates failed and why.
+    It becomes champion only through the gates, as riskcast.pipeline.promotion.decide_promotion
+    says: with the option promote_when_gates_pass, every gate passing and a held-out AUROC no
+    worse than the champion's, the job promotes it (recorded as by "riskcast retrain job");
+    otherwise promotion is left to a person (`riskcast models promote`), and the counts say
+    which gates failed and why.
     """
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.external import model_card
-    from riskcast.pipeline.promotion import promote_model, promotion_gates, sync_models
+    from riskcast.pipeline.promotion import (
+        PromotionDecision,
+        decide_promotion,
+        promote_model,
+        promotion_gates,
+        sync_models,
+    )
     from riskcast.pipeline.scoring import score_admitted
     from riskcast.pipeline.training import train_and_register
 
@@ -381,28 +366,17 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     ctx.step("audited")
     gates = promotion_gates(settings, ctx.engine, challenger)
     counts["gates"] = [{"gate": g.name, "passed": g.passed, "reason": g.reason} for g in gates]
-    failed = [g for g in gates if not g.passed]
-    command = f"`riskcast models promote {challenger} --user NAME --reason WHY`"
-    worse = _discriminates_worse(counts)
-    if not failed and ctx.option("promote_when_gates_pass", False) and worse is None:
+    verdict = decide_promotion(
+        gates, challenger=challenger, champion=champion,
+        challenger_auroc=counts["challenger_evaluation"].get("auroc"),
+        champion_auroc=counts.get("champion_evaluation", {}).get("auroc"),
+        automatic=bool(ctx.option("promote_when_gates_pass", False)),
+    )
+    if verdict.decision is PromotionDecision.PROMOTE:
         promote_model(settings, registry, ctx.engine, challenger, by="riskcast retrain job",
                       reason="weekly retrain: every promotion gate passed, AUROC no worse than the champion's",
-                      now=ctx.now())
-        counts["promotion"] = {"decision": "promoted", "why": "every promotion gate passed; AUROC no worse"}
-    elif not failed and worse is not None:
-        counts["promotion"] = {"decision": "left to a person", "why": f"{worse}; decide, then {command}"}
-    elif failed:
-        counts["promotion"] = {
-            "decision": "blocked by the gates",
-            "why": "; ".join(f"{g.name}: {g.reason}" for g in failed)
-                   + f". An admin may override with {command} --override",
-        }
-    else:
-        counts["promotion"] = {
-            "decision": "left to a person",
-            "why": f"every gate passed; compare the evaluations and the shadow scores, then {command} "
-                   "(or set the job's option promote_when_gates_pass)",
-        }
+                      now=ctx.now())  # fmt: skip
+    counts["promotion"] = verdict.to_dict()
     return counts
 
 

@@ -573,27 +573,3 @@ def test_jobs_run_with_an_unknown_name_is_one_clear_error(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "jobs", "run", "scores"], obj={})
     assert result.exit_code == 1
     assert "error: schemas/schedule.yaml: no job 'scores' in the schedule (jobs: ingest, score" in result.output
-
-
-# --- retrain: automatic promotion needs discrimination no worse than the champion's ------------
-
-
-@pytest.mark.parametrize(
-    ("counts", "blocked"),
-    [
-        ({"champion": None, "challenger_evaluation": {"auroc": 0.70}}, None),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": 0.80}, "champion_evaluation": {"auroc": 0.805}}, None),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": 0.78}, "champion_evaluation": {"auroc": 0.80}},
-         "below the champion's 0.800"),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": None}, "champion_evaluation": {"auroc": 0.80}},
-         "unknown"),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": 0.80}, "champion_evaluation": {}}, "unknown"),
-    ],
-)
-def test_automatic_promotion_is_held_back_when_the_challenger_ranks_worse_or_cannot_be_compared(counts, blocked):
-    from riskcast.jobs.definitions import _discriminates_worse
-
-    reason = _discriminates_worse(counts)
-    assert (reason is None) == (blocked is None)
-    if blocked is not None:
-        assert blocked in reason

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
@@ -170,3 +172,82 @@ def promote_model(
     registry.promote(version, by=by, reason=note, now=now)
     sync_models(settings, registry, engine, now=now)
     return gates
+
+
+# ------------------------------------------------------------------------- a retrain's decision
+
+AUROC_MARGIN = 0.01
+"""Automatic promotion needs the challenger's held-out AUROC at least the champion's minus this."""
+
+
+class PromotionDecision(StrEnum):
+    """What becomes of a freshly trained challenger."""
+
+    PROMOTE = "promoted"
+    LEAVE_TO_A_PERSON = "left to a person"
+    BLOCKED = "blocked by the gates"
+
+
+@dataclass(frozen=True)
+class PromotionVerdict:
+    """The decision on a challenger and why, in words a person can act on."""
+
+    decision: PromotionDecision
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision.value, "why": self.why}
+
+
+def discriminates_worse(challenger_auroc: float | None, champion_auroc: float | None, *,
+                        champion: str | None) -> str | None:  # fmt: skip
+    """Why the challenger must not be promoted automatically on discrimination, or None.
+
+    The gates judge calibration and fairness, not whether the challenger ranks patients as
+    well as the champion; each model's AUROC is from its own held-out patients, so this is a
+    rough check, and a person decides when it fails or cannot be made. With no `champion`
+    there is nothing to compare with.
+    """
+    if champion is None:
+        return None
+    if challenger_auroc is None or champion_auroc is None:
+        return "the AUROC of the challenger or the champion is unknown, so they cannot be compared"
+    if challenger_auroc < champion_auroc - AUROC_MARGIN:
+        return (f"the challenger's held-out AUROC {challenger_auroc:.3f} is below the champion's {champion_auroc:.3f} "
+                f"by more than {AUROC_MARGIN}")
+    return None
+
+
+def decide_promotion(
+    gates: Sequence[Gate],
+    *,
+    challenger: str,
+    champion: str | None,
+    challenger_auroc: float | None,
+    champion_auroc: float | None,
+    automatic: bool,
+) -> PromotionVerdict:
+    """Whether a retrain promotes `challenger` itself, leaves it to a person, or is blocked.
+
+    It promotes only when `automatic` (the retrain job's promote_when_gates_pass), every gate
+    passed and the challenger discriminates no worse than the champion (`discriminates_worse`);
+    a failed gate blocks it (an admin may override); otherwise a person decides. The reasons
+    name the command to run.
+    """
+    failed = [g for g in gates if not g.passed]
+    command = f"`riskcast models promote {challenger} --user NAME --reason WHY`"
+    if failed:
+        return PromotionVerdict(
+            PromotionDecision.BLOCKED,
+            "; ".join(f"{g.name}: {g.reason}" for g in failed) + f". An admin may override with {command} --override",
+        )
+    worse = discriminates_worse(challenger_auroc, champion_auroc, champion=champion)
+    if worse is not None:
+        return PromotionVerdict(PromotionDecision.LEAVE_TO_A_PERSON, f"{worse}; decide, then {command}")
+    if automatic:
+        return PromotionVerdict(PromotionDecision.PROMOTE, "every promotion gate passed; AUROC no worse")
+    return PromotionVerdict(
+        PromotionDecision.LEAVE_TO_A_PERSON,
+        f"every gate passed; compare the evaluations and the shadow scores, then {command} "
+        "(or set the job's option promote_when_gates_pass)",
+    )
