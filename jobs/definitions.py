@@ -90,14 +90,14 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
     Entries of which something could be read go to the archive under their batch; entries
     nothing of which could be ingested go to inbox/rejected/ with a note of why, and the system
     alert "ingest:rejected" is open while any wait there. The next entries go on either way.
-    Entries whose content is already in the lake (e.g. a run killed after the lake commit and
-    before the move) are archived under their earlier batch, and that batch's quarantine is
-    written to the store again (idempotent per batch). A failure of the lake, the store or the
-    disk fails the run and leaves every entry in the inbox; the failure raises a system alert.
+    The ingest flow copies each batch's quarantine into the store. Entries whose content is
+    already in the lake (e.g. a run killed after the lake commit and before the move) are
+    archived under their earlier batch, whose quarantine the flow copies again (idempotent per
+    batch). A failure of the lake, the store or the disk fails the run and leaves every entry
+    in the inbox; the failure raises a system alert.
     """
     from riskcast.lake import Lake
     from riskcast.pipeline.ingest import ingest_paths
-    from riskcast.pipeline.store_sync import record_quarantine
 
     settings = ctx.settings
     inbox_dir = settings.home / INBOX
@@ -108,23 +108,11 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
         _sync_rejected_alert(ctx, inbox_dir)
         return {"files": 0}
     lake = Lake(settings.lake_dir)
-    outcome = inbox.ingest_entries(
-        ready, lambda entries: ingest_paths(entries, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone)
-    )
+    outcome = inbox.ingest_entries(ready, lambda entries: ingest_paths(
+        entries, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone, database=ctx.engine
+    ))  # fmt: skip
     ctx.step("committed")
-    stored = 0
-    for attempt in outcome.ingested:
-        summary, quarantine = attempt.summary, attempt.quarantine
-        if summary.batch_id is not None and quarantine.height:
-            stored += record_quarantine(settings, summary.batch_id, quarantine.drop("batch_id"), now=ctx.now())
-        earlier = sorted({s["batch_id"] for s in summary.sources if s["status"] == "already ingested" and s.get("batch_id")})
-        if earlier:
-            import polars as pl
-
-            held = lake.scan_quarantine().filter(pl.col("batch_id").is_in(earlier)).collect()
-            for (batch,), rows in held.group_by("batch_id"):
-                stored += record_quarantine(settings, str(batch), rows.drop("batch_id"), now=ctx.now())
-    ctx.step("quarantine recorded")
+    stored = sum(attempt.summary.quarantine_rows_stored or 0 for attempt in outcome.ingested)
     archived, rejected, empty_batches = [], [], []
     for attempt in outcome.ingested:
         summary = attempt.summary
@@ -330,13 +318,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.external import model_card
-    from riskcast.pipeline.promotion import (
-        PromotionDecision,
-        decide_promotion,
-        promote_model,
-        promotion_gates,
-        sync_models,
-    )
+    from riskcast.pipeline.promotion import PromotionDecision, decide_promotion, promote_model, promotion_gates
     from riskcast.pipeline.scoring import score_admitted
     from riskcast.pipeline.training import train_and_register
 
@@ -347,11 +329,10 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
                                                      "test_fraction", "temporal", "seed", "ablations") if k in ctx.options}
     result = train_and_register(
         lake, registry, now=ctx.now(), promote=False, reports_dir=settings.reports_dir,
-        n_boot=int(ctx.option("bootstrap", 200)), **training_options,
+        n_boot=int(ctx.option("bootstrap", 200)), database=ctx.engine, **training_options,
     )
     challenger = result.version
     ctx.step("trained")
-    sync_models(settings, registry, ctx.engine, now=ctx.now())
     counts: dict[str, Any] = {
         "challenger": challenger,
         "champion": champion,

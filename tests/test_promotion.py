@@ -25,7 +25,6 @@ from riskcast.pipeline.promotion import (
     discriminates_worse,
     promote_model,
     promotion_gates,
-    sync_models,
 )
 from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
@@ -43,11 +42,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     lake = Lake(settings.lake_dir)
     ingest_paths([home / "cohort"], lake=lake, now=NOW)
     registry = ModelRegistry(settings.models_dir)
-    kwargs = dict(now=NOW, reports_dir=settings.reports_dir, n_boot=0, ablations=False)
+    engine = open_store(settings.database_url)
+    kwargs = dict(now=NOW, reports_dir=settings.reports_dir, n_boot=0, ablations=False, database=engine)
     champion = train_and_register(lake, registry, **kwargs).version
     challenger = train_and_register(lake, registry, seed=1, **kwargs).version
-    engine = open_store(settings.database_url)
-    sync_models(settings, registry, engine, now=NOW)
     yield settings, registry, engine, champion, challenger
     engine.dispose()
 

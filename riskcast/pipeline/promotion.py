@@ -7,8 +7,9 @@ Gates (bounds in schemas/promotion_gates.yaml):
 - fairness: the version's latest fairness audit did not fail (`riskcast audit`).
 
 A failed gate blocks promotion unless an admin overrides it with a reason; the override
-and its reason are recorded in the registry's history and the store. The store's models
-table mirrors the registry, so the dashboard and jobs see the same champion.
+and its reason are recorded in the registry's history and the store. The registry is the
+source of truth for the champion; promoting mirrors it into the store's models table
+(riskcast.pipeline.store_sync.sync_models), so the dashboard and jobs see the same champion.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from riskcast.config import Settings
 from riskcast.errors import RegistryError
 from riskcast.fairness import AuditSummary
 from riskcast.model import ModelRegistry
-from riskcast.store.session import write_transaction
-from riskcast.store.tables import audits, models
+from riskcast.pipeline.store_sync import sync_models
+from riskcast.store.tables import audits
 
 
 MAX_REASONS_SHOWN = 3
@@ -110,40 +111,6 @@ def promotion_gates(settings: Settings, engine: Engine, version: str) -> list[Ga
     return [calibration_gate(settings, version), fairness_gate(engine, version)]
 
 
-def sync_models(settings: Settings, registry: ModelRegistry, engine: Engine, *, now: datetime) -> None:
-    """Mirror the registry into the store's models table (versions, champion, thresholds)."""
-    champion = registry.champion()
-    events = {e["version"]: e for e in registry.events() if e["event"] == "promote"}
-    with write_transaction(engine) as connection:
-        known = set(connection.execute(select(models.c.version)).scalars())
-        connection.execute(update(models).values(is_champion=False).where(models.c.is_champion.is_(True)))
-        for info in registry.versions():
-            config = registry.read_json(info.version, "config.json") or {}
-            report = _evaluation(settings, info.version)
-            metrics = {}
-            if report is not None:
-                metrics = {"auroc": report["discrimination"]["risk"]["auroc"], "auprc": report["discrimination"]["risk"]["auprc"]}
-            promoted = events.get(info.version)
-            values = {
-                "engine": info.engine,
-                "device": config.get("device", "cpu"),
-                "created_at": info.created_at,
-                "is_champion": info.version == champion,
-                "status": "champion" if info.version == champion else ("retired" if promoted else "challenger"),
-                "path": str(info.path),
-                "metrics": metrics,
-                "threshold": float(info.threshold or config.get("threshold", 0.5)),
-                "promoted_at": datetime.fromisoformat(promoted["at"]) if promoted else None,
-                "promoted_by": promoted.get("by") if promoted else None,
-                "promotion_reason": promoted.get("reason") if promoted else None,
-            }
-            if info.version in known:
-                connection.execute(update(models).where(models.c.version == info.version).values(**values))
-            else:
-                connection.execute(models.insert().values(version=info.version, **values))
-    del now
-
-
 def promote_model(
     settings: Settings,
     registry: ModelRegistry,
@@ -170,7 +137,7 @@ def promote_model(
         raise RegistryError(f"only an admin may override a failed gate (role: {role or 'none'})")
     note = reason if not failed else f"{reason} [override of failed gate(s): {', '.join(g.name for g in failed)}]"
     registry.promote(version, by=by, reason=note, now=now)
-    sync_models(settings, registry, engine, now=now)
+    sync_models(registry, engine)
     return gates
 
 
