@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 
 from riskcast.clock import Clock, wall_clock
 from riskcast.config import Settings
@@ -398,8 +398,7 @@ def run_housekeeping(ctx: JobContext) -> dict[str, Any]:
     """Retention: old scratch workspaces, store quarantine rows and finished job runs (and,
     only when archive_days is set, archived inbox files). Never the lake or the models."""
     from riskcast.jobs.runs import delete_finished_runs_before
-    from riskcast.store import write_transaction
-    from riskcast.store.tables import quarantine
+    from riskcast.pipeline.store_sync import delete_quarantine_before
 
     settings, at = ctx.settings, ctx.scheduled_for
     keep_away = [settings.lake_dir, settings.models_dir]
@@ -409,11 +408,7 @@ def run_housekeeping(ctx: JobContext) -> dict[str, Any]:
         settings.home / SCRATCH, at - timedelta(days=scratch_days), keep_away=keep_away
     )
     quarantine_days = float(ctx.option("quarantine_days", 365))
-    with write_transaction(ctx.engine) as connection:
-        deleted = connection.execute(
-            delete(quarantine).where(quarantine.c.created_at < at - timedelta(days=quarantine_days))
-        )
-    counts["quarantine_rows_deleted"] = int(deleted.rowcount or 0)
+    counts["quarantine_rows_deleted"] = delete_quarantine_before(ctx.engine, at - timedelta(days=quarantine_days))
     counts["job_runs_deleted"] = delete_finished_runs_before(
         ctx.engine, at - timedelta(days=float(ctx.option("job_runs_days", 400)))
     )

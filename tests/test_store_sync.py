@@ -4,7 +4,7 @@ themselves: every caller (the CLI, the ingest job, the demo) gets the same rows.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from riskcast.jobs.definitions import JobContext, run_ingest
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry, RiskModel
 from riskcast.pipeline.ingest import ingest_paths
-from riskcast.pipeline.store_sync import record_quarantine, sync_models
+from riskcast.pipeline.store_sync import delete_quarantine_before, record_quarantine, sync_models
 from riskcast.store import open_store
 from riskcast.store.tables import models, quarantine
 from riskcast.synth import generate_cohort, write_cohort
@@ -85,6 +85,18 @@ def test_record_quarantine_of_no_batches_writes_nothing(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     engine = open_store(settings.database_url)
     assert record_quarantine(engine, Lake(settings.lake_dir), [], now=NOW) == 0
+    engine.dispose()
+
+
+def test_the_stored_copy_of_an_old_batch_is_deleted_and_the_lakes_rows_bring_it_back(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    drop, lake = write_drop(tmp_path / "drop"), Lake(settings.lake_dir)
+    engine = open_store(settings.database_url)
+    first, _ = ingest_paths([drop], lake=lake, now=NOW, database=engine)
+    assert delete_quarantine_before(engine, NOW) == 0
+    assert delete_quarantine_before(engine, NOW + timedelta(seconds=1)) == first.quarantine_rows_stored > 0
+    again, _ = ingest_paths([drop], lake=lake, now=NOW + timedelta(days=400), database=engine)
+    assert again.quarantine_rows_stored == first.quarantine_rows_stored
     engine.dispose()
 
 

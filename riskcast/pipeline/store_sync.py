@@ -3,7 +3,8 @@
 - Quarantine: the lake keeps every batch's quarantined rows (riskcast.lake); the store's
   quarantine table is a copy for the dashboard, written from the lake's rows by
   `record_quarantine`, which the ingest flow calls (riskcast.pipeline.ingest.ingest_paths
-  with an engine). Every caller gets the same rows and columns.
+  with an engine), and deleted after the retention period by `delete_quarantine_before`
+  (the housekeeping job). Every caller gets the same rows and columns.
 - Models and the champion: the registry (models_dir/registry.json) is the source of truth
   for which versions exist and which one is champion, with who promoted it, when and why;
   the store's models table mirrors it, written only by `sync_models`, which the flows that
@@ -18,11 +19,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from riskcast.lake import Lake
 from riskcast.store import write_quarantine, write_transaction
-from riskcast.store.tables import models
+from riskcast.store.tables import models, quarantine
 
 if TYPE_CHECKING:  # the ingest flow imports this module: no model libraries for it
     from riskcast.model import ModelRegistry
@@ -40,6 +41,14 @@ def record_quarantine(engine: Engine, lake: Lake, batch_ids: Iterable[str], *, n
     for (batch_id,), rows in held.group_by("batch_id", maintain_order=True):
         written += write_quarantine(engine, str(batch_id), rows, now=now)
     return written
+
+
+def delete_quarantine_before(engine: Engine, cutoff: datetime) -> int:
+    """Delete the store's copies of quarantined rows stored before `cutoff` (UTC); the number
+    deleted. The lake keeps its own rows, so a batch ingested again is copied again."""
+    with write_transaction(engine) as connection:
+        deleted = connection.execute(delete(quarantine).where(quarantine.c.created_at < cutoff))
+    return int(deleted.rowcount or 0)
 
 
 def _metrics(registry: ModelRegistry, version: str) -> dict[str, Any]:
@@ -82,4 +91,4 @@ def sync_models(registry: ModelRegistry, engine: Engine) -> None:
                 connection.execute(models.insert().values(version=info.version, **values))
 
 
-__all__ = ["record_quarantine", "sync_models"]
+__all__ = ["delete_quarantine_before", "record_quarantine", "sync_models"]
