@@ -117,9 +117,7 @@ def build_home(home: Path, *, encounters: int, admitted_fraction: float, seed: i
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.ingest import ingest_paths
-    from riskcast.pipeline.promotion import sync_models
     from riskcast.pipeline.scoring import score_admitted
-    from riskcast.pipeline.store_sync import record_quarantine
     from riskcast.pipeline.training import train_and_register
     from riskcast.store import open_store
     from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
@@ -131,20 +129,17 @@ def build_home(home: Path, *, encounters: int, admitted_fraction: float, seed: i
     write_cohort(cohort, home / "cohort")
     seconds["synthesise"] = time.perf_counter() - started
     lake = Lake(settings.lake_dir)
-    started = time.perf_counter()
-    summary, quarantine = ingest_paths([home / "cohort"], lake=lake, now=DEFAULT_NOW)
-    if summary.batch_id and quarantine.height:
-        record_quarantine(settings, summary.batch_id, quarantine, now=DEFAULT_NOW)
-    seconds["ingest"] = time.perf_counter() - started
     registry = ModelRegistry(settings.models_dir)
-    started = time.perf_counter()
-    trained = train_and_register(lake, registry, now=DEFAULT_NOW, n_boot=0, ablations=False,
-                                 reports_dir=settings.reports_dir, seed=seed)  # fmt: skip
-    seconds["train"] = time.perf_counter() - started
     engine = open_store(settings.database_url)
     try:
         started = time.perf_counter()
-        sync_models(settings, registry, engine, now=DEFAULT_NOW)
+        ingest_paths([home / "cohort"], lake=lake, now=DEFAULT_NOW, database=engine)
+        seconds["ingest"] = time.perf_counter() - started
+        started = time.perf_counter()
+        trained = train_and_register(lake, registry, now=DEFAULT_NOW, n_boot=0, ablations=False,
+                                     reports_dir=settings.reports_dir, seed=seed, database=engine)  # fmt: skip
+        seconds["train"] = time.perf_counter() - started
+        started = time.perf_counter()
         scored = score_admitted(lake, registry, engine, at=DEFAULT_NOW, now=DEFAULT_NOW + timedelta(minutes=5))
         seconds["score"] = time.perf_counter() - started
     finally:

@@ -30,14 +30,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import Engine
 
 from riskcast.clock import Clock, wall_clock
 from riskcast.config import Settings
 from riskcast.errors import ConfigError, IngestError
 from riskcast.jobs import inbox
 from riskcast.jobs.inbox import ready_entries  # noqa: F401 - part of this module's interface
-from riskcast.score_status import ScoreStatus
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +89,14 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
     Entries of which something could be read go to the archive under their batch; entries
     nothing of which could be ingested go to inbox/rejected/ with a note of why, and the system
     alert "ingest:rejected" is open while any wait there. The next entries go on either way.
-    Entries whose content is already in the lake (e.g. a run killed after the lake commit and
-    before the move) are archived under their earlier batch, and that batch's quarantine is
-    written to the store again (idempotent per batch). A failure of the lake, the store or the
-    disk fails the run and leaves every entry in the inbox; the failure raises a system alert.
+    The ingest flow copies each batch's quarantine into the store. Entries whose content is
+    already in the lake (e.g. a run killed after the lake commit and before the move) are
+    archived under their earlier batch, whose quarantine the flow copies again (idempotent per
+    batch). A failure of the lake, the store or the disk fails the run and leaves every entry
+    in the inbox; the failure raises a system alert.
     """
     from riskcast.lake import Lake
     from riskcast.pipeline.ingest import ingest_paths
-    from riskcast.pipeline.store_sync import record_quarantine
 
     settings = ctx.settings
     inbox_dir = settings.home / INBOX
@@ -108,23 +107,11 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
         _sync_rejected_alert(ctx, inbox_dir)
         return {"files": 0}
     lake = Lake(settings.lake_dir)
-    outcome = inbox.ingest_entries(
-        ready, lambda entries: ingest_paths(entries, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone)
-    )
+    outcome = inbox.ingest_entries(ready, lambda entries: ingest_paths(
+        entries, lake=lake, now=ctx.now(), source_timezone=settings.source_timezone, database=ctx.engine
+    ))  # fmt: skip
     ctx.step("committed")
-    stored = 0
-    for attempt in outcome.ingested:
-        summary, quarantine = attempt.summary, attempt.quarantine
-        if summary.batch_id is not None and quarantine.height:
-            stored += record_quarantine(settings, summary.batch_id, quarantine.drop("batch_id"), now=ctx.now())
-        earlier = sorted({s["batch_id"] for s in summary.sources if s["status"] == "already ingested" and s.get("batch_id")})
-        if earlier:
-            import polars as pl
-
-            held = lake.scan_quarantine().filter(pl.col("batch_id").is_in(earlier)).collect()
-            for (batch,), rows in held.group_by("batch_id"):
-                stored += record_quarantine(settings, str(batch), rows.drop("batch_id"), now=ctx.now())
-    ctx.step("quarantine recorded")
+    stored = sum(attempt.summary.quarantine_rows_stored or 0 for attempt in outcome.ingested)
     archived, rejected, empty_batches = [], [], []
     for attempt in outcome.ingested:
         summary = attempt.summary
@@ -172,7 +159,7 @@ def _added_up(counts: list[dict[str, int]]) -> dict[str, int]:
 
 def _sync_rejected_alert(ctx: JobContext, inbox_dir: Path) -> None:
     """Keep the system alert "ingest:rejected" open exactly while inbox/rejected/ holds entries."""
-    from riskcast.jobs.system_alerts import sync_system_alert
+    from riskcast.alerts.state import sync_system_alert
 
     sync_system_alert(ctx.engine, inbox.ALERT_SUBJECT, inbox.rejected_problem(inbox_dir),
                       raised_for=ctx.scheduled_for, now=ctx.now())  # fmt: skip
@@ -208,168 +195,22 @@ def run_escalate(ctx: JobContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- monitor
 
 
-def _model_card(registry: Any, version: str) -> dict[str, Any]:
-    path = registry.path_of(version) / "model_card.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the model card ({exc})") from exc
-
-
-def _champion_scores(engine: Engine, version: str, *, start: datetime, end: datetime) -> tuple[list[float], int]:
-    """Risks of the champion's scored rows in (start, end], and the number of score rows (patient-hours)."""
-    from riskcast.store.tables import scores
-
-    window = and_(scores.c.model_version == version, scores.c.scored_at > start, scores.c.scored_at <= end)
-    with engine.connect() as connection:
-        risks = connection.execute(
-            select(scores.c.risk).where(window, scores.c.status == ScoreStatus.SCORED, scores.c.risk.is_not(None))
-        ).scalars().all()
-        rows = connection.execute(select(func.count()).select_from(scores).where(window)).scalar_one()
-    return [float(r) for r in risks], int(rows)
-
-
-def _risk_alerts(engine: Engine, *, start: datetime, end: datetime) -> int:
-    from riskcast.store.tables import alerts
-
-    with engine.connect() as connection:
-        return int(connection.execute(
-            select(func.count()).select_from(alerts).where(
-                alerts.c.kind == "risk", alerts.c.raised_for > start, alerts.c.raised_for <= end
-            )
-        ).scalar_one())
-
-
-def _failed_runs(engine: Engine, *, start: datetime, end: datetime) -> dict[str, int]:
-    from riskcast.store.tables import job_runs
-
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(job_runs.c.job, func.count()).where(
-                job_runs.c.status == "failed", job_runs.c.scheduled_for > start, job_runs.c.scheduled_for <= end
-            ).group_by(job_runs.c.job)
-        ).all()
-    return {job: int(n) for job, n in rows}
-
-
-def _open_subjects(engine: Engine, prefix: str) -> set[str]:
-    from riskcast.jobs.system_alerts import SUBJECT_PREFIX
-    from riskcast.store.tables import alerts
-
-    with engine.connect() as connection:
-        keys = connection.execute(
-            select(alerts.c.encounter_id).where(
-                alerts.c.kind == "system", alerts.c.state != "resolved",
-                alerts.c.encounter_id.startswith(SUBJECT_PREFIX + prefix),
-            )
-        ).scalars().all()
-    return {key.removeprefix(SUBJECT_PREFIX) for key in keys}
-
-
 def run_monitor(ctx: JobContext) -> dict[str, Any]:
-    """Feed freshness per ward and variable, drift against training, alert-rate anomalies.
-
-    Each problem raises a system alert (subjects "feed:<ward>", "drift", "alert_rate") and
-    each problem that has gone resolves it. Parts that cannot be judged yet (empty lake, no
-    champion) are noted in the counts, not failed.
-    """
-    import numpy as np
-    import polars as pl
-
-    from riskcast.catalog import load_catalog
-    from riskcast.jobs import monitor
-    from riskcast.jobs.system_alerts import sync_system_alert
+    """Feed freshness, drift and alert rate as of the scheduled time (riskcast.pipeline.monitor),
+    their system alerts kept in step, and the failed job runs of the window."""
+    from riskcast.jobs.runs import failed_runs_by_job
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
+    from riskcast.pipeline.monitor import MonitorOptions, monitor_data_health
 
-    at, now = ctx.scheduled_for, ctx.now()
-    window = timedelta(hours=float(ctx.option("window_hours", 24)))
-    psi_alert = float(ctx.option("psi_alert", 0.25))
-    min_values = int(ctx.option("min_values", 100))
-    lake, registry = Lake(ctx.settings.lake_dir), ModelRegistry(ctx.settings.models_dir)
-    counts: dict[str, Any] = {"at": at.isoformat()}
-    changes: dict[str, list[str]] = {"raised": [], "resolved": []}
-
-    def sync(subject: str, problem: str | None, ward: str | None = None) -> None:
-        change = sync_system_alert(ctx.engine, subject, problem, raised_for=at, now=now, ward=ward)
-        if change.action in changes:
-            changes[change.action].append(subject)
-
-    # Feeds.
-    if lake.is_empty():
-        counts["feeds"] = {"note": "the lake is empty: nothing to judge yet"}
-    else:
-        freshness = monitor.feed_freshness(
-            lake.scan("observations"), lake.scan("encounters"), at=at, catalog=load_catalog(),
-            lookback_hours=float(ctx.option("lookback_hours", 168)),
-        )
-        problems = monitor.stale_feed_problems(freshness, essential_only=not ctx.option("alert_on_non_essential", False))
-        stale = freshness.filter(pl.col("stale"))
-        counts["feeds"] = {
-            "wards": freshness["ward"].n_unique(),
-            "checked": freshness.height,
-            "stale": [
-                {"ward": r["ward"], "variable": r["variable"],
-                 "age_hours": None if r["age_hours"] is None else round(r["age_hours"], 1),
-                 "stale_after_hours": r["stale_after_hours"], "essential": r["essential"]}
-                for r in stale.head(200).iter_rows(named=True)
-            ],
-            "stale_wards": sorted(problems),
-        }
-        for ward, problem in problems.items():
-            sync(f"feed:{ward}", problem, ward=ward)
-        for subject in _open_subjects(ctx.engine, "feed:") - {f"feed:{w}" for w in problems}:
-            sync(subject, None)
-    ctx.step("feeds checked")
-
-    # Drift and alert rate, against the champion's training data and evaluation.
-    champion = registry.champion()
-    if champion is None or lake.is_empty():
-        counts["drift"] = counts["alert_rate"] = {"note": "no champion model yet: nothing to compare with"}
-    else:
-        card = _model_card(registry, champion)
-        evaluation = card.get("metrics", {}).get("evaluation", {})
-        risks, score_rows = _champion_scores(ctx.engine, champion, start=at - window, end=at)
-        drift: dict[str, Any] = {"model_version": champion, "window_hours": window.total_seconds() / 3600}
-        reliability = evaluation.get("calibration", {}).get("reliability")
-        if reliability and len(risks) >= min_values:
-            drift["score_psi"] = round(monitor.score_psi(reliability, np.asarray(risks)), 4)
-        else:
-            drift["score_psi"] = None
-        data = card.get("data", {})
-        batches = data.get("lake_batches") or data.get("description", {}).get("lake_batches") or []
-        observations = lake.scan("observations")
-        training = pl.col("batch_id").is_in(pl.Series(batches, dtype=pl.String).implode())
-        reference_end = observations.filter(training).select(pl.col("charttime").max()).collect().item()
-        if reference_end is not None:
-            reference_days = float(ctx.option("reference_days", 30))
-            reference = training & (pl.col("charttime") > reference_end - timedelta(days=reference_days))
-            current = (pl.col("charttime") > at - window) & (pl.col("charttime") <= at)
-            variables = monitor.variable_drift(observations, reference=reference, current=current, min_values=min_values)
-            drift["variables"] = {r["variable"]: round(r["psi"], 4) for r in variables.iter_rows(named=True)}
-        else:
-            drift["variables"] = {}
-        drifted = {v: p for v, p in drift["variables"].items() if p >= psi_alert}
-        drift["drifted"] = sorted(drifted)
-        problem_parts = []
-        if drift["score_psi"] is not None and drift["score_psi"] >= psi_alert:
-            problem_parts.append(f"scores of {champion} shifted from its held-out evaluation (PSI {drift['score_psi']:.2f})")
-        if drifted:
-            listed = ", ".join(f"{v} ({p:.2f})" for v, p in sorted(drifted.items(), key=lambda kv: -kv[1])[:8])
-            problem_parts.append(f"variables shifted from the training data (PSI >= {psi_alert:g}): {listed}")
-        sync("drift", "; ".join(problem_parts) or None)
-        counts["drift"] = drift
-
-        expected = evaluation.get("operating_point", {}).get("alerts_per_100_patient_days")
-        check = monitor.alert_rate_check(
-            _risk_alerts(ctx.engine, start=at - window, end=at), score_rows / 24.0, expected,
-            ratio=float(ctx.option("alert_rate_ratio", 3.0)), min_patient_days=float(ctx.option("min_patient_days", 5.0)),
-        )
-        sync("alert_rate", check.problem)
-        counts["alert_rate"] = check.to_dict()
-    counts["failed_jobs"] = _failed_runs(ctx.engine, start=at - window, end=at)
-    counts["system_alerts"] = changes
-    return counts
+    options = MonitorOptions.from_options(ctx.options)
+    report = monitor_data_health(
+        Lake(ctx.settings.lake_dir), ModelRegistry(ctx.settings.models_dir), ctx.engine,
+        at=ctx.scheduled_for, now=ctx.now(), options=options, step=ctx.step,
+    )
+    window = timedelta(hours=options.window_hours)
+    failed = failed_runs_by_job(ctx.engine, start=ctx.scheduled_for - window, end=ctx.scheduled_for)
+    return report.to_dict() | {"failed_jobs": failed}
 
 
 # --------------------------------------------------------------------------- nightly, retrain
@@ -463,40 +304,20 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     return counts
 
 
-AUROC_MARGIN = 0.01
-"""Automatic promotion needs the challenger's held-out AUROC at least the champion's minus this."""
-
-
-def _discriminates_worse(counts: dict[str, Any]) -> str | None:
-    """Why the challenger must not be promoted automatically on discrimination, or None.
-
-    The gates judge calibration and fairness, not whether the challenger ranks patients as
-    well as the champion; each model's AUROC is from its own held-out patients, so this is a
-    rough check, and a person decides when it fails or cannot be made."""
-    if counts.get("champion") is None:
-        return None
-    challenger = counts.get("challenger_evaluation", {}).get("auroc")
-    champion = counts.get("champion_evaluation", {}).get("auroc")
-    if challenger is None or champion is None:
-        return "the AUROC of the challenger or the champion is unknown, so they cannot be compared"
-    if challenger < champion - AUROC_MARGIN:
-        return (f"the challenger's held-out AUROC {challenger:.3f} is below the champion's {champion:.3f} "
-                f"by more than {AUROC_MARGIN}")
-    return None
-
-
 def run_retrain(ctx: JobContext) -> dict[str, Any]:
     """Train a challenger, evaluate and audit it, score it in shadow beside the champion, and
     judge it by the promotion gates (riskcast.pipeline.promotion).
 
-    It becomes champion only through the gates: with the option promote_when_gates_pass,
-    every gate passing and a held-out AUROC no worse than the champion's (less AUROC_MARGIN),
-    the job promotes it (recorded as by "riskcast retrain job"); otherwise promotion is left
-    to a person (`riskcast models promote`), and the counts say which gates failed and why.
+    It becomes champion only through the gates, as riskcast.pipeline.promotion.decide_promotion
+    says: with the option promote_when_gates_pass, every gate passing and a held-out AUROC no
+    worse than the champion's, the job promotes it (recorded as by "riskcast retrain job");
+    otherwise promotion is left to a person (`riskcast models promote`), and the counts say
+    which gates failed and why.
     """
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
-    from riskcast.pipeline.promotion import promote_model, promotion_gates, sync_models
+    from riskcast.pipeline.external import model_card_json
+    from riskcast.pipeline.promotion import PromotionDecision, decide_promotion, promote_model, promotion_gates
     from riskcast.pipeline.scoring import score_admitted
     from riskcast.pipeline.training import train_and_register
 
@@ -507,18 +328,17 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
                                                      "test_fraction", "temporal", "seed", "ablations") if k in ctx.options}
     result = train_and_register(
         lake, registry, now=ctx.now(), promote=False, reports_dir=settings.reports_dir,
-        n_boot=int(ctx.option("bootstrap", 200)), **training_options,
+        n_boot=int(ctx.option("bootstrap", 200)), database=ctx.engine, **training_options,
     )
     challenger = result.version
     ctx.step("trained")
-    sync_models(settings, registry, ctx.engine, now=ctx.now())
     counts: dict[str, Any] = {
         "challenger": challenger,
         "champion": champion,
         "challenger_evaluation": _evaluation_counts(result.report.to_dict()) | {"reports": result.report_paths},
     }
     if champion is not None:
-        counts["champion_evaluation"] = _evaluation_counts(_model_card(registry, champion).get("metrics", {}).get("evaluation", {}))
+        counts["champion_evaluation"] = _evaluation_counts(model_card_json(registry, champion).get("metrics", {}).get("evaluation", {}))
         shadow = score_admitted(lake, registry, ctx.engine, at=ctx.scheduled_for, now=ctx.now(), model_version=challenger)
         counts["shadow"] = {k: shadow.to_dict()[k] for k in ("at", "admitted", "scored", "flagged", "written")}
     ctx.step("scored in shadow")
@@ -526,28 +346,17 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     ctx.step("audited")
     gates = promotion_gates(settings, ctx.engine, challenger)
     counts["gates"] = [{"gate": g.name, "passed": g.passed, "reason": g.reason} for g in gates]
-    failed = [g for g in gates if not g.passed]
-    command = f"`riskcast models promote {challenger} --user NAME --reason WHY`"
-    worse = _discriminates_worse(counts)
-    if not failed and ctx.option("promote_when_gates_pass", False) and worse is None:
+    verdict = decide_promotion(
+        gates, challenger=challenger, champion=champion,
+        challenger_auroc=counts["challenger_evaluation"].get("auroc"),
+        champion_auroc=counts.get("champion_evaluation", {}).get("auroc"),
+        automatic=bool(ctx.option("promote_when_gates_pass", False)),
+    )
+    if verdict.decision is PromotionDecision.PROMOTE:
         promote_model(settings, registry, ctx.engine, challenger, by="riskcast retrain job",
                       reason="weekly retrain: every promotion gate passed, AUROC no worse than the champion's",
-                      now=ctx.now())
-        counts["promotion"] = {"decision": "promoted", "why": "every promotion gate passed; AUROC no worse"}
-    elif not failed and worse is not None:
-        counts["promotion"] = {"decision": "left to a person", "why": f"{worse}; decide, then {command}"}
-    elif failed:
-        counts["promotion"] = {
-            "decision": "blocked by the gates",
-            "why": "; ".join(f"{g.name}: {g.reason}" for g in failed)
-                   + f". An admin may override with {command} --override",
-        }
-    else:
-        counts["promotion"] = {
-            "decision": "left to a person",
-            "why": f"every gate passed; compare the evaluations and the shadow scores, then {command} "
-                   "(or set the job's option promote_when_gates_pass)",
-        }
+                      now=ctx.now())  # fmt: skip
+    counts["promotion"] = verdict.to_dict()
     return counts
 
 
@@ -588,8 +397,7 @@ def run_housekeeping(ctx: JobContext) -> dict[str, Any]:
     """Retention: old scratch workspaces, store quarantine rows and finished job runs (and,
     only when archive_days is set, archived inbox files). Never the lake or the models."""
     from riskcast.jobs.runs import delete_finished_runs_before
-    from riskcast.store import write_transaction
-    from riskcast.store.tables import quarantine
+    from riskcast.pipeline.store_sync import delete_quarantine_before
 
     settings, at = ctx.settings, ctx.scheduled_for
     keep_away = [settings.lake_dir, settings.models_dir]
@@ -599,11 +407,7 @@ def run_housekeeping(ctx: JobContext) -> dict[str, Any]:
         settings.home / SCRATCH, at - timedelta(days=scratch_days), keep_away=keep_away
     )
     quarantine_days = float(ctx.option("quarantine_days", 365))
-    with write_transaction(ctx.engine) as connection:
-        deleted = connection.execute(
-            delete(quarantine).where(quarantine.c.created_at < at - timedelta(days=quarantine_days))
-        )
-    counts["quarantine_rows_deleted"] = int(deleted.rowcount or 0)
+    counts["quarantine_rows_deleted"] = delete_quarantine_before(ctx.engine, at - timedelta(days=quarantine_days))
     counts["job_runs_deleted"] = delete_finished_runs_before(
         ctx.engine, at - timedelta(days=float(ctx.option("job_runs_days", 400)))
     )

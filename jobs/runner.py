@@ -27,13 +27,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from riskcast.alerts.state import sync_system_alert
 from riskcast.clock import wall_clock
 from riskcast.config import Settings
 from riskcast.jobs.definitions import JOBS, JobContext
 from riskcast.jobs.locks import Clock, JobLease, lock_info
 from riskcast.jobs.runs import JobRunRecord, RunStatus, claim_job_run, finish_job_run, record_step
 from riskcast.jobs.schedule import Schedule
-from riskcast.jobs.system_alerts import sync_system_alert
 
 log = logging.getLogger(__name__)
 

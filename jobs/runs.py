@@ -283,3 +283,15 @@ def delete_finished_runs_before(engine: Engine, cutoff: datetime) -> int:
             )
         )
     return int(result.rowcount or 0)
+
+
+def failed_runs_by_job(engine: Engine, *, start: datetime, end: datetime) -> dict[str, int]:
+    """How many runs of each job scheduled in (start, end] failed (jobs with none are left out)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(job_runs.c.job, func.count()).where(
+                job_runs.c.status == RunStatus.FAILED.value,
+                job_runs.c.scheduled_for > _utc(start, "start"), job_runs.c.scheduled_for <= _utc(end, "end"),
+            ).group_by(job_runs.c.job)
+        ).all()  # fmt: skip
+    return {job: int(n) for job, n in rows}

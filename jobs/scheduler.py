@@ -44,13 +44,13 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
+from riskcast.alerts.state import sync_system_alert
 from riskcast.clock import Clock, offset_of, wall_clock
 from riskcast.config import Settings
 from riskcast.jobs.locks import JobLease, is_held, this_process_holder
 from riskcast.jobs.runner import RunOutcome, execute_job
 from riskcast.jobs.runs import JobRunRecord, RunStatus, finish_job_run, get_job_run, latest_job_runs, running_job_runs
 from riskcast.jobs.schedule import Schedule, latest_missed_fire_time, next_fire_time
-from riskcast.jobs.system_alerts import sync_system_alert
 
 log = logging.getLogger(__name__)
 RECOVER_JOB_ID = "riskcast:recover"

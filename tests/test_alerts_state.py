@@ -20,17 +20,22 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.pool import NullPool
 
-from riskcast.alerts.policy import OPEN_STATES, AlertPolicy, PolicySet
+from riskcast.alerts.policy import OPEN_STATES, AlertKind, AlertPolicy, PolicySet
 from riskcast.alerts.state import (
+    SYSTEM_REASON_MAX_CHARS,
     ProcessSummary,
     acknowledge,
     alert_history,
+    count_raised,
     escalate_due,
     list_alerts,
+    open_system_subjects,
     process_scores,
     resolve,
     resolve_departed,
     snooze,
+    sync_system_alert,
+    system_alerts_frame,
     wake_snoozed,
 )
 from riskcast.errors import AlertError
@@ -462,3 +467,65 @@ def test_list_alerts_filters_by_ward_and_state_most_urgent_first(store: Engine) 
     assert list_alerts(store, states=["resolved"]).height == 0
     with pytest.raises(ValueError, match=r"unknown state\(s\) \['open'\]"):
         list_alerts(store, states=["open"])
+
+
+# --- system alerts ---------------------------------------------------------------------------
+
+
+def test_a_system_problem_raises_one_alert_until_it_is_gone_then_resolves_it(store: Engine) -> None:
+    raised = sync_system_alert(store, "feed:W1", "ward W1: feed stale", raised_for=HOUR, now=NOW, ward="W1")
+    again = sync_system_alert(store, "feed:W1", "ward W1: feed stale", raised_for=HOUR + timedelta(minutes=15),
+                              now=NOW + timedelta(minutes=15), ward="W1")  # fmt: skip
+    assert (raised.action, again.action, again.alert_id) == ("raised", "open", raised.alert_id)
+    shown = system_alerts_frame(store).row(0, named=True)
+    assert (shown["subject"], shown["ward"], shown["state"], shown["reason"]) == ("feed:W1", "W1", "new", "ward W1: feed stale")
+    assert list_alerts(store).row(0, named=True)["patient_id"] == "system"
+    cleared = sync_system_alert(store, "feed:W1", None, raised_for=HOUR + timedelta(hours=1), now=NOW + timedelta(hours=1))
+    assert (cleared.action, cleared.alert_id) == ("resolved", raised.alert_id)
+    assert actions(store, raised.alert_id) == ["raised", "resolved"]
+    assert alert_history(store, alert_id=raised.alert_id)["actor"].to_list() == ["riskcast", "riskcast"]
+    assert system_alerts_frame(store).height == 0 and system_alerts_frame(store, open_only=False).height == 1
+    assert sync_system_alert(store, "feed:W1", None, raised_for=HOUR, now=NOW).action == "none"
+
+
+def test_a_system_problem_resolved_is_not_raised_again_for_the_same_time(store: Engine) -> None:
+    sync_system_alert(store, "job:score", "score failed", raised_for=HOUR, now=NOW)
+    sync_system_alert(store, "job:score", None, raised_for=HOUR, now=NOW + timedelta(minutes=1))
+    assert sync_system_alert(store, "job:score", "score failed", raised_for=HOUR, now=NOW).action == "none"
+    assert sync_system_alert(store, "job:score", "score failed", raised_for=HOUR + timedelta(hours=1),
+                             now=NOW + timedelta(hours=1)).action == "raised"  # fmt: skip
+
+
+def test_staff_act_on_a_system_alert_like_any_other_and_scoring_never_touches_it(store: Engine) -> None:
+    alert_id = sync_system_alert(store, "drift", "variables shifted", raised_for=HOUR, now=NOW).alert_id
+    nurse(store, alert_id, acknowledge, now=NOW + timedelta(minutes=1))
+    run(store, scores(("E1", HOUR, 0.05)), now=NOW + timedelta(minutes=2))
+    resolve_departed(store, admitted=["E1"], at=HOUR, now=NOW + timedelta(minutes=3))
+    assert actions(store, alert_id) == ["raised", "acknowledged"]
+    assert sync_system_alert(store, "drift", None, raised_for=HOUR, now=NOW + timedelta(minutes=4)).action == "resolved"
+
+
+def test_open_system_subjects_are_listed_by_prefix_and_reasons_are_clipped(store: Engine) -> None:
+    sync_system_alert(store, "feed:W1", "x" * (SYSTEM_REASON_MAX_CHARS + 50), raised_for=HOUR, now=NOW)
+    sync_system_alert(store, "feed:W2", "stale", raised_for=HOUR, now=NOW)
+    sync_system_alert(store, "drift", "shifted", raised_for=HOUR, now=NOW)
+    assert open_system_subjects(store, prefix="feed:") == {"feed:W1", "feed:W2"}
+    assert open_system_subjects(store) == {"feed:W1", "feed:W2", "drift"}
+    reason = system_alerts_frame(store).filter(pl.col("subject") == "feed:W1")["reason"][0]
+    assert len(reason) == SYSTEM_REASON_MAX_CHARS and reason.endswith("…")
+
+
+def test_a_system_alert_needs_a_subject_and_aware_times(store: Engine) -> None:
+    with pytest.raises(AlertError, match="a system alert needs a subject"):
+        sync_system_alert(store, "", "broken", raised_for=HOUR, now=NOW)
+    with pytest.raises(ValueError, match="raised_for must be a time-zone-aware datetime"):
+        sync_system_alert(store, "drift", "broken", raised_for=HOUR.replace(tzinfo=None), now=NOW)
+
+
+def test_count_raised_counts_alerts_of_a_kind_raised_for_hours_in_the_window(store: Engine) -> None:
+    run(store, scores(("E1", HOUR, 0.35), ("E2", HOUR, 0.50)))
+    run(store, scores(("E3", HOUR - timedelta(hours=30), 0.60)), now=NOW - timedelta(hours=30))
+    sync_system_alert(store, "drift", "shifted", raised_for=HOUR, now=NOW)
+    window = dict(start=HOUR - timedelta(hours=24), end=HOUR)
+    assert count_raised(store, kind=AlertKind.RISK, **window) == 2
+    assert count_raised(store, kind=AlertKind.SYSTEM, **window) == 1

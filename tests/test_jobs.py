@@ -1,5 +1,6 @@
 """The scheduler's parts, in-process and fast: schedule and DST, leases, job runs, the runner,
-ingest, monitor arithmetic, housekeeping and the `riskcast jobs` commands.
+ingest, the monitor job, housekeeping and the `riskcast jobs` commands (what the monitor
+judges is tested in tests/test_monitoring.py and tests/test_monitor.py).
 
 Lease and job-run tests run on a SQLite file and, when a server answers at
 127.0.0.1:5432/test (or RISKCAST_TEST_POSTGRES_URL), on PostgreSQL in a schema of their own.
@@ -22,20 +23,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import numpy as np
-import polars as pl
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from click.testing import CliRunner
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.pool import NullPool
 
-from riskcast.catalog import load_catalog
+from riskcast.alerts.state import system_alerts_frame
 from riskcast.cli import cli
 from riskcast.config import Settings
 from riskcast.errors import ConfigError
-from riskcast.jobs import monitor
-from riskcast.jobs.definitions import JOBS, JobContext, ready_entries, run_housekeeping, run_ingest
+from riskcast.jobs.definitions import JOBS, JobContext, ready_entries, run_housekeeping, run_ingest, run_monitor
 from riskcast.jobs.locks import JobLease, holder_is_gone, lock_info, this_process_holder, try_acquire
 from riskcast.jobs.runner import execute_job
 from riskcast.jobs.runs import claim_job_run, finish_job_run, get_job_run, job_runs_frame, RunStatus
@@ -49,7 +47,6 @@ from riskcast.jobs.schedule import (
     load_schedule,
     parse_schedule,
 )
-from riskcast.jobs.system_alerts import system_alerts_frame
 from riskcast.lake import Lake
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.store import open_store
@@ -509,78 +506,23 @@ def test_a_rejected_file_dropped_again_is_rejected_again_from_the_lakes_record(h
     assert len(Lake(home.lake_dir).committed_batch_ids()) == 1
 
 
-# --- monitor arithmetic --------------------------------------------------------------------
+# --- monitor -------------------------------------------------------------------------------
 
 
-def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
-    rng = np.random.default_rng(0)
-    reference = rng.normal(0, 1, 5000)
-    edges = monitor.quantile_edges(reference)
-    same = monitor.population_stability_index(monitor.histogram(reference, edges),
-                                              monitor.histogram(rng.normal(0, 1, 5000), edges))
-    shifted = monitor.population_stability_index(monitor.histogram(reference, edges),
-                                                 monitor.histogram(rng.normal(1, 1, 5000), edges))
-    assert same < 0.02 and shifted > 0.25
-
-
-def test_score_reference_merges_bins_that_share_an_upper_edge() -> None:
-    reliability = [
-        {"bin": 0, "count": 50, "max_predicted": 0.01},
-        {"bin": 3, "count": 30, "max_predicted": 0.05},
-        {"bin": 4, "count": 10, "max_predicted": 0.05},
-        {"bin": 9, "count": 10, "max_predicted": 0.9},
-    ]
-    edges, counts = monitor.score_reference(reliability)
-    assert edges.tolist() == [0.01, 0.05] and counts.tolist() == [50, 40, 10]
-    assert monitor.score_psi(reliability, np.array([0.005] * 50 + [0.03] * 40 + [0.5] * 10)) == pytest.approx(0.0)
-
-
-def freshness_frames() -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    at = NOW
-    utc = pl.Datetime("us", "UTC")
-    encounters = pl.DataFrame({
-        "encounter_id": ["E1", "E2", "E3", "E4"],
-        "admit_time": [at - timedelta(days=3)] * 4,
-        "discharge_time": [None, None, None, at - timedelta(days=1)],
-        "ward": ["A", "B", "C", "D"],
-    }, schema_overrides={"admit_time": utc, "discharge_time": utc})
-    observations = pl.DataFrame({
-        "encounter_id": ["E1", "E1", "E2", "E2", "E4"],
-        "charttime": [at - timedelta(hours=20), at - timedelta(hours=30), at - timedelta(hours=1),
-                      at - timedelta(hours=40), at - timedelta(hours=30)],
-        "variable": ["heart_rate", "lactate", "heart_rate", "lactate", "heart_rate"],
-        "value": [80.0, 1.0, 82.0, 1.1, 70.0],
-    }, schema_overrides={"charttime": utc})
-    return observations.lazy(), encounters.lazy()
-
-
-def test_feed_freshness_flags_stale_and_silent_wards_with_admitted_patients() -> None:
-    observations, encounters = freshness_frames()
-    frame = monitor.feed_freshness(observations, encounters, at=NOW, catalog=load_catalog(), lookback_hours=72)
-    rows = {(r["ward"], r["variable"]): r for r in frame.iter_rows(named=True)}
-    assert set(rows) == {("A", "heart_rate"), ("A", "lactate"), ("B", "heart_rate"), ("B", "lactate"), ("C", "*")}
-    assert rows[("A", "heart_rate")]["stale"] and rows[("A", "heart_rate")]["age_hours"] == pytest.approx(20.0)
-    assert not rows[("B", "heart_rate")]["stale"] and not rows[("B", "lactate")]["essential"]
-    assert rows[("A", "lactate")]["stale"] and rows[("A", "lactate")]["stale_after_hours"] == 24
-    assert rows[("C", "*")]["stale"] and rows[("C", "*")]["last_charttime"] is None
-
-
-def test_stale_feed_problems_name_the_ward_and_vital_but_not_an_unordered_lab() -> None:
-    observations, encounters = freshness_frames()
-    frame = monitor.feed_freshness(observations, encounters, at=NOW + timedelta(hours=60), catalog=load_catalog(),
-                                   lookback_hours=120)
-    problems = monitor.stale_feed_problems(frame)
-    assert problems["A"] == "ward A: feed stale, last charted heart_rate 80.0 h (stale after 12 h)"
-    assert "lactate" not in problems["B"]
-    assert set(monitor.stale_feed_problems(frame, essential_only=False)["B"].split(", ")) >= {"lactate 100.0 h (stale after 24 h)"}
-
-
-def test_alert_rate_check_flags_a_flood_and_a_silence_but_not_a_quiet_small_window() -> None:
-    flood = monitor.alert_rate_check(40, 10.0, 15.0)
-    assert flood.problem.startswith("40 risk alerts in 10.0 patient-days: 400.0 per 100")
-    assert monitor.alert_rate_check(0, 100.0, 15.0).problem.startswith("0 risk alerts in 100.0 patient-days")
-    assert monitor.alert_rate_check(0, 10.0, 15.0).problem is None  # 1.5 alerts expected: silence is normal
-    assert monitor.alert_rate_check(2, 1.0, 15.0).problem is None  # too few patient-days to judge
+def test_the_monitor_job_records_what_it_judged_and_the_failed_runs_of_its_window(
+    home: Settings, home_store: Engine
+) -> None:
+    failing = fast_schedule(score={})
+    execute_job("score", NOW - timedelta(hours=1), settings=home, engine=home_store, schedule=failing)  # no model
+    write_drop(home.home / "inbox" / "drop-1")
+    run_ingest(context(home, home_store, job="ingest", options={"settle_seconds": 0}))
+    counts = run_monitor(context(home, home_store, job="monitor", options={"lookback_hours": 72}))
+    assert counts["failed_jobs"] == {"score": 1}
+    assert counts["drift"] == {"note": "no champion model yet: nothing to compare with"}
+    assert counts["feeds"]["wards"] >= 1 and counts["at"] == NOW.isoformat()
+    assert set(counts["system_alerts"]) == {"raised", "resolved"}
+    with pytest.raises(ConfigError, match="monitor option lookback_hours: expected a number"):
+        run_monitor(context(home, home_store, job="monitor", options={"lookback_hours": "a week"}))
 
 
 # --- housekeeping --------------------------------------------------------------------------
@@ -631,27 +573,3 @@ def test_jobs_run_with_an_unknown_name_is_one_clear_error(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "jobs", "run", "scores"], obj={})
     assert result.exit_code == 1
     assert "error: schemas/schedule.yaml: no job 'scores' in the schedule (jobs: ingest, score" in result.output
-
-
-# --- retrain: automatic promotion needs discrimination no worse than the champion's ------------
-
-
-@pytest.mark.parametrize(
-    ("counts", "blocked"),
-    [
-        ({"champion": None, "challenger_evaluation": {"auroc": 0.70}}, None),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": 0.80}, "champion_evaluation": {"auroc": 0.805}}, None),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": 0.78}, "champion_evaluation": {"auroc": 0.80}},
-         "below the champion's 0.800"),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": None}, "champion_evaluation": {"auroc": 0.80}},
-         "unknown"),
-        ({"champion": "v1", "challenger_evaluation": {"auroc": 0.80}, "champion_evaluation": {}}, "unknown"),
-    ],
-)
-def test_automatic_promotion_is_held_back_when_the_challenger_ranks_worse_or_cannot_be_compared(counts, blocked):
-    from riskcast.jobs.definitions import _discriminates_worse
-
-    reason = _discriminates_worse(counts)
-    assert (reason is None) == (blocked is None)
-    if blocked is not None:
-        assert blocked in reason

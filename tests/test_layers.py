@@ -58,7 +58,7 @@ def test_make_lint_passes_on_an_untouched_copy_and_analyses_every_module(checkou
     [
         ("riskcast/features/build.py", "import riskcast.dashboards", "data flows one way",
          "riskcast.features.build -> riskcast.dashboards"),
-        ("jobs/monitor.py", "import riskcast.cli", "data flows one way", "riskcast.jobs.monitor -> riskcast.cli"),
+        ("jobs/inbox.py", "import riskcast.cli", "data flows one way", "riskcast.jobs.inbox -> riskcast.cli"),
         ("dashboards/components/text.py", "import riskcast.jobs", "data flows one way",
          "riskcast.dashboards.components.text -> riskcast.jobs"),
         ("riskcast/evaluate.py", "import riskcast.store", "the pure core reads neither the store nor the lake",

@@ -18,7 +18,14 @@ from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.audit import audit_model
 from riskcast.pipeline.ingest import ingest_paths
-from riskcast.pipeline.promotion import promote_model, promotion_gates, sync_models
+from riskcast.pipeline.promotion import (
+    PromotionGate,
+    PromotionDecision,
+    decide_promotion,
+    discriminates_worse,
+    promote_model,
+    promotion_gates,
+)
 from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
 from riskcast.store.tables import audits, models
@@ -35,11 +42,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     lake = Lake(settings.lake_dir)
     ingest_paths([home / "cohort"], lake=lake, now=NOW)
     registry = ModelRegistry(settings.models_dir)
-    kwargs = dict(now=NOW, reports_dir=settings.reports_dir, n_boot=0, ablations=False)
+    engine = open_store(settings.database_url)
+    kwargs = dict(now=NOW, reports_dir=settings.reports_dir, n_boot=0, ablations=False, database=engine)
     champion = train_and_register(lake, registry, **kwargs).version
     challenger = train_and_register(lake, registry, seed=1, **kwargs).version
-    engine = open_store(settings.database_url)
-    sync_models(settings, registry, engine, now=NOW)
     yield settings, registry, engine, champion, challenger
     engine.dispose()
 
@@ -161,3 +167,52 @@ def test_calibration_gate_needs_a_held_out_evaluation(tmp_path: Path, trained) -
     other = load_settings(env={"RISKCAST_HOME": str(tmp_path)})
     gate = calibration_gate(other, champion)
     assert not gate.passed and "no held-out evaluation" in gate.reason
+
+
+# --- a retrain's decision: automatic promotion needs discrimination no worse than the champion's
+
+
+@pytest.mark.parametrize(
+    ("champion", "challenger_auroc", "champion_auroc", "blocked"),
+    [
+        (None, 0.70, None, None),
+        ("v1", 0.80, 0.805, None),
+        ("v1", 0.78, 0.80, "below the champion's 0.800"),
+        ("v1", None, 0.80, "unknown"),
+        ("v1", 0.80, None, "unknown"),
+    ],
+)
+def test_automatic_promotion_is_held_back_when_the_challenger_ranks_worse_or_cannot_be_compared(
+    champion, challenger_auroc, champion_auroc, blocked
+) -> None:
+    reason = discriminates_worse(challenger_auroc, champion_auroc, champion=champion)
+    assert (reason is None) == (blocked is None)
+    if blocked is not None:
+        assert blocked in reason
+
+
+PASSED = [PromotionGate("calibration", True, "ECE 0.01"), PromotionGate("fairness", True, "pass")]
+
+
+def decide_on_v2(challenger_auroc: float, *, automatic: bool):
+    return decide_promotion(PASSED, challenger="v2", champion="v1", challenger_auroc=challenger_auroc,
+                            champion_auroc=0.80, automatic=automatic)  # fmt: skip
+
+
+def test_a_retrain_promotes_only_when_asked_every_gate_passes_and_it_ranks_no_worse() -> None:
+    promoted = decide_on_v2(0.80, automatic=True)
+    assert promoted.to_dict() == {"decision": "promoted", "why": "every promotion gate passed; AUROC no worse"}
+    by_hand = decide_on_v2(0.80, automatic=False)
+    assert by_hand.decision is PromotionDecision.LEAVE_TO_A_PERSON and "promote_when_gates_pass" in by_hand.why
+    worse = decide_on_v2(0.70, automatic=True)
+    assert worse.decision is PromotionDecision.LEAVE_TO_A_PERSON
+    assert worse.why.endswith("decide, then `riskcast models promote v2 --user NAME --reason WHY`")
+
+
+def test_a_failed_gate_blocks_a_retrains_promotion_and_names_the_override() -> None:
+    gates = [PromotionGate("calibration", False, "ECE 0.2 is above 0.05"), PASSED[1]]
+    verdict = decide_promotion(gates, challenger="v2", champion="v1", challenger_auroc=0.9, champion_auroc=0.8,
+                               automatic=True)  # fmt: skip
+    assert verdict.decision is PromotionDecision.BLOCKED
+    assert verdict.why == ("calibration: ECE 0.2 is above 0.05. An admin may override with "
+                           "`riskcast models promote v2 --user NAME --reason WHY` --override")

@@ -1,7 +1,9 @@
 """Data health: are the feeds arriving, what was quarantined, did the jobs run.
 
-Feed freshness is the latest charted time per ward and variable against now (stale when
-older than the catalogue's stale_after_hours); quarantine counts come from the store's
+Feed freshness is riskcast.monitoring's, the same the monitor job raises system alerts from:
+per ward with admitted patients, the latest charted time of each variable it received in
+the last week against now (stale when older than the catalogue's stale_after_hours), and a
+ward that received nothing at all as one stale row; quarantine counts come from the store's
 quarantine table; runs from the store's runs and job_runs tables. Aggregates only: no
 patient appears on this page.
 """
@@ -63,7 +65,7 @@ def layout(**_: Any) -> html.Div:
                      className="rc-page-head"),
             html.Div(
                 [html.H2("Feed freshness by ward and variable (stalest first)"),
-                 grid("data-health-freshness", columns=FRESHNESS_COLUMNS, row_id="key", empty_text="The lake is empty.")],
+                 grid("data-health-freshness", columns=FRESHNESS_COLUMNS, row_id="key", empty_text="No ward has admitted patients.")],
                 className="rc-card",
             ),
             html.Div(

@@ -30,6 +30,17 @@ retried on the fresh row (MAX_ATTEMPTS times). An acknowledgement racing a scori
 therefore applied before or after the run's change, never lost; if the run resolved the
 alert first, acknowledging it raises AlertError.
 
+System alerts. Problems with riskcast itself (a failed job, a stale feed, drift) are alerts
+of kind "system" keyed by a subject such as "job:score" or "feed:Ward 7": encounter_id
+"system:<subject>", patient_id "system", so they never mix with a patient's alerts (scoring
+only loads the alerts of the encounters it scores). `sync_system_alert` keeps at most one
+open per subject: it raises one when a problem appears and none is open, and resolves the
+open one when the problem is gone, under the same lock as every other batch change. Its
+reasons are the problem in words, never a patient identifier or value. Staff acknowledge,
+snooze or resolve system alerts like any other.
+
+This module is the one writer of the alerts and alert_events tables.
+
 All times are UTC-aware; `now` is always passed in.
 """
 
@@ -77,6 +88,13 @@ _IN_CHUNK = 500
 _ADVISORY_LOCK_KEY = "riskcast.alerts"
 _UTC = pl.Datetime("us", "UTC")
 
+SYSTEM_PATIENT = "system"
+"""The patient_id of every system alert."""
+SYSTEM_SUBJECT_PREFIX = "system:"
+"""A system alert's encounter_id is this prefix and its subject ("system:job:score")."""
+SYSTEM_REASON_MAX_CHARS = 1000
+"""A system alert's reason is cut to this many characters (the problem's first words say what it is)."""
+
 ALERTS_SCHEMA: dict[str, pl.DataType] = {
     "alert_id": pl.Int64(),
     "encounter_id": pl.String(),
@@ -107,10 +125,29 @@ HISTORY_SCHEMA: dict[str, pl.DataType] = {
     "reason": pl.String(),
     "os_user": pl.String(),
 }
+SYSTEM_ALERTS_SCHEMA: dict[str, pl.DataType] = {
+    "alert_id": pl.Int64(),
+    "subject": pl.String(),
+    "ward": pl.String(),
+    "state": pl.String(),
+    "raised_at": _UTC,
+    "raised_for": _UTC,
+    "updated_at": _UTC,
+    "reason": pl.String(),
+}
 # Most urgent first in list_alerts.
 _STATE_ORDER = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class SystemAlertChange:
+    """What `sync_system_alert` did: "raised", "resolved", "open" (already open) or "none"."""
+
+    subject: str
+    action: str
+    alert_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -602,6 +639,82 @@ def resolve_departed(engine: Engine, *, admitted: Collection[str], at: datetime,
     return _retrying(run_once, "resolve_departed")
 
 
+# --- system alerts --------------------------------------------------------------------------
+
+
+def _clip(reason: str) -> str:
+    return reason if len(reason) <= SYSTEM_REASON_MAX_CHARS else reason[: SYSTEM_REASON_MAX_CHARS - 1] + "…"
+
+
+def sync_system_alert(
+    engine: Engine,
+    subject: str,
+    problem: str | None,
+    *,
+    raised_for: datetime,
+    now: datetime,
+    ward: str | None = None,
+) -> SystemAlertChange:
+    """Raise the system alert of `subject` when there is a `problem`; resolve it when there is none.
+
+    `raised_for` is the time the problem describes (a job's scheduled time, UTC); `problem`
+    is one line for people, e.g. "score failed: LakeError: the lake ... is empty". A problem
+    already raised for this very `raised_for` and resolved since is left resolved. The event
+    is by the actor "riskcast" with the problem as its reason.
+    """
+    _require_aware(raised_for, "raised_for")
+    _require_aware(now, "now")
+    if not subject:
+        raise AlertError("a system alert needs a subject, e.g. \"job:score\" or \"feed:Ward 7\"")
+    key = SYSTEM_SUBJECT_PREFIX + subject
+
+    def run_once() -> SystemAlertChange:
+        with write_session(engine) as session:
+            _lock_batch(session)
+            open_alert = session.scalars(
+                select(Alert)
+                .where(Alert.encounter_id == key, Alert.kind == AlertKind.SYSTEM.value,
+                       Alert.state != AlertState.RESOLVED.value)
+                .order_by(Alert.id.desc())
+                .with_for_update()
+            ).first()  # fmt: skip
+            if problem is None:
+                if open_alert is None:
+                    return SystemAlertChange(subject, "none")
+                cleared = Action(ActionType.AUTO_RESOLVE, open_alert.id, "cleared: the problem is gone")
+                _apply_system_action(session, open_alert, cleared, now=now)
+                return SystemAlertChange(subject, "resolved", open_alert.id)
+            if open_alert is not None:
+                return SystemAlertChange(subject, "open", open_alert.id)
+            alert_id = session.execute(
+                _insert(session)
+                .values(encounter_id=key, patient_id=SYSTEM_PATIENT, ward=ward, kind=AlertKind.SYSTEM.value,
+                        state=AlertState.NEW.value, raised_at=now, raised_for=raised_for, risk=None,
+                        model_version=None, episode=1, updated_at=now, snoozed_until=None, version_counter=1)
+                .on_conflict_do_nothing(index_elements=["encounter_id", "kind", "raised_for"])
+                .returning(alerts.c.id)
+            ).scalar_one_or_none()  # fmt: skip
+            if alert_id is None:  # raised for this very time before, and resolved since: leave it
+                return SystemAlertChange(subject, "none")
+            session.add(_event(alert_id, now=now, action="raised", from_state=None, to_state=AlertState.NEW.value,
+                               reason=_clip(problem)))  # fmt: skip
+            return SystemAlertChange(subject, "raised", alert_id)
+
+    return _retrying(run_once, f"system alert {subject}")
+
+
+def open_system_subjects(engine: Engine, *, prefix: str = "") -> set[str]:
+    """The subjects of the open system alerts that start with `prefix` (e.g. "feed:")."""
+    with engine.connect() as connection:
+        keys = connection.execute(
+            select(alerts.c.encounter_id).where(
+                alerts.c.kind == AlertKind.SYSTEM.value, alerts.c.state != AlertState.RESOLVED.value,
+                alerts.c.encounter_id.startswith(SYSTEM_SUBJECT_PREFIX + prefix, autoescape=True),
+            )
+        ).scalars().all()  # fmt: skip
+    return {key.removeprefix(SYSTEM_SUBJECT_PREFIX) for key in keys}
+
+
 # --- staff actions --------------------------------------------------------------------------
 
 
@@ -830,17 +943,52 @@ def alert_history(engine: Engine, *, alert_id: int | None = None, encounter_id: 
     return _frame(rows, HISTORY_SCHEMA)
 
 
+def system_alerts_frame(engine: Engine, *, open_only: bool = True) -> pl.DataFrame:
+    """System alerts with the reason they were raised, newest first (columns: SYSTEM_ALERTS_SCHEMA)."""
+    query = (
+        select(alerts.c.id, alerts.c.encounter_id, alerts.c.ward, alerts.c.state, alerts.c.raised_at,
+               alerts.c.raised_for, alerts.c.updated_at, alert_events.c.reason)
+        .join(alert_events, (alert_events.c.alert_id == alerts.c.id) & (alert_events.c.action == "raised"))
+        .where(alerts.c.kind == AlertKind.SYSTEM.value)
+        .order_by(alerts.c.raised_at.desc(), alerts.c.id.desc())
+    )  # fmt: skip
+    if open_only:
+        query = query.where(alerts.c.state != AlertState.RESOLVED.value)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return _frame([(r[0], r[1].removeprefix(SYSTEM_SUBJECT_PREFIX), *r[2:]) for r in rows], SYSTEM_ALERTS_SCHEMA)
+
+
+def count_raised(engine: Engine, *, kind: AlertKind, start: datetime, end: datetime) -> int:
+    """How many alerts of `kind` were raised for an hour in (start, end] (UTC)."""
+    with engine.connect() as connection:
+        return int(connection.execute(
+            select(func.count()).select_from(alerts).where(
+                alerts.c.kind == kind.value, alerts.c.raised_for > start, alerts.c.raised_for <= end
+            )
+        ).scalar_one())  # fmt: skip
+
+
 __all__ = [
     "ALERTS_SCHEMA",
     "HISTORY_SCHEMA",
     "MAX_ATTEMPTS",
+    "SYSTEM_ALERTS_SCHEMA",
+    "SYSTEM_PATIENT",
+    "SYSTEM_REASON_MAX_CHARS",
+    "SYSTEM_SUBJECT_PREFIX",
     "ProcessSummary",
+    "SystemAlertChange",
     "acknowledge",
     "alert_history",
+    "count_raised",
     "escalate_due",
     "list_alerts",
+    "open_system_subjects",
     "process_scores",
     "resolve",
     "snooze",
+    "sync_system_alert",
+    "system_alerts_frame",
     "wake_snoozed",
 ]

@@ -63,18 +63,20 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], site: str | None, fmt: st
     content twice is a no-op.
     """
     from riskcast.pipeline.ingest import ingest_paths
-    from riskcast.pipeline.store_sync import record_quarantine
+    from riskcast.store import open_store
 
     settings = settings_of(ctx)
     if not paths:
         raise IngestError("name at least one file or folder to ingest, e.g. `riskcast ingest data/`")
     started = time.perf_counter()
-    summary, quarantine = ingest_paths(
-        list(paths), lake=Lake(settings.lake_dir), now=wall_clock(), source_timezone=settings.source_timezone, site=site,
-        format=None if fmt == "auto" else fmt, encounters=encounters,
-    )
-    if summary.batch_id is not None and quarantine.height:
-        record_quarantine(settings, summary.batch_id, quarantine, now=wall_clock())
+    database = open_store(settings.database_url)
+    try:
+        summary, _ = ingest_paths(
+            list(paths), lake=Lake(settings.lake_dir), now=wall_clock(), source_timezone=settings.source_timezone,
+            site=site, format=None if fmt == "auto" else fmt, encounters=encounters, database=database,
+        )
+    finally:
+        database.dispose()
     data = summary.to_dict() | {"seconds": round(time.perf_counter() - started, 2)}
     if summary.batch_id is not None and summary.total_accepted == 0:
         emit(ctx, data, lambda: _ingest_text(data))

@@ -58,26 +58,23 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
     from riskcast.features.families import parse_families
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.training import train_and_register
+    from riskcast.store import open_store
 
     settings = settings_of(ctx)
     started = time.perf_counter()
-    result = train_and_register(
-        Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=wall_clock(), outcome=outcome,
-        horizon_hours=horizon_hours, engine=engine, device=device, operating_point=operating_point,
-        alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
-        families=parse_families(families_text) if families_text else None, negative_fraction=negative_fraction,
-        external_memory=external_memory, dask=dask_address,
-        test_fraction=test_fraction, temporal=temporal, search=search, ablations=ablations, promote=promote,
-        reports_dir=settings.reports_dir, seed=seed, progress=_progress(ctx),
-    )
-    from riskcast.pipeline.promotion import sync_models
-    from riskcast.store import open_store
-
-    engine = open_store(settings.database_url)
+    database = open_store(settings.database_url)
     try:
-        sync_models(settings, ModelRegistry(settings.models_dir), engine, now=wall_clock())
+        result = train_and_register(
+            Lake(settings.lake_dir), ModelRegistry(settings.models_dir), now=wall_clock(), outcome=outcome,
+            horizon_hours=horizon_hours, engine=engine, device=device, operating_point=operating_point,
+            alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
+            families=parse_families(families_text) if families_text else None, negative_fraction=negative_fraction,
+            external_memory=external_memory, dask=dask_address,
+            test_fraction=test_fraction, temporal=temporal, search=search, ablations=ablations, promote=promote,
+            reports_dir=settings.reports_dir, seed=seed, database=database, progress=_progress(ctx),
+        )
     finally:
-        engine.dispose()
+        database.dispose()
     data = result.to_dict() | {"seconds": round(time.perf_counter() - started, 1)}
     emit(ctx, data, lambda: _train_text(data))
 

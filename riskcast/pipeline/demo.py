@@ -16,9 +16,8 @@ from riskcast.config import Settings
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths
-from riskcast.pipeline.promotion import sync_models
 from riskcast.pipeline.scoring import score_admitted
-from riskcast.pipeline.store_sync import record_quarantine
+from riskcast.pipeline.store_sync import sync_models
 from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
 from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
@@ -94,31 +93,29 @@ def run_demo(
         progress(f"building a synthetic cohort of {encounters:,} encounters")
         write_cohort(generate_cohort(encounters, seed=seed), cohort)
     lake = Lake(settings.lake_dir)
-    progress("ingesting it into the lake (bad rows are quarantined)")
-    summary, quarantine = ingest_paths([cohort], lake=lake, now=now, source_timezone=settings.source_timezone)
-    if summary.batch_id and quarantine.height:
-        record_quarantine(settings, summary.batch_id, quarantine, now=now)
-    manifests = lake.manifests()
-    accepted = sum(sum(m.accepted.values()) for m in manifests)
-    quarantined = sum(sum(r.values()) for m in manifests for r in m.quarantined.values())
     registry = ModelRegistry(settings.models_dir)
-    if retrain or registry.champion() is None:
-        result = train_and_register(
-            lake, registry, now=now, reports_dir=settings.reports_dir, progress=progress, seed=seed,
-        )
-        version, device, report = result.version, result.device, result.report.to_dict()
-        test_count = result.n_test_patients
-    else:
-        version = str(registry.champion())
-        progress(f"reusing the champion {version} (pass --retrain to train again)")
-        device = (registry.read_json(version, "config.json") or {}).get("device", "cpu")
-        report = json.loads((settings.reports_dir / f"evaluation-{version}.json").read_text())
-        test_count = len(registry.read_json(version, "heldout_patients.json") or [])
-    hour = max(now, DEFAULT_NOW).replace(minute=0, second=0, microsecond=0)
-    progress(f"scoring the admitted patients at {hour.isoformat()} (the demo clock's hour)")
     engine = open_store(settings.database_url)
     try:
-        sync_models(settings, registry, engine, now=now)
+        progress("ingesting it into the lake (bad rows are quarantined)")
+        ingest_paths([cohort], lake=lake, now=now, source_timezone=settings.source_timezone, database=engine)
+        manifests = lake.manifests()
+        accepted = sum(sum(m.accepted.values()) for m in manifests)
+        quarantined = sum(sum(r.values()) for m in manifests for r in m.quarantined.values())
+        if retrain or registry.champion() is None:
+            result = train_and_register(
+                lake, registry, now=now, reports_dir=settings.reports_dir, progress=progress, seed=seed, database=engine,
+            )
+            version, device, report = result.version, result.device, result.report.to_dict()
+            test_count = result.n_test_patients
+        else:
+            version = str(registry.champion())
+            progress(f"reusing the champion {version} (pass --retrain to train again)")
+            sync_models(registry, engine)  # the database may be newer than the models (a fresh store)
+            device = (registry.read_json(version, "config.json") or {}).get("device", "cpu")
+            report = json.loads((settings.reports_dir / f"evaluation-{version}.json").read_text())
+            test_count = len(registry.read_json(version, "heldout_patients.json") or [])
+        hour = max(now, DEFAULT_NOW).replace(minute=0, second=0, microsecond=0)
+        progress(f"scoring the admitted patients at {hour.isoformat()} (the demo clock's hour)")
         scored = score_admitted(lake, registry, engine, at=hour, now=now, model_version=version)
     finally:
         engine.dispose()

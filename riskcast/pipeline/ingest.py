@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from sqlalchemy import Engine
 
 from riskcast.catalog import TABLES, load_contract
 from riskcast.contracts import (
@@ -38,6 +39,7 @@ from riskcast.ingest import SourceFile, discover, read_source
 from riskcast.ingest.canonical import read_canonical_parts, table_of
 from riskcast.ingest.rejects import MISSING_COLUMNS, REJECTED, SKIPPED, rejected_file
 from riskcast.lake import BatchWriter, Lake, new_batch_id
+from riskcast.pipeline.store_sync import record_quarantine
 from riskcast.printable import printable
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class IngestSummary:
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)  # table, rule, family, rows (see ingest.rejects)
     largest_chunk_rows: int = 0  # the most observation rows read and validated at once
+    quarantine_rows_stored: int | None = None  # rows copied into the store's quarantine; None without a store
 
     @property
     def total_accepted(self) -> int:
@@ -100,6 +103,7 @@ class IngestSummary:
             "skipped": self.skipped,
             "total_skipped": sum(row["rows"] for row in self.skipped),
             "largest_chunk_rows": self.largest_chunk_rows,
+            "quarantine_rows_stored": self.quarantine_rows_stored,
         }
 
 
@@ -127,9 +131,16 @@ def ingest_paths(
     format: str | None = None,
     encounters: str = "hospital",
     chunk_rows: int = INGEST_CHUNK_ROWS,
+    database: Engine | None = None,
 ) -> tuple[IngestSummary, pl.DataFrame]:
     """Ingest the given files/folders (or an OMOP database URL) as one batch; returns the
     summary and the quarantine.
+
+    With `database` (the riskcast store), the quarantine is also copied into the store's
+    quarantine table once the batch is committed, and so is that of every earlier batch whose
+    content this ingest found already ingested (an ingest that died between the lake and the
+    store is made whole); idempotent per batch (riskcast.pipeline.store_sync.record_quarantine).
+    The summary's quarantine_rows_stored says how many rows were copied.
 
     format: canonical, physionet, meds, fhir or omop; None recognises each path by its layout.
     encounters: what a stay is for MEDS, FHIR and OMOP: "hospital" admissions or "icu" stays.
@@ -149,7 +160,12 @@ def ingest_paths(
             discovery.sources, paths, lake=lake, now=now, source_timezone=source_timezone, site=site,
             encounters=encounters, chunk_rows=chunk_rows,
         )
-    return replace(summary, ignored=ignored), quarantine
+    summary = replace(summary, ignored=ignored)
+    if database is not None:
+        earlier = {s["batch_id"] for s in summary.sources if s["status"] == "already ingested" and s.get("batch_id")}
+        batches = earlier | ({summary.batch_id} if summary.batch_id is not None else set())
+        summary = replace(summary, quarantine_rows_stored=record_quarantine(database, lake, batches, now=now))
+    return summary, quarantine
 
 
 def _seen_sources(lake: Lake) -> dict[str, dict[str, Any]]:

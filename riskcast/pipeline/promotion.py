@@ -7,29 +7,32 @@ Gates (bounds in schemas/promotion_gates.yaml):
 - fairness: the version's latest fairness audit did not fail (`riskcast audit`).
 
 A failed gate blocks promotion unless an admin overrides it with a reason; the override
-and its reason are recorded in the registry's history and the store. The store's models
-table mirrors the registry, so the dashboard and jobs see the same champion.
+and its reason are recorded in the registry's history and the store. The registry is the
+source of truth for the champion; promoting mirrors it into the store's models table
+(riskcast.pipeline.store_sync.sync_models), so the dashboard and jobs see the same champion.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from riskcast.config import Settings
 from riskcast.errors import RegistryError
 from riskcast.fairness import AuditSummary
 from riskcast.model import ModelRegistry
-from riskcast.store.session import write_transaction
-from riskcast.store.tables import audits, models
+from riskcast.pipeline.store_sync import sync_models
+from riskcast.store.tables import audits
 
 
 MAX_REASONS_SHOWN = 3
@@ -109,40 +112,6 @@ def promotion_gates(settings: Settings, engine: Engine, version: str) -> list[Pr
     return [calibration_gate(settings, version), fairness_gate(engine, version)]
 
 
-def sync_models(settings: Settings, registry: ModelRegistry, engine: Engine, *, now: datetime) -> None:
-    """Mirror the registry into the store's models table (versions, champion, thresholds)."""
-    champion = registry.champion()
-    events = {e["version"]: e for e in registry.events() if e["event"] == "promote"}
-    with write_transaction(engine) as connection:
-        known = set(connection.execute(select(models.c.version)).scalars())
-        connection.execute(update(models).values(is_champion=False).where(models.c.is_champion.is_(True)))
-        for info in registry.versions():
-            config = registry.read_json(info.version, "config.json") or {}
-            report = _evaluation(settings, info.version)
-            metrics = {}
-            if report is not None:
-                metrics = {"auroc": report["discrimination"]["risk"]["auroc"], "auprc": report["discrimination"]["risk"]["auprc"]}
-            promoted = events.get(info.version)
-            values = {
-                "engine": info.engine,
-                "device": config.get("device", "cpu"),
-                "created_at": info.created_at,
-                "is_champion": info.version == champion,
-                "status": "champion" if info.version == champion else ("retired" if promoted else "challenger"),
-                "path": str(info.path),
-                "metrics": metrics,
-                "threshold": float(info.threshold or config.get("threshold", 0.5)),
-                "promoted_at": datetime.fromisoformat(promoted["at"]) if promoted else None,
-                "promoted_by": promoted.get("by") if promoted else None,
-                "promotion_reason": promoted.get("reason") if promoted else None,
-            }
-            if info.version in known:
-                connection.execute(update(models).where(models.c.version == info.version).values(**values))
-            else:
-                connection.execute(models.insert().values(version=info.version, **values))
-    del now
-
-
 def promote_model(
     settings: Settings,
     registry: ModelRegistry,
@@ -169,5 +138,84 @@ def promote_model(
         raise RegistryError(f"only an admin may override a failed gate (role: {role or 'none'})")
     note = reason if not failed else f"{reason} [override of failed gate(s): {', '.join(g.name for g in failed)}]"
     registry.promote(version, by=by, reason=note, now=now)
-    sync_models(settings, registry, engine, now=now)
+    sync_models(registry, engine)
     return gates
+
+
+# ------------------------------------------------------------------------- a retrain's decision
+
+AUROC_MARGIN = 0.01
+"""Automatic promotion needs the challenger's held-out AUROC at least the champion's minus this."""
+
+
+class PromotionDecision(StrEnum):
+    """What becomes of a freshly trained challenger."""
+
+    PROMOTE = "promoted"
+    LEAVE_TO_A_PERSON = "left to a person"
+    BLOCKED = "blocked by the gates"
+
+
+@dataclass(frozen=True)
+class PromotionVerdict:
+    """The decision on a challenger and why, in words a person can act on."""
+
+    decision: PromotionDecision
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision.value, "why": self.why}
+
+
+def discriminates_worse(challenger_auroc: float | None, champion_auroc: float | None, *,
+                        champion: str | None) -> str | None:  # fmt: skip
+    """Why the challenger must not be promoted automatically on discrimination, or None.
+
+    The gates judge calibration and fairness, not whether the challenger ranks patients as
+    well as the champion; each model's AUROC is from its own held-out patients, so this is a
+    rough check, and a person decides when it fails or cannot be made. With no `champion`
+    there is nothing to compare with.
+    """
+    if champion is None:
+        return None
+    if challenger_auroc is None or champion_auroc is None:
+        return "the AUROC of the challenger or the champion is unknown, so they cannot be compared"
+    if challenger_auroc < champion_auroc - AUROC_MARGIN:
+        return (f"the challenger's held-out AUROC {challenger_auroc:.3f} is below the champion's {champion_auroc:.3f} "
+                f"by more than {AUROC_MARGIN}")
+    return None
+
+
+def decide_promotion(
+    gates: Sequence[PromotionGate],
+    *,
+    challenger: str,
+    champion: str | None,
+    challenger_auroc: float | None,
+    champion_auroc: float | None,
+    automatic: bool,
+) -> PromotionVerdict:
+    """Whether a retrain promotes `challenger` itself, leaves it to a person, or is blocked.
+
+    It promotes only when `automatic` (the retrain job's promote_when_gates_pass), every gate
+    passed and the challenger discriminates no worse than the champion (`discriminates_worse`);
+    a failed gate blocks it (an admin may override); otherwise a person decides. The reasons
+    name the command to run.
+    """
+    failed = [g for g in gates if not g.passed]
+    command = f"`riskcast models promote {challenger} --user NAME --reason WHY`"
+    if failed:
+        return PromotionVerdict(
+            PromotionDecision.BLOCKED,
+            "; ".join(f"{g.name}: {g.reason}" for g in failed) + f". An admin may override with {command} --override",
+        )
+    worse = discriminates_worse(challenger_auroc, champion_auroc, champion=champion)
+    if worse is not None:
+        return PromotionVerdict(PromotionDecision.LEAVE_TO_A_PERSON, f"{worse}; decide, then {command}")
+    if automatic:
+        return PromotionVerdict(PromotionDecision.PROMOTE, "every promotion gate passed; AUROC no worse")
+    return PromotionVerdict(
+        PromotionDecision.LEAVE_TO_A_PERSON,
+        f"every gate passed; compare the evaluations and the shadow scores, then {command} "
+        "(or set the job's option promote_when_gates_pass)",
+    )

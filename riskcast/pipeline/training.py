@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sqlalchemy import Engine as SQLEngine
 
 from riskcast.errors import LakeError, ModelError
 from riskcast.feature_store import FeatureStore
@@ -18,6 +19,7 @@ from riskcast.evaluate import alert_metrics, evaluate, threshold_at_alert_rate
 from riskcast.explain import MEASUREMENT_PROCESS_SUFFIXES, global_importance
 from riskcast.features.build import build_features, feature_columns
 from riskcast.features.families import DEFAULT_FAMILIES, FAMILIES, columns_of
+from riskcast.pipeline.store_sync import sync_models
 from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset, fresh_generation, labelled_shards
 from riskcast.model import ModelRegistry, RiskModel, load_model, save_model
 from riskcast.labels import challenge_labels, make_labels
@@ -444,6 +446,7 @@ def train_and_register(
     external_memory: bool = False,
     dask: str | None = None,
     store: FeatureStore | None = None,
+    database: SQLEngine | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> TrainResult:
     """Refresh the feature store, train on most patients, evaluate on held-out patients, register.
@@ -453,6 +456,8 @@ def train_and_register(
     given, a target sensitivity (`operating_point` names the rule outright). The first model
     becomes champion; later ones only when `promote` is True. Training and evaluation read
     the store shard by shard (`dask`: train on a Dask cluster instead, see riskcast.model.distributed).
+    With `database` (the riskcast store), its models table is brought in line with the
+    registry once the version is registered (riskcast.pipeline.store_sync.sync_models).
     """
     families = tuple(families) if families is not None else DEFAULT_FAMILIES
     progress("refreshing the feature store")
@@ -529,6 +534,8 @@ def train_and_register(
     should_promote = promote if promote is not None else registry.champion() is None
     if should_promote:
         registry.promote(version, by="riskcast train", reason="first model" if registry.champion() is None else "--promote", now=now)
+    if database is not None:
+        sync_models(registry, database)
     paths: dict[str, str] = {}
     if reports_dir is not None:
         reports_dir.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,14 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine, and_, case, func, select
 
+from riskcast import monitoring
 from riskcast.alerts.policy import OPEN_STATES
 from riskcast.alerts.state import ALERTS_SCHEMA, alert_history
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.explain import UNIT_DISPLAY
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
+from riskcast.monitoring import DEFAULT_LOOKBACK_HOURS, FRESHNESS_SCHEMA
 from riskcast.score_status import ScoreStatus
 from riskcast.store.tables import alerts, drivers, job_runs, quarantine, runs, scores
 
@@ -94,16 +96,6 @@ OBSERVATIONS_SCHEMA: dict[str, pl.DataType] = {
     "unit": pl.String(),
     "unit_display": pl.String(),
     "decimals": pl.Int64(),
-}
-FRESHNESS_SCHEMA: dict[str, pl.DataType] = {
-    "ward": pl.String(),
-    "variable": pl.String(),
-    "label": pl.String(),
-    "kind": pl.String(),
-    "last_charttime": UTC,
-    "hours_since": pl.Float64(),
-    "stale_after_hours": pl.Float64(),
-    "stale": pl.Boolean(),
 }
 QUARANTINE_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "table_name": pl.String(),
@@ -683,35 +675,17 @@ def latest_values(observations: pl.DataFrame) -> pl.DataFrame:
 # ------------------------------------------------------------------------- data health
 
 
-def feed_freshness(lake: Lake, *, now: datetime, catalog: Catalog | None = None) -> pl.DataFrame:
-    """The latest charttime per ward and variable against `now` (columns FRESHNESS_SCHEMA):
-    `stale` when older than the variable's stale_after_hours. Stalest first (by the share of
-    the stale interval used), so a feed that stopped stands at the top."""
-    catalog = catalog or load_catalog()
+def feed_freshness(
+    lake: Lake, *, now: datetime, catalog: Catalog | None = None, lookback_hours: float = DEFAULT_LOOKBACK_HOURS
+) -> pl.DataFrame:
+    """The feeds of the wards with admitted patients at `now` and how fresh each is (columns
+    FRESHNESS_SCHEMA, stalest first): riskcast.monitoring's one definition of a stale feed,
+    the one whose problems the monitor job raises as system alerts. Empty for an empty lake."""
     if lake.is_empty():
         return pl.DataFrame(schema=FRESHNESS_SCHEMA)
-    meta = pl.DataFrame(
-        {
-            "variable": list(catalog.variables),
-            "label": [v.label for v in catalog.variables.values()],
-            "kind": [v.kind for v in catalog.variables.values()],
-            "stale_after_hours": [float(v.stale_after_hours) for v in catalog.variables.values()],
-        }
-    )
-    latest = (
-        lake.scan("observations")
-        .filter(pl.col("charttime") <= now)
-        .join(lake.scan("encounters").select("encounter_id", "ward"), on="encounter_id", how="inner")
-        .group_by("ward", "variable")
-        .agg(pl.col("charttime").max().alias("last_charttime"))
-        .collect()
-    )
-    return (
-        latest.join(meta, on="variable", how="inner")
-        .with_columns(((pl.lit(now, dtype=UTC) - pl.col("last_charttime")).dt.total_seconds() / 3600.0).alias("hours_since"))
-        .with_columns((pl.col("hours_since") > pl.col("stale_after_hours")).alias("stale"))
-        .sort(pl.col("hours_since") / pl.col("stale_after_hours"), "ward", "variable", descending=[True, False, False])
-        .select([pl.col(name).cast(dtype) for name, dtype in FRESHNESS_SCHEMA.items()])
+    return monitoring.feed_freshness(
+        lake.scan("observations"), lake.scan("encounters"), at=now, catalog=catalog or load_catalog(),
+        lookback_hours=lookback_hours,
     )
 
 

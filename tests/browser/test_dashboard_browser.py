@@ -35,7 +35,6 @@ from riskcast.model import ModelRegistry
 from riskcast.pipeline import views
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import score_admitted
-from riskcast.pipeline.store_sync import record_quarantine
 from riskcast.pipeline.training import train_and_register
 from riskcast.store import finish_run, open_store, start_run, write_scores
 from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
@@ -69,13 +68,12 @@ def _build_home(home: Path) -> Settings:
     settings = Settings(home=home)
     write_cohort(generate_cohort(300, seed=5), home / "cohort")
     lake = Lake(settings.lake_dir)
-    summary, quarantine = ingest_paths([home / "cohort"], lake=lake, now=DEFAULT_NOW)
-    if summary.batch_id and quarantine.height:
-        record_quarantine(settings, summary.batch_id, quarantine, now=DEFAULT_NOW)
     registry = ModelRegistry(settings.models_dir)
-    train_and_register(lake, registry, now=DEFAULT_NOW, n_boot=10, alerts_per_100_patient_days=40.0, seed=5)
     engine = open_store(settings.database_url)
     try:
+        ingest_paths([home / "cohort"], lake=lake, now=DEFAULT_NOW, database=engine)
+        train_and_register(lake, registry, now=DEFAULT_NOW, n_boot=10, alerts_per_100_patient_days=40.0, seed=5,
+                           database=engine)  # fmt: skip
         for hours in SCORED_HOURS_BEFORE_NOW:
             at = DEFAULT_NOW - timedelta(hours=hours)
             score_admitted(lake, registry, engine, at=at, now=at + timedelta(minutes=5))

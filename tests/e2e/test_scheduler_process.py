@@ -28,12 +28,11 @@ from sqlalchemy import Engine, func, select
 
 from riskcast.clock import shifted_clock
 from riskcast.config import Settings
-from riskcast.alerts.state import alert_history, list_alerts
+from riskcast.alerts.state import alert_history, list_alerts, system_alerts_frame
 from riskcast.contracts import QUARANTINE_SCHEMA
 from riskcast.jobs.runner import execute_job
 from riskcast.jobs.runs import JobRunRecord, get_job_run, job_runs_frame
 from riskcast.jobs.schedule import parse_schedule
-from riskcast.jobs.system_alerts import system_alerts_frame
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths

@@ -1,20 +1,23 @@
-"""Data health, as pure functions on frames: feed freshness, drift (PSI) and alert-rate anomalies.
+"""What the monitor judges, as pure functions on frames: feed freshness, drift and the alert rate.
 
-The monitor job (riskcast.jobs.definitions) reads the lake, the store and the champion's
-model card, calls these, records the results in its job_runs row and turns problems into
-system alerts. Nothing here reads files, the database or the clock.
+The one definition of each. The monitor (riskcast.pipeline.monitor, run by the scheduler's
+monitor job) turns their problems into system alerts; the dashboard's data-health page
+(riskcast.pipeline.views.feed_freshness) shows the same freshness frame, so the page and the
+alerts never disagree on which feed is stale. Nothing here reads files, the database or the
+clock: `at` is passed in.
 
 - Feed freshness: for every ward with admitted patients at `at`, the last time each
-  variable was charted on the ward (any of its encounters). A (ward, variable) feed that
-  delivered within the lookback window but not within the variable's stale_after_hours
-  (schemas/variables.yaml) is stale; a ward with admitted patients and no observation at
-  all in the lookback window is silent (variable "*").
+  variable was charted on the ward (any of its encounters) within the lookback window. A
+  (ward, variable) feed is stale when that is more than the variable's stale_after_hours
+  (schemas/variables.yaml) before `at`; a ward with admitted patients and no observation at
+  all in the window is silent (variable "*"), and stale. A variable not charted on a ward
+  within the window is no feed of that ward; a ward with nobody admitted has no feeds.
 - Drift: the population stability index, PSI = sum over bins of (c - r) * ln(c / r),
   with r and c the reference and current shares of values per bin (floored at 1e-4). Bins
   are the reference's deciles. Below 0.1 is usually read as no shift, 0.1-0.25 as moderate,
   above 0.25 as major.
-- Alert rate: risk alerts raised per 100 patient-days (one score row = one patient-hour)
-  against the rate the model's held-out evaluation promised at its threshold.
+- Alert rate: risk alerts raised per 100 patient-days (riskcast.alert_burden) against the
+  rate the model's held-out evaluation promised at its threshold.
 """
 
 from __future__ import annotations
@@ -28,17 +31,27 @@ import numpy as np
 import polars as pl
 
 from riskcast.admission import admitted_at
+from riskcast.alert_burden import alerts_per_100_patient_days
 from riskcast.catalog import Catalog
 
 PSI_FLOOR = 1e-4
 DEFAULT_BINS = 10
+DEFAULT_LOOKBACK_HOURS = 168.0
+"""A (ward, variable) feed counts when it delivered within this many hours before `at`."""
+ALL_VARIABLES = "*"
+"""The variable of a silent ward's one row: nothing at all was charted there in the window."""
+SILENT_LABEL = "No observations at all"
+"""The label of a silent ward's row, as the data-health page shows it."""
+_UTC = pl.Datetime("us", "UTC")
 FRESHNESS_SCHEMA: dict[str, pl.DataType] = {
     "ward": pl.String(),
     "variable": pl.String(),
-    "last_charttime": pl.Datetime("us", "UTC"),
-    "age_hours": pl.Float64(),
-    "stale_after_hours": pl.Float64(),
+    "label": pl.String(),
+    "kind": pl.String(),
     "essential": pl.Boolean(),
+    "last_charttime": _UTC,
+    "hours_since": pl.Float64(),
+    "stale_after_hours": pl.Float64(),
     "stale": pl.Boolean(),
 }
 DRIFT_SCHEMA: dict[str, pl.DataType] = {
@@ -47,7 +60,97 @@ DRIFT_SCHEMA: dict[str, pl.DataType] = {
     "n_reference": pl.Int64(),
     "n_current": pl.Int64(),
 }
-ALL_VARIABLES = "*"
+
+
+# ------------------------------------------------------------------------- feed freshness
+
+
+def feed_freshness(
+    observations: pl.LazyFrame,
+    encounters: pl.LazyFrame,
+    *,
+    at: datetime,
+    catalog: Catalog,
+    lookback_hours: float = DEFAULT_LOOKBACK_HOURS,
+) -> pl.DataFrame:
+    """Per ward with admitted patients at `at`, per variable it received in the lookback window:
+    when it was last charted, how many hours before `at` that is, and whether that is stale.
+
+    Columns: FRESHNESS_SCHEMA; `essential` marks the catalogue's essential vitals. A ward with
+    admitted patients and no observation in the window has one row, variable "*", no
+    last_charttime, stale after `lookback_hours`, stale. Observations charted after `at` are
+    ignored; the window is (at - lookback_hours, at]. Stalest first: silent wards, then by the
+    share of its stale interval a feed has used, then ward and variable.
+    """
+    if lookback_hours <= 0:
+        raise ValueError(f"lookback_hours must be positive, got {lookback_hours!r}")
+    wards = admitted_at(encounters, at=at).select("ward").unique().collect()
+    variables = catalog.variables.values()
+    limits = pl.DataFrame(
+        {
+            "variable": list(catalog.variables),
+            "label": [v.label for v in variables],
+            "kind": [v.kind for v in variables],
+            "essential": [bool(v.essential) for v in variables],
+            "stale_after_hours": [float(v.stale_after_hours) for v in variables],
+        }
+    )
+    since = at - timedelta(hours=lookback_hours)
+    last = (
+        observations.filter((pl.col("charttime") > since) & (pl.col("charttime") <= at))
+        .join(encounters.select("encounter_id", "ward"), on="encounter_id", how="inner")
+        .join(wards.lazy(), on="ward", how="semi")
+        .group_by("ward", "variable")
+        .agg(pl.col("charttime").max().alias("last_charttime"))
+        .collect()
+        .join(limits, on="variable", how="inner")
+    )
+    silent = wards.join(last.select("ward").unique(), on="ward", how="anti").select(
+        "ward",
+        pl.lit(ALL_VARIABLES).alias("variable"),
+        pl.lit(SILENT_LABEL).alias("label"),
+        pl.lit(None, dtype=pl.String).alias("kind"),
+        pl.lit(True).alias("essential"),
+        pl.lit(None, dtype=_UTC).alias("last_charttime"),
+        pl.lit(float(lookback_hours)).alias("stale_after_hours"),
+    )
+    hours_since = (pl.lit(at).cast(_UTC) - pl.col("last_charttime")).dt.total_microseconds() / 3.6e9
+    frame = (
+        pl.concat([last, silent], how="diagonal_relaxed")
+        .with_columns(hours_since=hours_since)
+        .with_columns(stale=pl.col("hours_since").is_null() | (pl.col("hours_since") > pl.col("stale_after_hours")))
+    )
+    used = (pl.col("hours_since") / pl.col("stale_after_hours")).fill_null(float("inf"))
+    return frame.sort(used, "ward", "variable", descending=[True, False, False]).select(
+        [pl.col(c).cast(t) for c, t in FRESHNESS_SCHEMA.items()]
+    )
+
+
+def stale_feed_problems(freshness: pl.DataFrame, *, essential_only: bool = True) -> dict[str, str]:
+    """Per ward with a stale feed in a `feed_freshness` frame, one line saying which variables
+    and how long ago they were last charted.
+
+    With `essential_only`, only the essential vitals (and silent wards) count: a lab that
+    was not ordered for a day is not a broken feed.
+    """
+    stale = freshness.filter(pl.col("stale"))
+    if essential_only:
+        stale = stale.filter(pl.col("essential"))
+    problems: dict[str, str] = {}
+    for (ward,), rows in stale.sort("ward").group_by("ward", maintain_order=True):
+        if rows["variable"].to_list() == [ALL_VARIABLES]:
+            hours = rows["stale_after_hours"][0]
+            problems[str(ward)] = f"ward {ward}: no observations at all in the last {hours:g} h"
+            continue
+        parts = [
+            f"{r['variable']} {r['hours_since']:.1f} h (stale after {r['stale_after_hours']:g} h)"
+            for r in rows.sort("variable").iter_rows(named=True)
+        ]
+        problems[str(ward)] = f"ward {ward}: feed stale, last charted " + ", ".join(parts)
+    return problems
+
+
+# ------------------------------------------------------------------------- drift
 
 
 def population_stability_index(reference_counts: Sequence[float], current_counts: Sequence[float]) -> float:
@@ -107,75 +210,6 @@ def score_psi(reliability: Iterable[Mapping[str, Any]], current_risk: np.ndarray
     return population_stability_index(reference_counts, histogram(current_risk, edges))
 
 
-def feed_freshness(
-    observations: pl.LazyFrame,
-    encounters: pl.LazyFrame,
-    *,
-    at: datetime,
-    catalog: Catalog,
-    lookback_hours: float = 168.0,
-) -> pl.DataFrame:
-    """Per ward with admitted patients at `at`, per variable it received in the lookback window:
-    when it was last charted, how old that is (hours), and whether that is stale.
-
-    Columns: FRESHNESS_SCHEMA, sorted by ward then variable. A ward with admitted patients
-    and no observation in the window has one row, variable "*", last_charttime null, stale.
-    Observations charted after `at` are ignored.
-    """
-    wards = admitted_at(encounters, at=at).select("ward").unique().collect()
-    limits = pl.DataFrame(
-        {
-            "variable": list(catalog.variables),
-            "stale_after_hours": [float(v.stale_after_hours) for v in catalog.variables.values()],
-            "essential": [bool(v.essential) for v in catalog.variables.values()],
-        }
-    )
-    since = at - timedelta(hours=lookback_hours)
-    last = (
-        observations.filter((pl.col("charttime") > since) & (pl.col("charttime") <= at))
-        .join(encounters.select("encounter_id", "ward"), on="encounter_id", how="inner")
-        .join(wards.lazy(), on="ward", how="semi")
-        .group_by("ward", "variable")
-        .agg(pl.col("charttime").max().alias("last_charttime"))
-        .collect()
-        .join(limits, on="variable", how="inner")
-    )
-    silent = wards.join(last.select("ward").unique(), on="ward", how="anti").select(
-        "ward",
-        pl.lit(ALL_VARIABLES).alias("variable"),
-        pl.lit(None, dtype=FRESHNESS_SCHEMA["last_charttime"]).alias("last_charttime"),
-        pl.lit(lookback_hours).alias("stale_after_hours"),
-        pl.lit(True).alias("essential"),
-    )
-    age = (pl.lit(at).cast(FRESHNESS_SCHEMA["last_charttime"]) - pl.col("last_charttime")).dt.total_microseconds() / 3.6e9
-    frame = pl.concat([last, silent], how="diagonal_relaxed").with_columns(age_hours=age)
-    frame = frame.with_columns(stale=pl.col("age_hours").is_null() | (pl.col("age_hours") > pl.col("stale_after_hours")))
-    return frame.select([pl.col(c).cast(t) for c, t in FRESHNESS_SCHEMA.items()]).sort("ward", "variable")
-
-
-def stale_feed_problems(freshness: pl.DataFrame, *, essential_only: bool = True) -> dict[str, str]:
-    """Per ward with a stale feed, one line saying which variables and since when.
-
-    With `essential_only`, only the essential vitals (and silent wards) count: a lab that
-    was not ordered for a day is not a broken feed.
-    """
-    stale = freshness.filter(pl.col("stale"))
-    if essential_only:
-        stale = stale.filter(pl.col("essential"))
-    problems: dict[str, str] = {}
-    for (ward,), rows in stale.group_by("ward", maintain_order=True):
-        if rows["variable"].to_list() == [ALL_VARIABLES]:
-            hours = rows["stale_after_hours"][0]
-            problems[str(ward)] = f"ward {ward}: no observations at all in the last {hours:g} h"
-            continue
-        parts = [
-            f"{r['variable']} {r['age_hours']:.1f} h (stale after {r['stale_after_hours']:g} h)"
-            for r in rows.sort("variable").iter_rows(named=True)
-        ]
-        problems[str(ward)] = f"ward {ward}: feed stale, last charted " + ", ".join(parts)
-    return problems
-
-
 def variable_drift(
     observations: pl.LazyFrame,
     *,
@@ -200,7 +234,7 @@ def variable_drift(
         .agg([pl.col("value").quantile(float(q), "linear").alias(name) for q, name in zip(quantiles, edge_names)]
              + [pl.len().alias("n_reference")])
         .filter(pl.col("n_reference") >= min_values)
-    )
+    )  # fmt: skip
     current_sizes = current_values.group_by("variable").agg(pl.len().alias("n_current")).filter(
         pl.col("n_current") >= min_values
     )
@@ -225,6 +259,9 @@ def variable_drift(
         psi = population_stability_index(bins["reference"].to_numpy(), bins["current"].to_numpy())
         rows.append((variable, psi, int(size["n_reference"]), int(size["n_current"])))
     return pl.DataFrame(rows, schema=DRIFT_SCHEMA, orient="row").sort("psi", "variable", descending=[True, False])
+
+
+# ------------------------------------------------------------------------- alert rate
 
 
 @dataclass(frozen=True)
@@ -258,12 +295,13 @@ def alert_rate_check(
 ) -> AlertRateCheck:
     """Flag an alert rate more than `ratio` times above, or below 1/`ratio` of, the expected rate.
 
-    Judged only with at least `min_patient_days` of scores; "too few" is judged only when at
-    least `min_expected_alerts` alerts were expected (no alerts in a quiet window is normal).
+    `alerts` raised over `patient_days` of exposure (riskcast.alert_burden.patient_days of the
+    scored hours). Judged only with at least `min_patient_days`; "too few" is judged only when
+    at least `min_expected_alerts` alerts were expected (no alerts in a quiet window is normal).
     """
     if patient_days <= 0:
         return AlertRateCheck(alerts, patient_days, None, expected_per_100, None)
-    observed = 100.0 * alerts / patient_days
+    observed = float(alerts_per_100_patient_days(alerts, patient_days))
     problem = None
     if expected_per_100 is not None and expected_per_100 > 0 and patient_days >= min_patient_days:
         expected_alerts = expected_per_100 * patient_days / 100.0
@@ -274,3 +312,24 @@ def alert_rate_check(
             problem = (f"{alerts} risk alerts in {patient_days:.1f} patient-days: {observed:.1f} per 100 "
                        f"patient-days, under 1/{ratio:g} of the {expected_per_100:.1f} the model was evaluated at")
     return AlertRateCheck(alerts, patient_days, observed, expected_per_100, problem)
+
+
+__all__ = [
+    "ALL_VARIABLES",
+    "DEFAULT_BINS",
+    "DEFAULT_LOOKBACK_HOURS",
+    "DRIFT_SCHEMA",
+    "FRESHNESS_SCHEMA",
+    "PSI_FLOOR",
+    "SILENT_LABEL",
+    "AlertRateCheck",
+    "alert_rate_check",
+    "feed_freshness",
+    "histogram",
+    "population_stability_index",
+    "quantile_edges",
+    "score_psi",
+    "score_reference",
+    "stale_feed_problems",
+    "variable_drift",
+]
