@@ -148,3 +148,19 @@ def test_external_memory_training_pages_through_its_cache_and_learns_the_same(da
     blocked.write_text("")
     with pytest.raises(Exception, match="(?i)cache|file|directory|exist"):
         RiskModel(threshold_rule="none", external_memory=True, cache_dir=str(blocked), **TRAINING_DEFAULTS).fit(train)
+
+
+def test_training_pages_its_matrix_to_disk_only_when_it_is_over_the_memory_budget(data, tmp_path):
+    train, test = data
+    small = RiskModel(threshold_rule="none", **TRAINING_DEFAULTS).fit(train)
+    assert small.training_metrics_["external_memory"] is False
+    estimated = small.training_metrics_["quantised_matrix_gib_estimated"]
+    assert 0 < estimated < 1.0  # the default budget holds this cohort's matrix in memory
+    tight = RiskModel(threshold_rule="none", memory_budget_gib=estimated / 2, cache_dir=str(tmp_path),
+                      **TRAINING_DEFAULTS).fit(train)
+    assert tight.training_metrics_["external_memory"] is True
+    assert not list(tmp_path.glob("xgb-cache*"))  # the pages are gone once the booster is trained
+    np.testing.assert_allclose(tight.predict_margin(test.rows(0).select(test.feature_names)),
+                               small.predict_margin(test.rows(0).select(test.feature_names)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="memory_budget_gib must be a positive number"):
+        RiskModel(memory_budget_gib=0).fit(train)

@@ -37,8 +37,11 @@ def _progress(ctx: click.Context):
                    "(see the README's ablation table).")
 @click.option("--negative-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Train on this share of the negative hours (weighted back); calibration and evaluation see all.")
-@click.option("--external-memory", is_flag=True,
-              help="XGBoost keeps its quantised matrix on disk (for data whose matrix would not fit in memory).")
+@click.option("--external-memory/--in-memory", default=None,
+              help="XGBoost keeps its quantised training matrix in pages on disk, or in memory; by default on "
+                   "disk only when it is estimated over --memory-budget-gib. Same trees either way; disk is slower.")
+@click.option("--memory-budget-gib", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="The in-memory quantised training matrix allowed before XGBoost pages it to disk.")
 @click.option("--dask", "dask_address", default=None,
               help="Train on a Dask cluster: a scheduler address (tcp://host:8786) or local[:WORKERS].")
 @click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True, help="Share of patients held out.")
@@ -52,7 +55,8 @@ def _progress(ctx: click.Context):
 @friendly_errors
 def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, device: str,
           operating_point: str | None, alerts_per_100_patient_days: float | None, target_sensitivity: float | None,
-          families_text: str | None, negative_fraction: float, external_memory: bool, dask_address: str | None,
+          families_text: str | None, negative_fraction: float, external_memory: bool | None,
+          memory_budget_gib: float, dask_address: str | None,
           test_fraction: float, temporal: bool, search: bool, ablations: bool, promote: bool | None, seed: int) -> None:
     """Train, calibrate and evaluate a model on held-out patients, and register it."""
     from riskcast.features.families import parse_families
@@ -69,7 +73,8 @@ def train(ctx: click.Context, outcome: str, horizon_hours: float, engine: str, d
             horizon_hours=horizon_hours, engine=engine, device=device, operating_point=operating_point,
             alerts_per_100_patient_days=alerts_per_100_patient_days, target_sensitivity=target_sensitivity,
             families=parse_families(families_text) if families_text else None, negative_fraction=negative_fraction,
-            external_memory=external_memory, dask=dask_address,
+            external_memory="auto" if external_memory is None else external_memory,
+            memory_budget_gib=memory_budget_gib, dask=dask_address,
             test_fraction=test_fraction, temporal=temporal, search=search, ablations=ablations, promote=promote,
             reports_dir=settings.reports_dir, seed=seed, database=database, progress=_progress(ctx),
         )

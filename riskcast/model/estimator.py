@@ -20,6 +20,7 @@ Nothing happens in `__init__`; learned attributes end in `_`, so `sklearn.clone`
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,12 @@ logger = logging.getLogger(__name__)
 THRESHOLD_RULES: tuple[str, ...] = (SENSITIVITY, ALERT_BUDGET, UTILITY, "none")
 AUTO_ISOTONIC_MIN_POSITIVES = 1000  # calibration="auto" uses isotonic from this many positive rows
 DEFAULT_THRESHOLD = 0.5  # used by predict() only when no operating point was chosen
+AUTO = "auto"
+# XGBoost's in-memory quantised matrix, per training cell (row x feature), as measured on
+# PhysioNet set A (397,808 training rows x 516 features, mostly-missing labs: 2.4 GiB);
+# dense matrices take about a third of that.
+QUANTISED_BYTES_PER_CELL = 12.6
+DEFAULT_MEMORY_BUDGET_GIB = 1.0
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         weighted by the inverse), to train faster on years of data; validation, calibration
         and the threshold always see every row. 1.0 keeps them all.
     external_memory : XGBoost keeps its quantised training matrix in pages on disk
-        (ExtMemQuantileDMatrix under `cache_dir`), for data whose matrix would not fit.
+        (ExtMemQuantileDMatrix under `cache_dir`, a temporary folder when None) when True,
+        in memory when False; "auto" (the default) pages it when the matrix is estimated
+        (QUANTISED_BYTES_PER_CELL a training cell) over `memory_budget_gib`. Both give the
+        same trees; paging trades time for memory. LightGBM and Dask ignore it.
+    memory_budget_gib : the in-memory quantised matrix "auto" allows (GiB).
     dask_address : train the booster with xgboost.dask on this cluster ("tcp://host:8786",
         or "local[:N]" for a local cluster of N worker processes); the split, calibration
         and threshold stay local (riskcast.model.distributed). XGBoost only.
@@ -204,7 +215,8 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int | None = None,
         negative_fraction: float = 1.0,
-        external_memory: bool = False,
+        external_memory: bool | str = AUTO,
+        memory_budget_gib: float = DEFAULT_MEMORY_BUDGET_GIB,
         cache_dir: str | None = None,
         dask_address: str | None = None,
     ) -> None:
@@ -229,6 +241,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.negative_fraction = negative_fraction
         self.external_memory = external_memory
+        self.memory_budget_gib = memory_budget_gib
         self.cache_dir = cache_dir
         self.dask_address = dask_address
 
@@ -247,9 +260,26 @@ class RiskModel(ClassifierMixin, BaseEstimator):
                 f"calibration={self.calibration!r} needs calibration patients: set calibration_fraction > 0 "
                 "or calibration='none'"
             )
+        if not (isinstance(self.external_memory, bool) or self.external_memory == AUTO):
+            raise ModelError(f"external_memory must be True, False or 'auto' (got {self.external_memory!r})")
+        if not (isinstance(self.memory_budget_gib, int | float) and self.memory_budget_gib > 0):
+            raise ModelError(f"memory_budget_gib must be a positive number (got {self.memory_budget_gib!r})")
         spw = self.scale_pos_weight
         if not (spw is None or spw == "auto" or (isinstance(spw, int | float) and spw > 0)):
             raise ModelError(f"scale_pos_weight must be 'auto', a positive number or None (got {spw!r})")
+
+    def _pages_to_disk(self, train_rows: int, n_features: int) -> tuple[bool, float]:
+        """Whether XGBoost's training matrix goes to disk, and its estimated in-memory size (GiB)."""
+        estimated = train_rows * n_features * QUANTISED_BYTES_PER_CELL / 2**30
+        if self.engine != "xgboost" or self.dask_address:
+            return False, estimated
+        if self.external_memory == AUTO:
+            paged = estimated > float(self.memory_budget_gib)
+            if paged:
+                logger.info("the quantised training matrix (about %.1f GiB) is over the %.1f GiB memory budget: "
+                            "XGBoost pages it through external memory", estimated, float(self.memory_budget_gib))
+            return paged, estimated
+        return bool(self.external_memory), estimated
 
     def _calibration_method(self, y_calibration: np.ndarray) -> str:
         """"auto": isotonic with enough positive rows to shape its steps, else Platt.
@@ -341,6 +371,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         positive_weight = self._positive_weight(n_train, n_train_pos)
 
         engine = engine_for(self.engine)
+        train_rows = RoleView(dataset, index, roles, [TRAIN], positive_weight=positive_weight,
+                              negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
+        paged, estimated_gib = self._pages_to_disk(train_rows.n_rows, len(names))
+        scratch = tempfile.TemporaryDirectory(prefix="riskcast-xgb-") if paged and not self.cache_dir else None
         settings = BoosterSettings(
             n_estimators=int(self.n_estimators),
             learning_rate=float(self.learning_rate),
@@ -354,17 +388,19 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             random_state=int(self.random_state),
             n_jobs=self.n_jobs,
             device=choice.device,
-            external_memory=bool(self.external_memory),
-            cache_dir=self.cache_dir,
+            external_memory=paged,
+            cache_dir=scratch.name if scratch is not None else self.cache_dir,
         )
-        train_rows = RoleView(dataset, index, roles, [TRAIN], positive_weight=positive_weight,
-                              negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
         validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight)
                       if roles.rows(VALIDATION) else None)
-        if self.dask_address:
-            trained = _train_on_dask(self.dask_address, self.engine, settings, train_rows, validation, len(names))
-        else:
-            trained = engine.train(settings, train_rows, validation)
+        try:
+            if self.dask_address:
+                trained = _train_on_dask(self.dask_address, self.engine, settings, train_rows, validation, len(names))
+            else:
+                trained = engine.train(settings, train_rows, validation)
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
 
         self.booster_ = trained.booster
         self.n_rounds_ = trained.n_rounds
@@ -381,7 +417,8 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         )
         self.largest_chunk_rows_ = max(index.largest_chunk_rows, train_rows.largest_chunk_rows)
 
-        metrics: dict[str, Any] = {"n_rounds": trained.n_rounds, "scale_pos_weight": positive_weight}
+        metrics: dict[str, Any] = {"n_rounds": trained.n_rounds, "scale_pos_weight": positive_weight,
+                                   "external_memory": paged, "quantised_matrix_gib_estimated": round(estimated_gib, 3)}
         for role, set_name in ROLE_NAMES.items():
             metrics[f"{set_name}_rows"] = roles.rows(role)
             metrics[f"{set_name}_patients"] = roles.patients(role)

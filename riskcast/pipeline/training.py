@@ -22,6 +22,7 @@ from riskcast.features.families import DEFAULT_FAMILIES, FAMILIES, columns_of
 from riskcast.pipeline.store_sync import sync_models
 from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset, fresh_generation, labelled_shards
 from riskcast.model import ModelRegistry, RiskModel, load_model, save_model
+from riskcast.model.estimator import AUTO, DEFAULT_MEMORY_BUDGET_GIB
 from riskcast.labels import challenge_labels, make_labels
 from riskcast.lake import Lake
 
@@ -243,7 +244,8 @@ def fit_ablations(train: StoreDataset, features: list[str], *, engine: str, devi
     models = {}
     for name in ABLATIONS:
         columns = ablation_features(name, features)
-        model = RiskModel(engine=engine, device=device, threshold_rule="none", random_state=seed, **TRAINING_DEFAULTS)
+        model = RiskModel(engine=engine, device=device, threshold_rule="none", random_state=seed,
+                          cache_dir=str(train.generation.folder), **TRAINING_DEFAULTS)
         data = train.with_features(columns)
         models[name] = model.fit(data)
         data.release()
@@ -443,7 +445,8 @@ def train_and_register(
     reports_dir: Path | None = None,
     seed: int = 0,
     negative_fraction: float = 1.0,
-    external_memory: bool = False,
+    external_memory: bool | str = AUTO,
+    memory_budget_gib: float = DEFAULT_MEMORY_BUDGET_GIB,
     dask: str | None = None,
     store: FeatureStore | None = None,
     database: SQLEngine | None = None,
@@ -474,8 +477,8 @@ def train_and_register(
         raise ModelError("the utility operating point scores every hour: train sepsis with the hours after onset kept")
     model = RiskModel(
         engine=engine, device=device, threshold_rule=rule, threshold_target=target, random_state=seed,
-        negative_fraction=negative_fraction, external_memory=external_memory,
-        cache_dir=str(generation.folder) if external_memory else None, dask_address=dask, **TRAINING_DEFAULTS,
+        negative_fraction=negative_fraction, external_memory=external_memory, memory_budget_gib=memory_budget_gib,
+        cache_dir=str(generation.folder), dask_address=dask, **TRAINING_DEFAULTS,
     )
     progress(f"training {engine} on the store's {generation.n_shards} shard(s), {len(features)} features "
              f"({', '.join(families)}; {rule}{'' if rule == 'utility' else f' {target:g}'})")
