@@ -99,7 +99,11 @@ class XGBoostEngine:
             dtrain = xgb.QuantileDMatrix(_chunk_iter(train), nthread=nthread)
         evals, early = [], None
         if validation is not None:
-            dval = xgb.QuantileDMatrix(_chunk_iter(validation), ref=dtrain, nthread=nthread)
+            if settings.external_memory:  # the early-stopping rows page too: at scale they are a fifth of the data
+                dval = xgb.ExtMemQuantileDMatrix(_chunk_iter(validation, cache_prefix=cache + "-validation"),
+                                                 ref=dtrain, nthread=nthread)
+            else:
+                dval = xgb.QuantileDMatrix(_chunk_iter(validation), ref=dtrain, nthread=nthread)
             evals, early = [(dval, "validation")], settings.early_stopping_rounds
         booster = xgb.train(
             params,
