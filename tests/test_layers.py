@@ -63,6 +63,8 @@ def test_make_lint_passes_on_an_untouched_copy_and_analyses_every_module(checkou
          "riskcast.dashboards.components.text -> riskcast.jobs"),
         ("riskcast/evaluate.py", "import riskcast.store", "the pure core reads neither the store nor the lake",
          "riskcast.evaluate -> riskcast.store"),
+        ("riskcast/fairness/gates.py", "import riskcast.config", "the fairness audit reads no settings or config file",
+         "riskcast.fairness.gates -> riskcast.config"),
     ],
 )  # fmt: skip
 def test_a_planted_reach_back_fails_make_lint(checkout: Path, module: str, line: str, broken: str, shown: str) -> None:

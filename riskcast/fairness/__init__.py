@@ -15,7 +15,9 @@ One module a job, data flowing down this list:
 - ``metrics``: what is measured, and how, from counts;
 - ``report``: the results, frozen dataclasses with ``to_dict()``.
 
-Nothing here reads files, the clock or the database.
+Nothing here reads files, the clock or the database: the gates come in as a ``GateConfig``
+(``riskcast.pipeline.audit.load_gates`` reads schemas/fairness_gates.yaml for the flow and
+the CLI).
 """
 
 from riskcast.fairness.auditing import audit
@@ -26,7 +28,7 @@ from riskcast.fairness.frame import (
     SENSITIVE_FEATURES,
     GroupMetricFrame,
 )
-from riskcast.fairness.gates import COMPARES, DEFAULT_GATES_FILE, Gate, GateConfig, load_gates, parse_gates
+from riskcast.fairness.gates import COMPARES, DEFAULT_GATES_FILE, Gate, GateConfig, parse_gates
 from riskcast.fairness.metrics import (
     BOOTSTRAP_METRICS,
     ENCOUNTER,
@@ -86,7 +88,6 @@ __all__ = [
     "Mitigation",
     "Verdict",
     "audit",
-    "load_gates",
     "metric_frame",
     "parse_gates",
 ]

@@ -26,7 +26,7 @@ from riskcast.fairness.frame import (
     audited_features,
     checked_resamples,
 )
-from riskcast.fairness.gates import GateConfig, apply_gates, load_gates
+from riskcast.fairness.gates import GateConfig, apply_gates
 from riskcast.fairness.metrics import INTERSECTION, LABEL, SCORE
 from riskcast.fairness.mitigation import MITIGATION_CONSTRAINTS, mitigations
 from riskcast.fairness.report import AuditReport, FeatureAudit, Mitigation, Verdict
@@ -36,9 +36,9 @@ def audit(
     frame: pl.DataFrame,
     *,
     threshold: float,
+    gates: GateConfig,
     by: Sequence[str] = SENSITIVE_FEATURES,
     intersections: bool = False,
-    gates: GateConfig | None = None,
     reference: Mapping[str, str] | None = None,
     mitigate: Sequence[str] | None = None,
     mitigation_constraints: Sequence[str] = MITIGATION_CONSTRAINTS,
@@ -51,15 +51,21 @@ def audit(
 ) -> AuditReport:
     """Audit the model's operating point ``score >= threshold`` by each feature in ``by``.
 
-    ``intersections`` adds every pair of ``by`` features. ``gates`` defaults to
-    ``load_gates()`` (schemas/fairness_gates.yaml), which also sets the suppression minimums,
-    the bootstrap size (``n_boot`` overrides it) and the confidence level. ``reference`` names
-    a feature's reference group (default: its largest reported group by patients).
+    ``gates`` are data, not a file: a GateConfig (``parse_gates`` builds one from a gates
+    file's parsed contents; the pipeline reads schemas/fairness_gates.yaml). It holds the
+    gates and sets the suppression minimums, the bootstrap size (``n_boot`` overrides it) and
+    the confidence level. ``intersections`` adds every pair of ``by`` features. ``reference``
+    names a feature's reference group (default: its largest reported group by patients).
     ``mitigate`` lists the single features to run the mitigation analysis for (default: those
     with a failed gate; pass () for none). The same ``seed`` drives every
     bootstrap, so results are reproducible.
     """
-    config = gates if gates is not None else load_gates()
+    if not isinstance(gates, GateConfig):
+        raise EvaluationError(
+            f"gates must be a GateConfig (riskcast.fairness.parse_gates builds one from a gates file's contents), "
+            f"got {type(gates).__name__}"
+        )
+    config = gates
     if n_boot is not None:
         config = dataclasses.replace(config, n_boot=checked_resamples(n_boot))
     features = audited_features(by)

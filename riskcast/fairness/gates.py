@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from riskcast.config import read_yaml_config
 from riskcast.errors import ConfigError
 from riskcast.fairness.frame import BOOTSTRAP_RESAMPLES, CONFIDENCE, MIN_EVENTS, MIN_PATIENTS
 from riskcast.fairness.metrics import BOOTSTRAP_METRICS, METRIC_LABELS, POINT_METRICS
@@ -142,12 +140,6 @@ def parse_gates(data: Any, *, source: str = DEFAULT_GATES_FILE) -> GateConfig:
     if not 0.5 <= config.confidence < 1:
         raise ConfigError(f"{source}: confidence must be in [0.5, 1), got {config.confidence}")
     return config
-
-
-def load_gates(path: str | Path | None = None) -> GateConfig:
-    """The fairness gates from ``path``, or the packaged schemas/fairness_gates.yaml when None."""
-    data, source = read_yaml_config(path, packaged=DEFAULT_GATES_FILE, what="fairness gates")
-    return parse_gates(data, source=source)
 
 
 # --------------------------------------------------------------------------- applying the gates

@@ -8,8 +8,9 @@
 The held-out patients are those the model never saw in training (registry.path_of(version) /
 heldout_patients.json); their hourly feature matrix is rebuilt from the lake with the model's
 own outcome and horizon and scored with the model. The audit itself is riskcast.fairness
-(pure); this module adds the I/O: the run in the store's `runs` table, the HTML and JSON
-reports, and a row in `audits` (model_version, run_id, verdict, summary, report_path).
+(pure); this module adds the I/O: the gates file it is held to, the run in the store's `runs`
+table, the HTML and JSON reports, and a row in `audits` (model_version, run_id, verdict,
+summary, report_path).
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 from sqlalchemy import Engine, insert
 
-from riskcast.config import Settings, make_private_dir
+from riskcast.config import Settings, make_private_dir, read_yaml_config
 from riskcast.errors import ConfigError, ModelError
 from riskcast.fairness import (
+    DEFAULT_GATES_FILE,
     MEASUREMENT_VARIABLE,
     METRIC_LABELS,
     SENSITIVE_FEATURES,
     AuditReport,
     FeatureAudit,
+    GateConfig,
     Verdict,
     audit,
-    load_gates,
+    parse_gates,
 )
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
@@ -82,6 +85,19 @@ class AuditRun:
             **dict(self.meta),
             "summary": self.report.summary(),
         }
+
+
+# --------------------------------------------------------------------------- the gates file
+
+
+def load_gates(path: str | Path | None = None) -> GateConfig:
+    """The fairness gates from ``path``, or the packaged schemas/fairness_gates.yaml when None.
+
+    ConfigError names the file and what is wrong with it. The audit itself takes the result as
+    data (riskcast.fairness.audit's ``gates``); reading the file is the flow's business.
+    """
+    data, source = read_yaml_config(path, packaged=DEFAULT_GATES_FILE, what="fairness gates")
+    return parse_gates(data, source=source)
 
 
 # --------------------------------------------------------------------------- the data
