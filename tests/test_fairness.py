@@ -34,7 +34,8 @@ from riskcast.fairness import (
     audit,
     parse_gates,
 )
-from riskcast.pipeline.audit import load_gates, render_html
+from riskcast.pipeline.audit import load_gates
+from riskcast.pipeline.audit_html import render_html
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 UTC_US = pl.Datetime("us", "UTC")
