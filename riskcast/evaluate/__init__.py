@@ -34,6 +34,7 @@ from riskcast.evaluate.metrics import (
     physionet_utility,
     threshold_at_alert_rate,
 )
+from riskcast.evaluate.markdown import evaluation_markdown
 
 __all__ = [
     "DEFAULT_BASELINES",
@@ -63,6 +64,7 @@ __all__ = [
     "compare_at_same_alert_rate",
     "discrimination",
     "evaluate",
+    "evaluation_markdown",
     "physionet_utility",
     "threshold_at_alert_rate",
 ]
