@@ -37,6 +37,7 @@ import polars as pl
 from riskcast import alert_burden
 from riskcast.errors import EvaluationError
 from riskcast.evaluate.markdown import evaluation_markdown
+from riskcast.utility import RowUtilities, row_utilities
 
 SCORE = "risk"
 LABEL = "label"
@@ -49,15 +50,6 @@ SEPSIS_LABEL = "sepsis_label"
 HOURS_PER_ROW = 1.0
 DEFAULT_DETECTION_WINDOW_HOURS = 48.0
 DEFAULT_BASELINES: Mapping[str, float] = MappingProxyType({"news2": 5.0})
-
-# PhysioNet/CinC Challenge 2019 utility parameters (hours relative to t_sepsis).
-DT_EARLY = -12.0
-DT_OPTIMAL = -6.0
-DT_LATE = 3.0
-MAX_U_TP = 1.0
-MIN_U_FN = -2.0
-U_FP = -0.05
-U_TN = 0.0
 
 _MICROSECONDS_PER_HOUR = 3_600_000_000
 
@@ -809,47 +801,16 @@ def compare_at_same_alert_rate(
 # --------------------------------------------------------------------------- PhysioNet utility
 
 
-def _physionet_utility_on(
-    rows: pl.DataFrame, *, encounter: str, label: str, flagged: str, label_name: str = SEPSIS_LABEL
-) -> float:
-    """Normalised utility of rows already sorted by (encounter, time); see physionet_utility."""
-    hour = pl.int_range(pl.len()).over(encounter).cast(pl.Float64)
-    first_label = pl.int_range(pl.len()).filter(pl.col(label) == 1).min().over(encounter).cast(pl.Float64)
-    dt = pl.col("_dt")
-    septic = dt.is_not_null()
-    predicted = pl.col(flagged)
-    tp_utility = (
-        pl.when(dt <= DT_OPTIMAL)
-        .then(pl.max_horizontal((dt - DT_EARLY) * (MAX_U_TP / (DT_OPTIMAL - DT_EARLY)), pl.lit(U_FP)))
-        .otherwise((DT_LATE - dt) * (MAX_U_TP / (DT_LATE - DT_OPTIMAL)))
-    )
-    fn_utility = (
-        pl.when(dt <= DT_OPTIMAL).then(0.0).otherwise((dt - DT_OPTIMAL) * (MIN_U_FN / (DT_LATE - DT_OPTIMAL)))
-    )
-    observed = (
-        pl.when(~septic)
-        .then(pl.when(predicted).then(U_FP).otherwise(U_TN))
-        .when(dt > DT_LATE)
-        .then(0.0)
-        .when(predicted)
-        .then(tp_utility)
-        .otherwise(fn_utility)
-    )
-    best = pl.when(~septic).then(U_TN).when((dt >= DT_EARLY) & (dt <= DT_LATE)).then(tp_utility).otherwise(0.0)
-    inaction = pl.when(~septic).then(U_TN).when(dt > DT_LATE).then(0.0).otherwise(fn_utility)
-    totals = (
-        rows.with_columns(_dt=hour - (first_label - DT_OPTIMAL))
-        .select(observed=observed.sum(), best=best.sum(), inaction=inaction.sum())
-        .row(0, named=True)
-    )
-    span = totals["best"] - totals["inaction"]
-    if span <= 0:
-        n_encounters = rows.get_column(encounter).n_unique()
+def _sepsis_utilities(labels: np.ndarray, encounters: np.ndarray, *, label_name: str = SEPSIS_LABEL) -> RowUtilities:
+    """The PhysioNet 2019 utilities (riskcast.utility) of rows sorted by (encounter, time);
+    EvaluationError when no encounter is septic, which leaves the score undefined."""
+    utilities = row_utilities(labels, encounters)
+    if utilities.span <= 0:
         raise EvaluationError(
             f"cannot compute the PhysioNet utility: no encounter has {label_name!r} = 1 among "
-            f"{n_encounters:,} encounters, so the best and no-alarm utilities are equal"
+            f"{np.unique(encounters).size:,} encounters, so the best and no-alarm utilities are equal"
         )
-    return float((totals["observed"] - totals["inaction"]) / span)
+    return utilities
 
 
 def physionet_utility(
@@ -858,36 +819,18 @@ def physionet_utility(
     label: str = SEPSIS_LABEL,
     prediction: str = "flagged",
 ) -> float:
-    """The PhysioNet/CinC Challenge 2019 normalised utility of binary predictions.
+    """The PhysioNet/CinC Challenge 2019 normalised utility of the binary predictions of a frame.
 
     Faithful to the challenge's ``evaluate_sepsis_score.py``, with each encounter playing
-    the part of one patient file and its rows ordered by time. Derivation, per row:
-
-    - t is the row's 0-based position in its encounter (rows are hours). An encounter is
-      septic when any ``label`` is 1; the label is already 6 h early, so
-      t_sepsis = (position of the first label 1) + 6, and dt = t - t_sepsis.
-    - Non-septic encounter: a positive prediction earns U_FP = -0.05, a negative U_TN = 0,
-      on every row.
-    - Septic encounter, rows with dt > dt_late (+3): 0, whatever was predicted.
-    - Positive prediction (TP): for dt <= dt_optimal (-6), max((dt + 12) / 6, U_FP): 0 at
-      dt_early (-12) rising to U_TP = 1 at -6, and U_FP (not less) for earlier alarms; for
-      -6 < dt <= 3, (3 - dt) / 9: falling from 1 to 0 at dt_late.
-    - Negative prediction (FN): 0 for dt <= -6; for -6 < dt <= 3, -2 (dt + 6) / 9: falling
-      to U_FN = -2 at dt_late.
-    - Summed over all rows: U_obs for the given predictions, U_best for predicting 1
-      exactly where dt_early <= dt <= dt_late on septic encounters (0 elsewhere), and
-      U_none for predicting 0 everywhere. The score is
-      (U_obs - U_none) / (U_best - U_none): 1 for the best predictions, 0 for no alarms,
-      negative for worse than no alarms.
-
-    Worked example (the challenge's own): labels 0,0,0,0,1,1 and predictions 0,0,1,1,1,1
-    give t_sepsis = 10, U_obs = 4/6 + 5/6 + 1 + 8/9 = 61/18, U_best = 76/18 (all six rows
-    in the window), U_none = -2/9, so the score is (65/18) / (80/18) = 0.8125.
+    the part of one patient file and its rows ordered by time; the utility itself, its
+    derivation and the challenge's worked example are riskcast.utility's. The score is 1 for
+    the best predictions, 0 for no alarms, negative for worse than no alarms.
 
     t counts rows, so the frame must hold every hour of each stay from its first row on
-    (as the challenge's files do): dropping rows shifts t_sepsis. ``prediction`` is a 0/1
-    or boolean column (null counts as an error). Raises
-    EvaluationError when no encounter is septic (the score is undefined).
+    (as the challenge's files do): dropping rows shifts t_sepsis. ``label`` is the
+    challenge's SepsisLabel (already 6 h early); ``prediction`` is a 0/1 or boolean column
+    (null counts as an error). Raises EvaluationError when no encounter is septic (the
+    score is undefined).
     """
     _require_columns(frame, [ENCOUNTER, TIME, label, prediction], purpose="the PhysioNet utility")
     _require_no_nulls(frame, [ENCOUNTER, TIME, prediction], purpose="the PhysioNet utility")
@@ -906,7 +849,8 @@ def physionet_utility(
             "_flagged": predicted == 1,
         }
     ).sort(["_enc", "_time"], maintain_order=True)
-    return _physionet_utility_on(rows, encounter="_enc", label="_label", flagged="_flagged", label_name=label)
+    utilities = _sepsis_utilities(rows.get_column("_label").to_numpy(), rows.get_column("_enc").to_numpy(), label_name=label)
+    return utilities.score(rows.get_column("_flagged").to_numpy())
 
 
 # --------------------------------------------------------------------------- the whole report
@@ -965,13 +909,11 @@ def evaluate(
         for b, comparison in comparisons.items():
             operating_points[b] = (b, comparison.baseline_threshold)
             operating_points[f"{score} @ {b} alert rate"] = (score, comparison.model_threshold)
-        utility_rows = data.rows.select("_enc", pl.Series("_sepsis", data.sepsis_label))
-        utility = {}
-        for name, (column, cut) in operating_points.items():
-            flagged = pl.Series("_flagged", _flagged(data, score=column, threshold=cut))
-            utility[name] = _physionet_utility_on(
-                utility_rows.with_columns(flagged), encounter="_enc", label="_sepsis", flagged="_flagged"
-            )
+        utilities = _sepsis_utilities(data.sepsis_label, data.rows.get_column("_enc").to_numpy())
+        utility = {
+            name: utilities.score(_flagged(data, score=column, threshold=cut))
+            for name, (column, cut) in operating_points.items()
+        }
 
     y = data.label
     return EvaluationReport(
