@@ -24,6 +24,7 @@ from riskcast.evaluate.metrics import (
     compare_at_same_alert_rate,
     discrimination,
     evaluate,
+    jsonable,
     physionet_utility,
     threshold_at_alert_rate,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "discrimination",
     "evaluate",
     "evaluation_markdown",
+    "jsonable",
     "physionet_utility",
     "threshold_at_alert_rate",
 ]

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -57,16 +58,19 @@ _MICROSECONDS_PER_HOUR = 3_600_000_000
 # --------------------------------------------------------------------------- results
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain Python for json.dumps: NaN/inf -> None, numpy -> builtins, frames -> rows."""
+def jsonable(value: Any) -> Any:
+    """Plain Python for json.dumps: NaN/inf -> None, numpy -> builtins, frames -> rows, enums and
+    dates -> text. Every result of evaluate and fairness turns into JSON through it."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, pl.DataFrame):
-        return [_jsonable(row) for row in value.to_dicts()]
+        return [jsonable(row) for row in value.to_dicts()]
+    if isinstance(value, StrEnum):
+        return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -105,7 +109,7 @@ class Discrimination:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +139,7 @@ class CalibrationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; the reliability curve becomes a list of row dicts."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ class AlertMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ class BaselineComparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,7 +250,7 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None, frames -> lists of rows)."""
-        return _jsonable(self)
+        return jsonable(self)
 
     def to_markdown(self) -> str:
         """A readable report: discrimination, calibration, operating point, baselines."""

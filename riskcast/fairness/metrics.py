@@ -37,14 +37,17 @@ from sklearn.metrics import precision_score
 
 from riskcast import alert_burden
 from riskcast.errors import EvaluationError
-from riskcast.evaluate import alert_metrics, calibration, discrimination
-
-SCORE = "risk"
-LABEL = "label"
-PATIENT = "patient_id"
-ENCOUNTER = "encounter_id"
-TIME = "time"
-EVENT_TIME = "event_time"
+from riskcast.evaluate import (
+    ENCOUNTER,
+    EVENT_TIME,
+    LABEL,
+    PATIENT,
+    SCORE,
+    TIME,
+    alert_metrics,
+    calibration,
+    discrimination,
+)
 
 INTERSECTION = " & "
 """What joins the groups of two features into the name of their intersection."""

@@ -9,18 +9,16 @@ audits row and the CLI keep, which reads back with ``from_dict``.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from riskcast.errors import EvaluationError
+from riskcast.evaluate import jsonable
 
 
 class Verdict(StrEnum):
@@ -32,28 +30,6 @@ class Verdict(StrEnum):
 
 
 SEVERITY = {Verdict.PASS: 0, Verdict.WARN: 1, Verdict.FAIL: 2}
-
-
-def jsonable(value: Any) -> Any:
-    """Plain Python for json.dumps: NaN/inf -> None, numpy -> builtins, frames -> rows."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, pl.DataFrame):
-        return [jsonable(row) for row in value.to_dicts()]
-    if isinstance(value, StrEnum):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value
 
 
 @dataclass(frozen=True)
