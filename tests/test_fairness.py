@@ -30,6 +30,7 @@ from riskcast.fairness import (
     AuditSummary,
     Gate,
     GateConfig,
+    GroupMetricFrame,
     Verdict,
     audit,
     parse_gates,
@@ -181,6 +182,19 @@ def test_measurement_frequency_is_mean_daily_count_and_share_of_stale_hours() ->
 
 
 # --------------------------------------------------------------------------- bootstrap
+
+
+def test_the_group_metric_frame_gives_overall_by_group_and_disparities_as_data() -> None:
+    frame = pl.concat([patients("White", 120, events=40, detected=24), patients("Black", 100, events=40, detected=12)])
+    metrics = GroupMetricFrame.measure(frame, threshold=THRESHOLD, by=("race_ethnicity",), n_boot=50, seed=1)
+    assert metrics.overall["sensitivity"] == pytest.approx(36 / 80)  # 24 + 12 of 80 event patients, 12 hours each
+    groups = metrics.by_group["race_ethnicity"]
+    assert groups["group"].to_list() == ["Black", "White"]
+    assert groups["sensitivity"].to_list() == pytest.approx([0.3, 0.6])
+    assert metrics.reference_group("race_ethnicity") == "White"  # the largest group by patients
+    white = metrics.disparities("race_ethnicity", "Black").filter(pl.col("metric") == "sensitivity").row(0, named=True)
+    assert (white["group"], white["ratio"], white["difference"]) == ("White", pytest.approx(2.0), pytest.approx(0.3))
+    assert white["difference_low"] > 0  # paired resamples: the interval of the difference excludes 0
 
 
 def test_intervals_resample_patients_not_hours() -> None:
