@@ -1,6 +1,11 @@
 """How good are the scores? Discrimination, calibration, alert-level metrics, baselines.
 
-The method is described in riskcast.evaluate.metrics; the names callers use are here.
+- ``metrics``: every measure over a predictions frame (described there), ``evaluate`` for the
+  whole report, and ``jsonable``, which turns any result into plain JSON;
+- ``markdown``: the report as Markdown (``EvaluationReport.to_markdown``).
+
+The PhysioNet 2019 utility is riskcast.utility's; ``physionet_utility`` here reads it off a
+predictions frame. The names callers use are re-exported here.
 """
 
 from riskcast.evaluate.metrics import (

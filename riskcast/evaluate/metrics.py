@@ -8,7 +8,8 @@ Every function takes a *predictions frame*: one row per encounter-hour, with
   whose label is null, must be dropped before evaluating: see ``riskcast.labels``);
 - ``event_time``: the encounter's first event (UTC), null when it had none;
 - optional baseline scores (``news2``, ``qsofa``, ``sirs``, ...), higher meaning riskier;
-- optional ``sepsis_label`` (the PhysioNet 2019 label, already shifted 6 h early).
+- optional ``sepsis_label`` (the PhysioNet 2019 label, already shifted 6 h early), for the
+  challenge's utility (riskcast.utility).
 
 Rows are assumed hourly: patient-days are rows / 24. Alert episodes, alert rates and the
 threshold for an alert budget are riskcast.alert_burden's. A null (or NaN) score never raises an
