@@ -123,7 +123,9 @@ def describe(report: Any) -> dict[str, Any]:
 
 def measure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from riskcast.fairness import audit
+    from riskcast.pipeline.audit import load_gates
 
+    gates = load_gates()
     results: dict[str, Any] = {"encounters": args.encounters, "bootstrap": args.bootstrap}
     print(f"Set-up: {args.encounters:,} synthetic encounters", flush=True)
     everyone, threshold, results["setup"] = set_up(root, encounters=args.encounters, seed=args.seed)
@@ -141,7 +143,8 @@ def measure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     results["audits"] = {}
     for name, rows, options in cases:
         timing, report = timed(
-            lambda rows=rows, options=options: audit(rows, threshold=threshold, n_boot=args.bootstrap, seed=args.seed, **options),
+            lambda rows=rows, options=options: audit(rows, threshold=threshold, gates=gates, n_boot=args.bootstrap,
+                                                     seed=args.seed, **options),
             repeats=args.repeats,
         )
         results["audits"][name] = timing | describe(report)

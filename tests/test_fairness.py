@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.resources
 import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -27,12 +30,13 @@ from riskcast.fairness import (
     AuditSummary,
     Gate,
     GateConfig,
+    GroupMetricFrame,
     Verdict,
     audit,
-    load_gates,
     parse_gates,
 )
-from riskcast.pipeline.audit import render_html
+from riskcast.pipeline.audit import load_gates
+from riskcast.pipeline.audit_html import render_html
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 UTC_US = pl.Datetime("us", "UTC")
@@ -40,6 +44,7 @@ THRESHOLD = 0.5
 SENSITIVITY_ONLY = GateConfig(
     gates=(Gate(name="sensitivity_ratio", metric="sensitivity", compare="ratio_to_reference", fail_below=0.8, warn_below=0.9),)
 )
+PACKAGED_GATES = load_gates()
 
 
 def patients(
@@ -127,7 +132,7 @@ def group_row(report, feature: str, group: str) -> dict:
 
 def test_rate_metrics_agree_with_sklearn_and_fairlearn_on_the_same_rows() -> None:
     frame = random_cohort(300, seed=1)
-    report = audit(frame, threshold=0.3, by=("race_ethnicity",), n_boot=0, mitigate=())
+    report = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("race_ethnicity",), n_boot=0, mitigate=())
     y, flagged = frame["label"].to_numpy(), (frame["risk"].to_numpy() >= 0.3).astype(int)
     race = frame["race_ethnicity"].to_numpy()
     direct = MetricFrame(
@@ -155,7 +160,7 @@ def test_rate_metrics_agree_with_sklearn_and_fairlearn_on_the_same_rows() -> Non
 
 def test_calibration_alert_burden_and_lead_time_agree_with_riskcast_evaluate() -> None:
     frame = random_cohort(200, seed=2)
-    report = audit(frame, threshold=0.3, by=("sex",), n_boot=0, mitigate=())
+    report = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("sex",), n_boot=0, mitigate=())
     for sex in ("female", "male"):
         rows = frame.filter(pl.col("sex") == sex)
         row = group_row(report, "sex", sex)
@@ -169,7 +174,7 @@ def test_calibration_alert_burden_and_lead_time_agree_with_riskcast_evaluate() -
 
 def test_measurement_frequency_is_mean_daily_count_and_share_of_stale_hours() -> None:
     frame = random_cohort(120, seed=3)
-    report = audit(frame, threshold=0.3, by=("sex",), n_boot=0, mitigate=())
+    report = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("sex",), n_boot=0, mitigate=())
     rows = frame.filter(pl.col("sex") == "male")
     row = group_row(report, "sex", "male")
     assert row["measurements_per_day"] == pytest.approx(rows["heart_rate_count_24h"].mean())
@@ -177,6 +182,19 @@ def test_measurement_frequency_is_mean_daily_count_and_share_of_stale_hours() ->
 
 
 # --------------------------------------------------------------------------- bootstrap
+
+
+def test_the_group_metric_frame_gives_overall_by_group_and_disparities_as_data() -> None:
+    frame = pl.concat([patients("White", 120, events=40, detected=24), patients("Black", 100, events=40, detected=12)])
+    metrics = GroupMetricFrame.measure(frame, threshold=THRESHOLD, by=("race_ethnicity",), n_boot=50, seed=1)
+    assert metrics.overall["sensitivity"] == pytest.approx(36 / 80)  # 24 + 12 of 80 event patients, 12 hours each
+    groups = metrics.by_group["race_ethnicity"]
+    assert groups["group"].to_list() == ["Black", "White"]
+    assert groups["sensitivity"].to_list() == pytest.approx([0.3, 0.6])
+    assert metrics.reference_group("race_ethnicity") == "White"  # the largest group by patients
+    white = metrics.disparities("race_ethnicity", "Black").filter(pl.col("metric") == "sensitivity").row(0, named=True)
+    assert (white["group"], white["ratio"], white["difference"]) == ("White", pytest.approx(2.0), pytest.approx(0.3))
+    assert white["difference_low"] > 0  # paired resamples: the interval of the difference excludes 0
 
 
 def test_intervals_resample_patients_not_hours() -> None:
@@ -191,8 +209,8 @@ def test_intervals_resample_patients_not_hours() -> None:
 
 def test_the_same_seed_gives_the_same_intervals() -> None:
     frame = random_cohort(150, seed=5)
-    first = audit(frame, threshold=0.3, by=("race_ethnicity",), n_boot=50, seed=9, mitigate=())
-    second = audit(frame, threshold=0.3, by=("race_ethnicity",), n_boot=50, seed=9, mitigate=())
+    first = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("race_ethnicity",), n_boot=50, seed=9, mitigate=())
+    second = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("race_ethnicity",), n_boot=50, seed=9, mitigate=())
     assert first.to_dict() == second.to_dict()
 
 
@@ -229,7 +247,7 @@ def test_a_missing_attribute_is_its_own_group_not_recorded() -> None:
     frame = random_cohort(150, seed=6).with_columns(
         pl.when(pl.col("patient_id").str.ends_with("7")).then(None).otherwise(pl.col("race_ethnicity")).alias("race_ethnicity")
     )
-    report = audit(frame, threshold=0.3, by=("race_ethnicity",), n_boot=0, mitigate=())
+    report = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("race_ethnicity",), n_boot=0, mitigate=())
     assert "not recorded" in report.features["race_ethnicity"].groups["group"].to_list()
 
 
@@ -358,21 +376,66 @@ def test_a_fail_bound_on_a_metric_without_an_interval_is_refused() -> None:
         parse_gates({"gates": {"ece": {"metric": "ece", "compare": "value", "fail_above": 0.05}}}, source="g.yaml")
 
 
+def test_the_gates_come_in_as_data_and_decide_the_verdict_without_any_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    files, read_text = importlib.resources.files, Path.read_text
+
+    def no_packaged_file(package: Any, *args: Any) -> Any:
+        assert not str(package).startswith("riskcast"), "the audit read a file of the package"
+        return files(package, *args)
+
+    def no_yaml(path: Path, *args: Any, **kwargs: Any) -> str:
+        assert path.suffix not in (".yaml", ".yml"), f"the audit read {path}"
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.resources, "files", no_packaged_file)
+    monkeypatch.setattr(Path, "read_text", no_yaml)
+    frame = pl.concat([patients("White", 120, events=40, detected=24), patients("Black", 100, events=40, detected=12)])
+
+    def sensitivity_gate(fail_below: float) -> GateConfig:
+        gate = Gate(name="sensitivity_ratio", metric="sensitivity", compare="ratio_to_reference", fail_below=fail_below)
+        return GateConfig(gates=(gate,), source="written in the test")
+
+    strict = audit(frame, threshold=THRESHOLD, gates=sensitivity_gate(0.8), by=("race_ethnicity",), seed=1, mitigate=())
+    lenient = audit(frame, threshold=THRESHOLD, gates=sensitivity_gate(0.4), by=("race_ethnicity",), seed=1, mitigate=())
+    assert (strict.verdict, lenient.verdict) == (Verdict.FAIL, Verdict.PASS)  # ratio 0.5: below 0.8, above 0.4
+    assert strict.gates_source == lenient.gates_source == "written in the test"
+    assert strict.features["race_ethnicity"].groups.equals(lenient.features["race_ethnicity"].groups)
+
+
+def test_the_suppression_minimums_come_with_the_gates() -> None:
+    frame = pl.concat([patients("White", 60, events=20, detected=10), patients("Asian", 7, events=7, detected=1)])
+    default = audit(frame, threshold=THRESHOLD, gates=SENSITIVITY_ONLY, by=("race_ethnicity",), n_boot=0, mitigate=())
+    smaller = dataclasses.replace(SENSITIVITY_ONLY, min_patients=5, min_events=5)
+    relaxed = audit(frame, threshold=THRESHOLD, gates=smaller, by=("race_ethnicity",), n_boot=0, mitigate=())
+    assert group_row(default, "race_ethnicity", "Asian")["suppressed"]
+    assert not group_row(relaxed, "race_ethnicity", "Asian")["suppressed"]
+    assert relaxed.features["race_ethnicity"].suppressed_label == "suppressed (n<5)"
+
+
+def test_an_audit_without_a_gate_config_is_refused_by_name() -> None:
+    frame = random_cohort(50, seed=7)
+    with pytest.raises(TypeError, match="gates"):
+        audit(frame, threshold=0.3, by=("sex",))  # type: ignore[call-arg]
+    with pytest.raises(EvaluationError, match="gates must be a GateConfig .*got str"):
+        audit(frame, threshold=0.3, gates="schemas/fairness_gates.yaml", by=("sex",))  # type: ignore[arg-type]
+
+
 def test_a_missing_sensitive_column_is_named() -> None:
     frame = random_cohort(50, seed=7)
     with pytest.raises(EvaluationError, match="no column\\(s\\) 'ward'"):
-        audit(frame, threshold=0.3, by=("race_ethnicity", "ward"))
+        audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("race_ethnicity", "ward"))
 
 
 def test_censored_rows_must_be_dropped_first() -> None:
     frame = random_cohort(50, seed=8).with_columns(pl.lit(None, dtype=pl.Int8).alias("label"))
     with pytest.raises(EvaluationError, match="label column 'label' has .* null row"):
-        audit(frame, threshold=0.3, by=("sex",))
+        audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("sex",))
 
 
 def test_the_report_is_json_serialisable_without_nan() -> None:
     frame = random_cohort(200, seed=9)
-    report = audit(frame, threshold=0.3, by=("race_ethnicity", "sex"), intersections=True, n_boot=30, mitigate=("sex",))
+    report = audit(frame, threshold=0.3, gates=PACKAGED_GATES, by=("race_ethnicity", "sex"), intersections=True, n_boot=30,
+                   mitigate=("sex",))
     text = json.dumps(report.to_dict(), allow_nan=False)
     assert json.loads(text)["verdict"] in ("pass", "warn", "fail")
     assert json.dumps(report.summary(), allow_nan=False)

@@ -61,8 +61,10 @@ def test_make_lint_passes_on_an_untouched_copy_and_analyses_every_module(checkou
         ("jobs/inbox.py", "import riskcast.cli", "data flows one way", "riskcast.jobs.inbox -> riskcast.cli"),
         ("dashboards/components/text.py", "import riskcast.jobs", "data flows one way",
          "riskcast.dashboards.components.text -> riskcast.jobs"),
-        ("riskcast/evaluate.py", "import riskcast.store", "the pure core reads neither the store nor the lake",
-         "riskcast.evaluate -> riskcast.store"),
+        ("riskcast/evaluate/metrics.py", "import riskcast.store", "the pure core reads neither the store nor the lake",
+         "riskcast.evaluate.metrics -> riskcast.store"),
+        ("riskcast/fairness/gates.py", "import riskcast.config", "the fairness audit reads no settings or config file",
+         "riskcast.fairness.gates -> riskcast.config"),
     ],
 )  # fmt: skip
 def test_a_planted_reach_back_fails_make_lint(checkout: Path, module: str, line: str, broken: str, shown: str) -> None:

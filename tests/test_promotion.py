@@ -16,7 +16,7 @@ from riskcast.errors import RegistryError
 from riskcast.fairness import audit
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
-from riskcast.pipeline.audit import audit_model
+from riskcast.pipeline.audit import audit_model, load_gates
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.promotion import (
     PromotionGate,
@@ -92,7 +92,7 @@ def _record_failed_audit(engine, version: str):
         _missed_deteriorations("White", 100, events=40, detected=24),
         _missed_deteriorations("Black", 100, events=40, detected=8),
     ])
-    report = audit(frame, threshold=0.5, by=("race_ethnicity",), seed=1, mitigate=())
+    report = audit(frame, threshold=0.5, gates=load_gates(), by=("race_ethnicity",), seed=1, mitigate=())
     assert report.verdict == "fail"
     with engine.begin() as connection:
         connection.execute(audits.insert().values(model_version=version, created_at=NOW, verdict=str(report.verdict),

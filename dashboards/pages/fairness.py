@@ -11,20 +11,19 @@ nurses cannot open this page.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dash
-import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
-from plotly.subplots import make_subplots
 
 from riskcast.dashboards import auth
-from riskcast.dashboards.components.figures import FONT, GRAPH_CONFIG, RISK_COLOUR, empty_figure
+from riskcast.dashboards.components.figures import GRAPH_CONFIG, empty_figure
 from riskcast.dashboards.components.grids import grid
 from riskcast.dashboards.components.notices import not_allowed, notice
+from riskcast.dashboards.components.report_figures import groups_figure, trend_figure
+from riskcast.dashboards.components.report_text import SUPPRESSED, feature_text, metric_text
 from riskcast.dashboards.components.text import clock_text
 from riskcast.dashboards.context import context
 from riskcast.errors import RiskcastError
@@ -32,7 +31,6 @@ from riskcast.pipeline import report_views
 
 PAGE = "fairness"
 """Who may read the audits while auth.ROLE_PAGES does not list this page yet."""
-SUPPRESSED = "suppressed"
 NO_AUDIT = "No audit yet: run `riskcast audit` to audit the champion on its held-out patients."
 
 dash.register_page(__name__, path="/fairness", name="Fairness", title="Fairness · riskcast", order=4, nav=True,
@@ -44,9 +42,6 @@ VERDICT_CELLS = {
     "rc-cell-stale": "params.value === 'WARN'",
     "rc-cell-falling": "params.value === 'PASS'",
 }
-FEATURE_NAMES = {"sex": "Sex", "age_band": "Age band", "race_ethnicity": "Race and ethnicity", "site": "Site", "ward": "Ward"}
-FEATURE_COLOURS = ("#1f4e8c", "#a4261c", "#1e6b45", "#8a6d00", "#6b3fa0", "#576072", "#0f7c8c")
-DIGITS = {"alerts_per_100_patient_days": 1, "measurements_per_day": 1, "calibration_in_the_large": 3}
 SHOWN_METRICS = ("sensitivity", "false_positive_rate", "ppv", "alerts_per_100_patient_days", "auroc",
                  "calibration_in_the_large", "measurements_per_day")  # fmt: skip
 SUPPRESSED_CELL = {"rc-cell-insufficient": "params.data.suppressed"}
@@ -90,27 +85,6 @@ def _page_user() -> auth.DashboardUser | None:
 # ---------------------------------------------------------------------------- words
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return f"{value:.{digits}f}".replace("-", "−") if _finite(value) else "–"
-
-
-def _metric_text(metric: str, value: float | None, low: float | None, high: float | None) -> str:
-    digits = DIGITS.get(metric, 2)
-    if not _finite(value):
-        return "–"
-    if _finite(low) and _finite(high):
-        return f"{_num(value, digits)} ({_num(low, digits)}–{_num(high, digits)})"
-    return _num(value, digits)
-
-
-def _feature_name(feature: str) -> str:
-    return " & ".join(FEATURE_NAMES.get(part, part) for part in feature.split(" & "))
-
-
 def _audit_label(row: dict[str, Any], zone: Any) -> str:
     return f"{clock_text(row['created_at'], zone)} · {row['model_version']} · run {row['run_id']} · {str(row['verdict']).upper()}"
 
@@ -127,7 +101,7 @@ def _group_rows(groups: pl.DataFrame) -> list[dict[str, Any]]:
             row |= {
                 "patients": f"{r['n_patients']:,}" if r["n_patients"] is not None else "–",
                 "events": f"{r['n_events']:,}" if r["n_events"] is not None else "–",
-                **{m: _metric_text(m, r[m], r[f"{m}_low"], r[f"{m}_high"]) for m in SHOWN_METRICS},
+                **{m: metric_text(m, r[m], r[f"{m}_low"], r[f"{m}_high"]) for m in SHOWN_METRICS},
             }
         rows.append(row)
     return rows
@@ -214,110 +188,6 @@ def layout(audit: str | None = None, **_: Any) -> html.Div:
     )  # fmt: skip
 
 
-# ---------------------------------------------------------------------------- figures
-
-
-def _layout(figure: go.Figure, *, height: int) -> go.Figure:
-    figure.update_layout(
-        height=height, margin=dict(l=60, r=24, t=44, b=48), paper_bgcolor="white", plot_bgcolor="white", font=FONT,
-        hovermode="closest", legend=dict(orientation="h", yanchor="bottom", y=1.04, xanchor="left", x=0),
-    )  # fmt: skip
-    figure.update_xaxes(showgrid=True, gridcolor="#eceef2", linecolor="#c5cad3", zeroline=False)
-    figure.update_yaxes(showgrid=True, gridcolor="#eceef2", linecolor="#c5cad3", zeroline=False)
-    return figure
-
-
-def groups_figure(groups: pl.DataFrame, metric: str, *, overall: pl.DataFrame, suppressed_label: str) -> go.Figure:
-    """One metric per group with its 95% interval; the reference group darker, the overall
-    value as a line; suppressed groups named on the axis with no bar."""
-    if groups.height == 0:
-        return empty_figure("No groups for this feature.")
-    label = report_views.GROUP_METRIC_LABELS[metric]
-    names = [g + (" (reference)" if r else "") for g, r in zip(groups["group"].to_list(), groups["reference"].to_list(), strict=True)]
-    reported = [not s for s in groups["suppressed"].to_list()]
-    values = [v if ok else None for v, ok in zip(groups[metric].to_list(), reported, strict=True)]
-    lows, highs = groups[f"{metric}_low"].to_list(), groups[f"{metric}_high"].to_list()
-    plus = [None if v is None or h is None else h - v for v, h in zip(values, highs, strict=True)]
-    minus = [None if v is None or lo is None else v - lo for v, lo in zip(values, lows, strict=True)]
-    colours = ["#1f4e8c" if r else "#7a9cc6" for r in groups["reference"].to_list()]
-    hover = [_metric_text(metric, v, lo, hi) for v, lo, hi in zip(values, lows, highs, strict=True)]
-    figure = go.Figure(
-        go.Bar(
-            x=names, y=values, marker_color=colours, text=hover, textposition="none", hovertemplate="%{x}<br>" + label + ": %{text}<extra></extra>",
-            error_y=dict(type="data", array=plus, arrayminus=minus, visible=True, color="#3b4252", thickness=1.3),
-            name=label, showlegend=False,
-        )
-    )  # fmt: skip
-    top = max([h for h in highs if h is not None] + [v for v in values if v is not None] + [0.0])
-    for name, ok in zip(names, reported, strict=True):
-        if not ok:
-            figure.add_annotation(x=name, y=0, yref="y", text=SUPPRESSED, showarrow=False, yanchor="bottom", textangle=-90,
-                                  font=dict(size=12, color="#7a4a00"))  # fmt: skip
-    whole = overall.filter(pl.col("metric") == metric)
-    if whole.height and _finite(whole["value"][0]):
-        figure.add_hline(y=whole["value"][0], line=dict(color="#9aa1ad", dash="dash", width=1.2),
-                         annotation_text=f"all held-out patients {_num(whole['value'][0], DIGITS.get(metric, 2))}",
-                         annotation_position="top right", annotation_font=dict(size=11, color="#576072"))  # fmt: skip
-    _layout(figure, height=340)
-    figure.update_yaxes(title_text=label, range=[min(0.0, min([v for v in lows if v is not None] + [0.0])), (top or 1.0) * 1.12])
-    if not any(reported):
-        figure.add_annotation(x=0.5, y=0.6, xref="paper", yref="paper", showarrow=False, font=dict(size=14, color="#576072"),
-                              text=f"Every group is {suppressed_label}: no number can be shown.")  # fmt: skip
-    return figure
-
-
-def trend_figure(trend: pl.DataFrame, *, selected: int | None, zone: Any) -> go.Figure:
-    """Per feature across audits: the smallest sensitivity ratio of a group to the reference
-    (the gate that guards against missed deteriorations) and the equalized-odds difference,
-    with intervals where the audit has them; the chosen audit is marked."""
-    comparable = trend.filter(pl.col("reported_groups") >= 2)
-    if comparable.height == 0:
-        return empty_figure("No audit had two groups of one feature large enough to compare.", height=260)
-    audits_in_order = trend.unique("audit_id", keep="first", maintain_order=True)
-    names = {a: f"{clock_text(t, zone)} · #{a}" for a, t in audits_in_order.select("audit_id", "created_at").iter_rows()}
-    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                           subplot_titles=("Smallest sensitivity ratio to the reference group",
-                                           "Equalized-odds difference (95% CI)"))  # fmt: skip
-    for index, (feature_key, rows) in enumerate(comparable.group_by("feature", maintain_order=True)):
-        feature = str(feature_key[0])
-        colour = FEATURE_COLOURS[index % len(FEATURE_COLOURS)]
-        when = [names[a] for a in rows["audit_id"].to_list()]
-        verdicts = [str(v).upper() for v in rows["verdict"].to_list()]
-        symbols = ["x" if v == "FAIL" else "diamond" if v == "WARN" else "circle" for v in verdicts]
-        hover = [f"{_feature_name(feature)} · audit {a} · {v}<br>smallest ratio {_num(r)} ({g or '–'})"
-                 for a, v, r, g in zip(rows["audit_id"].to_list(), verdicts, rows["lowest_sensitivity_ratio"].to_list(),
-                                       rows["lowest_sensitivity_ratio_group"].to_list(), strict=True)]  # fmt: skip
-        figure.add_trace(
-            go.Scatter(x=when, y=rows["lowest_sensitivity_ratio"].to_list(), mode="lines+markers", name=_feature_name(feature),
-                       line=dict(color=colour, width=2), marker=dict(size=11, symbol=symbols, color=colour),
-                       text=hover, hovertemplate="%{text}<extra></extra>", legendgroup=feature),
-            row=1, col=1,
-        )  # fmt: skip
-        values = rows["equalized_odds_difference"].to_list()
-        plus = [None if v is None or h is None else h - v for v, h in zip(values, rows["equalized_odds_difference_high"].to_list(), strict=True)]
-        minus = [None if v is None or lo is None else v - lo for v, lo in zip(values, rows["equalized_odds_difference_low"].to_list(), strict=True)]
-        figure.add_trace(
-            go.Scatter(x=when, y=values, mode="lines+markers", name=_feature_name(feature), showlegend=False,
-                       line=dict(color=colour, width=2), marker=dict(size=10, symbol=symbols, color=colour),
-                       error_y=dict(type="data", array=plus, arrayminus=minus, visible=True, color=colour, thickness=1),
-                       hovertemplate=f"{_feature_name(feature)}<br>%{{y:.3f}}<extra></extra>", legendgroup=feature),
-            row=1, col=2,
-        )  # fmt: skip
-    figure.add_hline(y=0.8, line=dict(color="#a4261c", dash="dot", width=1), row=1, col=1, annotation_text="fail below 0.8",
-                     annotation_position="bottom right", annotation_font=dict(size=11, color="#a4261c"))  # fmt: skip
-    figure.add_hline(y=1.0, line=dict(color="#9aa1ad", width=1), row=1, col=1)
-    if selected in names:
-        for column in (1, 2):
-            figure.add_vline(x=list(names).index(selected), line=dict(color=RISK_COLOUR, width=1, dash="dash"), row=1, col=column)
-    _layout(figure, height=380)
-    figure.update_layout(margin=dict(l=60, r=24, t=96, b=48), legend=dict(y=1.16))
-    figure.update_yaxes(rangemode="tozero")
-    figure.update_xaxes(type="category", categoryorder="array", categoryarray=list(names.values()),
-                     range=[-0.5, len(names) - 0.5], title_text="audit")
-    figure.update_annotations(font=dict(size=12, color="#576072"), selector=dict(xref="x domain"))
-    return figure
-
-
 # ---------------------------------------------------------------------------- callbacks
 
 
@@ -344,7 +214,7 @@ def _verdict_block(detail: report_views.AuditDetail, context_: Any) -> list:
         f"Groups with fewer than {detail.min_patients} patients or {detail.min_events} events are suppressed."
     )
     features = [
-        html.Li([html.B(_feature_name(r["feature"])), f": {str(r['verdict']).upper()}",
+        html.Li([html.B(feature_text(r["feature"])), f": {str(r['verdict']).upper()}",
                  f" (reference {r['reference']})" if r["reference"] else "",
                  f"; {r['reported_groups']} group{'s' if r['reported_groups'] != 1 else ''} reported, "
                  f"{r['suppressed_groups']} suppressed"])
@@ -398,13 +268,13 @@ def show_audit(audit_id: Any, feature: str | None) -> tuple:
         message = html.P(["This audit's JSON report is missing from ", html.Code(str(context_.settings.reports_dir)),
                           ": run ", html.Code("riskcast audit"), " again."], className="rc-muted")  # fmt: skip
         return "", message, [], None, [], "", True
-    options = [{"label": _feature_name(f), "value": f} for f in detail.features["feature"].to_list()]
+    options = [{"label": feature_text(f), "value": f} for f in detail.features["feature"].to_list()]
     values = [o["value"] for o in options]
     if not isinstance(feature, str) or feature not in values:
         reported = detail.features.filter(pl.col("reported_groups") > 0)["feature"].to_list()
         feature = reported[0] if reported else (values[0] if values else None)
     gate_rows = [
-        {"key": f"{i}", "verdict": str(r["verdict"]).upper(), "feature": _feature_name(r["feature"] or ""),
+        {"key": f"{i}", "verdict": str(r["verdict"]).upper(), "feature": feature_text(r["feature"] or ""),
          "group": r["group"] or "", "gate": (r["gate"] or "").replace("_", " "), "reason": r["reason"] or ""}
         for i, r in enumerate(detail.gates.iter_rows(named=True))
     ]  # fmt: skip
@@ -440,7 +310,7 @@ def show_groups(audit_id: Any, feature: str | None, metric: str | None) -> tuple
     note = ""
     if described.height:
         row = described.row(0, named=True)
-        note = f"{_feature_name(feature)}: reference group {row['reference'] or 'none (no group large enough)'}. "
+        note = f"{feature_text(feature)}: reference group {row['reference'] or 'none (no group large enough)'}. "
         if row["suppressed_groups"]:
             note += f"{row['suppressed_groups']} group(s) {detail.suppressed_label}: shown without numbers. "
         note += "Values with 95% patient-bootstrap intervals; hover a column title for its definition."

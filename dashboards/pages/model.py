@@ -10,20 +10,24 @@ Everything is read through riskcast.pipeline.report_views; nurses cannot open th
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dash
-import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, callback, dcc, html
 from dash.exceptions import PreventUpdate
-from plotly.subplots import make_subplots
 
 from riskcast.dashboards import auth
-from riskcast.dashboards.components.figures import FONT, GRAPH_CONFIG, RISK_COLOUR, empty_figure
+from riskcast.dashboards.components.figures import GRAPH_CONFIG, empty_figure
 from riskcast.dashboards.components.grids import grid
 from riskcast.dashboards.components.notices import not_allowed, notice
+from riskcast.dashboards.components.report_figures import (
+    discrimination_figure,
+    over_time_figure,
+    reliability_figure,
+    tradeoff_figure,
+)
+from riskcast.dashboards.components.report_text import finite, interval_text, number_text, percent_text, threshold_text
 from riskcast.dashboards.context import context
 from riskcast.errors import RiskcastError
 from riskcast.pipeline import report_views
@@ -36,11 +40,6 @@ dash.register_page(
     nav=True, riskcast_page=PAGE,
 )  # fmt: skip
 
-BASELINE_COLOUR = "#6b7385"
-ABLATION_COLOUR = "#8a6d00"
-PPV_COLOUR = "#1e6b45"
-NEWS2_COLOUR = "#a4261c"
-MUTED = "#576072"
 
 OVER_TIME_COLUMNS = [
     {"field": "week", "headerName": "Week from", "minWidth": 120},
@@ -81,39 +80,6 @@ def _page_user() -> auth.DashboardUser | None:
 
 
 # ---------------------------------------------------------------------------- words
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def _pct(value: float | None, *, digits: int = 0) -> str:
-    if not _finite(value):
-        return "–"
-    assert value is not None
-    percent = value * 100.0
-    if 0 < percent < 1 and digits == 0:
-        return f"{percent:.1f}%"
-    return f"{percent:.{digits}f}%"
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return f"{value:.{digits}f}".replace("-", "−") if _finite(value) else "–"
-
-
-def _with_ci(value: float | None, low: float | None, high: float | None, digits: int = 2) -> str:
-    if not _finite(value):
-        return "–"
-    if not (_finite(low) and _finite(high)):
-        return _num(value, digits)
-    return f"{_num(value, digits)} ({_num(low, digits)}–{_num(high, digits)})"
-
-
-def _risk_threshold(value: float | None) -> str:
-    if not _finite(value):
-        return "–"
-    assert value is not None
-    return f"{value * 100:.2g}%" if value < 0.01 else f"{value * 100:.1f}%"
 
 
 def _missing_report(what: str, path: Any, command: str) -> html.P:
@@ -207,194 +173,6 @@ def layout(version: str | None = None, **_: Any) -> html.Div:
     )  # fmt: skip
 
 
-# ---------------------------------------------------------------------------- figures
-
-
-def _layout(figure: go.Figure, *, height: int) -> go.Figure:
-    figure.update_layout(
-        height=height, margin=dict(l=60, r=24, t=40, b=48), paper_bgcolor="white", plot_bgcolor="white", font=FONT,
-        hovermode="closest", legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
-    )  # fmt: skip
-    figure.update_xaxes(showgrid=True, gridcolor="#eceef2", linecolor="#c5cad3", zeroline=False)
-    figure.update_yaxes(showgrid=True, gridcolor="#eceef2", linecolor="#c5cad3", zeroline=False)
-    return figure
-
-
-def discrimination_figure(table: pl.DataFrame, *, prevalence: float | None) -> go.Figure:
-    """AUROC and AUPRC of each score with their 95% intervals, the model on top."""
-    if table.height == 0:
-        return empty_figure("The evaluation report has no discrimination results.")
-    rows = list(reversed(table.to_dicts()))
-    labels = [r["label"] for r in rows]
-    colours = [RISK_COLOUR if r["kind"] == "model" else ABLATION_COLOUR if r["kind"] == "ablation" else BASELINE_COLOUR
-               for r in rows]  # fmt: skip
-    symbols = ["circle" if r["kind"] != "ablation" else "diamond-open" for r in rows]
-    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=("AUROC", "AUPRC"))
-    for column, metric in enumerate(("auroc", "auprc"), start=1):
-        values = [r[metric] for r in rows]
-        plus = [None if r[f"{metric}_high"] is None or r[metric] is None else r[f"{metric}_high"] - r[metric] for r in rows]
-        minus = [None if r[f"{metric}_low"] is None or r[metric] is None else r[metric] - r[f"{metric}_low"] for r in rows]
-        hover = [f"{r['label']}: {_with_ci(r[metric], r[f'{metric}_low'], r[f'{metric}_high'])}" for r in rows]
-        figure.add_trace(
-            go.Scatter(
-                x=values, y=labels, mode="markers", showlegend=False, text=hover, hovertemplate="%{text}<extra></extra>",
-                marker=dict(size=11, color=colours, symbol=symbols, line=dict(width=1.5, color=colours)),
-                error_x=dict(type="data", array=plus, arrayminus=minus, visible=True, color="#9aa1ad", thickness=1.5, width=4),
-            ),
-            row=1, col=column,
-        )  # fmt: skip
-    figure.add_vline(x=0.5, line=dict(color="#c5cad3", dash="dot"), row=1, col=1)
-    if _finite(prevalence):
-        figure.add_vline(x=prevalence, line=dict(color="#c5cad3", dash="dot"), row=1, col=2,
-                         annotation_text="no skill", annotation_position="top right",
-                         annotation_font=dict(size=11, color=MUTED))  # fmt: skip
-    _layout(figure, height=70 + 46 * len(rows))
-    figure.update_layout(margin=dict(l=190, r=24, t=36, b=36))
-    lowest = min([v for v in table["auroc_low"].to_list() + table["auroc"].to_list() if v is not None] + [0.5])
-    figure.update_xaxes(range=[min(0.4, math.floor(lowest * 10) / 10), 1.0], row=1, col=1)
-    figure.update_xaxes(rangemode="tozero", row=1, col=2)
-    figure.update_annotations(font=dict(size=13, color=MUTED))
-    return figure
-
-
-def reliability_figure(reliability: pl.DataFrame) -> go.Figure:
-    """Mean predicted risk against the observed event rate per risk bin (10 bins of equal
-    size): on the diagonal, risk means what it says. Marker area follows the bin's hours."""
-    points = reliability.drop_nulls(["mean_predicted", "observed_rate"])
-    if points.height == 0:
-        return empty_figure("The evaluation report has no reliability curve.")
-    predicted = [v * 100 for v in points["mean_predicted"].to_list()]
-    observed = [v * 100 for v in points["observed_rate"].to_list()]
-    counts = [c or 0 for c in points["count"].to_list()]
-    top = max(predicted + observed) * 1.08 or 1.0
-    biggest = max(counts) or 1
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="Perfect calibration",
-                                line=dict(color="#9aa1ad", dash="dash", width=1.2), hoverinfo="skip"))  # fmt: skip
-    hover = [
-        f"risk {_pct(lo, digits=2)}–{_pct(hi, digits=2)}<br>predicted {p:.2f}%, observed {o:.2f}%<br>{c:,} hours"
-        for lo, hi, p, o, c in zip(points["min_predicted"].to_list(), points["max_predicted"].to_list(), predicted,
-                                   observed, counts, strict=True)
-    ]  # fmt: skip
-    figure.add_trace(
-        go.Scatter(
-            x=predicted, y=observed, mode="lines+markers", name="Risk bins (held-out hours)",
-            line=dict(color=RISK_COLOUR, width=2),
-            marker=dict(size=[8 + 18 * math.sqrt(c / biggest) for c in counts], color=RISK_COLOUR, opacity=0.85,
-                        line=dict(color="white", width=1)),
-            text=hover, hovertemplate="%{text}<extra></extra>",
-        )
-    )  # fmt: skip
-    _layout(figure, height=400)
-    figure.update_xaxes(title_text="mean predicted risk (%)", range=[0, top], ticksuffix="%")
-    figure.update_yaxes(title_text="observed event rate (%)", range=[0, top], ticksuffix="%", scaleanchor="x", scaleratio=1)
-    return figure
-
-
-def tradeoff_figure(tradeoff: report_views.ThresholdTradeoff) -> go.Figure:
-    """Hourly sensitivity and PPV, and the share of events flagged within 48 h, against
-    alert episodes per 100 patient-days; NEWS2 at 3/5/7 and the current threshold marked."""
-    model = tradeoff.model.drop_nulls("alerts_per_100_patient_days")
-    if model.height == 0:
-        return empty_figure("The trade-off report has no thresholds.")
-    figure = go.Figure()
-    thresholds = [_risk_threshold(t) for t in model["threshold"].to_list()]
-    x = model["alerts_per_100_patient_days"].to_list()
-    lines = (
-        ("sensitivity", "Sensitivity (hours)", RISK_COLOUR, "solid"),
-        ("encounter_sensitivity", "Events flagged within 48 h", RISK_COLOUR, "dot"),
-        ("ppv", "PPV (hours)", PPV_COLOUR, "solid"),
-    )
-    for column, name, colour, dash_style in lines:
-        figure.add_trace(
-            go.Scatter(
-                x=x, y=[None if v is None else v * 100 for v in model[column].to_list()], mode="lines+markers", name=name,
-                line=dict(color=colour, width=2.2 if dash_style == "solid" else 1.6, dash=dash_style, shape="linear"),
-                marker=dict(size=5), text=thresholds,
-                hovertemplate=f"risk ≥ %{{text}}<br>%{{x:.1f}} alerts per 100 patient-days<br>{name}: %{{y:.0f}}%<extra></extra>",
-            )
-        )  # fmt: skip
-    news2 = tradeoff.news2.drop_nulls("alerts_per_100_patient_days")
-    for row in news2.iter_rows(named=True):
-        rate = row["alerts_per_100_patient_days"]
-        figure.add_vline(x=rate, line=dict(color=NEWS2_COLOUR, width=1, dash="dot"), layer="below",
-                         annotation_text=f"NEWS2 ≥{row['threshold']:.0f}", annotation_position="top",
-                         annotation_font=dict(size=11, color=NEWS2_COLOUR))  # fmt: skip
-    if news2.height:
-        for column, name, symbol in (("sensitivity", "NEWS2 sensitivity", "x"), ("ppv", "NEWS2 PPV", "x-open")):
-            figure.add_trace(
-                go.Scatter(
-                    x=news2["alerts_per_100_patient_days"].to_list(),
-                    y=[None if v is None else v * 100 for v in news2[column].to_list()], mode="markers", name=name,
-                    marker=dict(symbol=symbol, size=12, color=NEWS2_COLOUR, line=dict(width=2, color=NEWS2_COLOUR)),
-                    text=[f"NEWS2 ≥{t:.0f}" for t in news2["threshold"].to_list()],
-                    hovertemplate=f"%{{text}}<br>%{{x:.1f}} alerts per 100 patient-days<br>{name}: %{{y:.0f}}%<extra></extra>",
-                )
-            )  # fmt: skip
-    current = tradeoff.current
-    if current is not None and _finite(current.alerts_per_100_patient_days):
-        figure.add_vline(x=current.alerts_per_100_patient_days, line=dict(color=RISK_COLOUR, width=2), layer="below")
-        figure.add_trace(
-            go.Scatter(
-                x=[current.alerts_per_100_patient_days] * 2,
-                y=[None if v is None else v * 100 for v in (current.sensitivity, current.ppv)],
-                mode="markers", name=f"Now: risk ≥ {_risk_threshold(current.threshold)}", text=["sensitivity", "PPV"],
-                marker=dict(symbol="star", size=17, color="#e8a33d", line=dict(color=RISK_COLOUR, width=1.5)),
-                hovertemplate="current threshold<br>%{x:.1f} alerts per 100 patient-days<br>%{text}: %{y:.0f}%<extra></extra>",
-            )
-        )  # fmt: skip
-    _layout(figure, height=430)
-    figure.update_layout(margin=dict(l=60, r=24, t=60, b=48), legend=dict(y=1.1))
-    figure.update_xaxes(title_text="alert episodes per 100 patient-days", rangemode="tozero")
-    figure.update_yaxes(title_text="%", range=[0, 102], ticksuffix="%")
-    return figure
-
-
-def over_time_figure(performance: pl.DataFrame) -> go.Figure:
-    """Weekly AUROC and AUPRC with their intervals; weeks without enough outcomes are
-    marked as such, with no point."""
-    if performance.height == 0:
-        return empty_figure("This version has no scores yet, so there is nothing to follow over time.")
-    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=("AUROC by week", "AUPRC by week"))
-    weeks = performance["week_start"].to_list()
-    tops: list[float] = []
-    for column, metric in enumerate(("auroc", "auprc"), start=1):
-        values = performance[metric].to_list()
-        plus = [None if v is None or h is None else h - v for v, h in zip(values, performance[f"{metric}_high"].to_list(), strict=True)]
-        minus = [None if v is None or lo is None else v - lo for v, lo in zip(values, performance[f"{metric}_low"].to_list(), strict=True)]
-        figure.add_trace(
-            go.Scatter(
-                x=weeks, y=values, mode="lines+markers", showlegend=False, connectgaps=False,
-                line=dict(color=RISK_COLOUR, width=2), marker=dict(size=9, color=RISK_COLOUR),
-                error_y=dict(type="data", array=plus, arrayminus=minus, visible=True, color="#9aa1ad", thickness=1.5),
-                hovertemplate="week from %{x|%d %b}<br>" + metric.upper() + " %{y:.2f}<extra></extra>",
-            ),
-            row=1, col=column,
-        )  # fmt: skip
-        highs = [h for h in performance[f"{metric}_high"].to_list() + values if h is not None]
-        top = 1.0 if metric == "auroc" or not highs else min(1.0, max(highs) * 1.15)
-        tops.append(top)
-        pending = performance.filter(pl.col("status") != report_views.STATUS_MEASURED)
-        if pending.height:
-            middle = 0.7 if metric == "auroc" else top / 2
-            figure.add_trace(
-                go.Scatter(
-                    x=pending["week_start"].to_list(), y=[middle] * pending.height,
-                    mode="markers+text", showlegend=False, text=["not enough outcomes yet"] * pending.height,
-                    textposition="top center", textfont=dict(size=11, color=MUTED),
-                    marker=dict(symbol="line-ew-open", size=16, color=MUTED), hoverinfo="skip",
-                ),
-                row=1, col=column,
-            )  # fmt: skip
-    _layout(figure, height=330)
-    lowest = min([v for v in performance["auroc_low"].to_list() + performance["auroc"].to_list() if v is not None] + [0.5])
-    figure.update_yaxes(range=[min(0.4, math.floor(lowest * 10) / 10), 1.0], row=1, col=1)
-    figure.update_yaxes(range=[0, tops[1]], row=1, col=2)
-    figure.update_xaxes(tickformat="%d %b", dtick=7 * 24 * 3600 * 1000)
-    figure.update_annotations(font=dict(size=13, color=MUTED))
-    return figure
-
-
 # ---------------------------------------------------------------------------- blocks
 
 
@@ -407,7 +185,7 @@ def _card_block(card: report_views.ModelCard | None, *, is_champion: bool) -> li
         ("Version", f"{card.version}{' (champion)' if is_champion else ''}"),
         ("Predicts", outcome),
         ("Engine", f"{card.engine or '–'}, {card.calibration or 'no'} calibration, {card.n_features or '–'} features"),
-        ("Alerts at", f"risk ≥ {_risk_threshold(card.threshold)}"
+        ("Alerts at", f"risk ≥ {threshold_text(card.threshold)}"
                       + (f" ({card.threshold_rule.replace('_', ' ')} {card.threshold_target:g})"
                          if card.threshold_rule and card.threshold_target is not None else "")),
     ]  # fmt: skip
@@ -459,19 +237,19 @@ def _promise_block(evaluation: report_views.EvaluationSummary | None, path: Any)
             html.Div(
                 [
                     html.Div([html.Div("Alerts per 100 patient-days", className="rc-stat-label"),
-                              html.Div(_num(point.alerts_per_100_patient_days, 1), className="rc-stat-value")]),
+                              html.Div(number_text(point.alerts_per_100_patient_days, 1), className="rc-stat-value")]),
                     html.Div([html.Div("Sensitivity (hours)", className="rc-stat-label"),
-                              html.Div(_pct(point.sensitivity), className="rc-stat-value")]),
+                              html.Div(percent_text(point.sensitivity), className="rc-stat-value")]),
                     html.Div([html.Div("PPV (hours)", className="rc-stat-label"),
-                              html.Div(_pct(point.ppv), className="rc-stat-value")]),
+                              html.Div(percent_text(point.ppv), className="rc-stat-value")]),
                     html.Div([html.Div("Events flagged ≤48 h before", className="rc-stat-label"),
-                              html.Div(_pct(point.encounter_sensitivity), className="rc-stat-value")]),
+                              html.Div(percent_text(point.encounter_sensitivity), className="rc-stat-value")]),
                 ],
                 className="rc-stats", style={"marginBottom": "0.8rem"},
             ),
-            html.P(f"At risk ≥ {_risk_threshold(point.threshold)} on {evaluation.n_patients or 0:,} held-out patients"
+            html.P(f"At risk ≥ {threshold_text(point.threshold)} on {evaluation.n_patients or 0:,} held-out patients"
                    + (f"; median warning {point.median_lead_time_hours:.0f} h before the event."
-                      if _finite(point.median_lead_time_hours) else "."), className="rc-muted rc-small"),
+                      if finite(point.median_lead_time_hours) else "."), className="rc-muted rc-small"),
         ]  # fmt: skip
     if check is None:
         block.append(html.P("This report has no promise check (trained before promises were recorded).", className="rc-muted"))
@@ -490,10 +268,10 @@ def _promise_block(evaluation: report_views.EvaluationSummary | None, path: Any)
                 html.Thead(html.Tr([html.Th(""), html.Th("promised"), html.Th("held-out"), html.Th("")])),
                 html.Tbody(
                     [
-                        html.Tr([html.Td("alerts per 100 patient-days"), html.Td(_num(check.promised_alerts_per_100_patient_days, 1)),
-                                 html.Td(_num(check.observed_alerts_per_100_patient_days, 1)),
+                        html.Tr([html.Td("alerts per 100 patient-days"), html.Td(number_text(check.promised_alerts_per_100_patient_days, 1)),
+                                 html.Td(number_text(check.observed_alerts_per_100_patient_days, 1)),
                                  html.Td("kept" if check.burden_kept else "more alerts than promised" if check.burden_kept is False else "")]),
-                        html.Tr([html.Td("PPV (hours)"), html.Td(_pct(check.promised_ppv)), html.Td(_pct(check.observed_ppv)),
+                        html.Tr([html.Td("PPV (hours)"), html.Td(percent_text(check.promised_ppv)), html.Td(percent_text(check.observed_ppv)),
                                  html.Td("kept" if check.ppv_kept else "lower than promised" if check.ppv_kept is False else "")]),
                     ]
                 ),
@@ -512,9 +290,9 @@ def _comparison_text(evaluation: report_views.EvaluationSummary | None) -> list:
         items.append(
             html.Li(
                 f"At {row['baseline']} ≥ {row['baseline_threshold']:g}'s burden "
-                f"({_num(row['baseline_alerts_per_100_patient_days'], 1)} alerts per 100 patient-days): "
-                f"{row['baseline']} sensitivity {_pct(row['baseline_sensitivity'])}, PPV {_pct(row['baseline_ppv'])}; "
-                f"the model {_pct(row['model_sensitivity'])}, PPV {_pct(row['model_ppv'])}."
+                f"({number_text(row['baseline_alerts_per_100_patient_days'], 1)} alerts per 100 patient-days): "
+                f"{row['baseline']} sensitivity {percent_text(row['baseline_sensitivity'])}, PPV {percent_text(row['baseline_ppv'])}; "
+                f"the model {percent_text(row['model_sensitivity'])}, PPV {percent_text(row['model_ppv'])}."
             )
         )
     return [html.Ul(items, className="rc-drivers", style={"marginTop": "0.4rem"})]
@@ -561,7 +339,7 @@ def show_reports(version: str | None) -> tuple:
     summary = f"{chosen}{' · champion' if is_champion else ' · not the champion'}"
     if evaluation is not None:
         summary += (f" · held out: {evaluation.n_patients or 0:,} patients, {evaluation.n_rows or 0:,} hours, "
-                    f"{evaluation.n_positive or 0:,} hours before an event ({_pct(evaluation.prevalence, digits=1)})")  # fmt: skip
+                    f"{evaluation.n_positive or 0:,} hours before an event ({percent_text(evaluation.prevalence, digits=1)})")  # fmt: skip
     if problems:
         summary = [summary, *[html.Div(p, className="rc-message-error") for p in problems]]
     evaluation_file = report_views.evaluation_path(reports_dir, chosen)
@@ -579,15 +357,15 @@ def show_reports(version: str | None) -> tuple:
         discrimination_chart = discrimination_figure(evaluation.discrimination, prevalence=evaluation.prevalence)
         discrimination_rows = [
             {"score": r["score"], "label": r["label"], "kind": r["kind"],
-             "auroc": _with_ci(r["auroc"], r["auroc_low"], r["auroc_high"]),
-             "auprc": _with_ci(r["auprc"], r["auprc_low"], r["auprc_high"]),
+             "auroc": interval_text(r["auroc"], r["auroc_low"], r["auroc_high"]),
+             "auprc": interval_text(r["auprc"], r["auprc_low"], r["auprc_high"]),
              "kind_text": ABLATION_TEXT.get(r["score"], KIND_TEXT.get(r["kind"], ""))}
             for r in evaluation.discrimination.iter_rows(named=True)
         ]  # fmt: skip
         reliability_chart = reliability_figure(evaluation.reliability)
         reliability_note = (
-            f"Brier {_num(evaluation.brier, 4)} · expected calibration error {_num(evaluation.ece, 4)} · "
-            f"mean predicted minus observed {_pct(evaluation.calibration_in_the_large, digits=2)} "
+            f"Brier {number_text(evaluation.brier, 4)} · expected calibration error {number_text(evaluation.ece, 4)} · "
+            f"mean predicted minus observed {percent_text(evaluation.calibration_in_the_large, digits=2)} "
             f"({'over' if (evaluation.calibration_in_the_large or 0) > 0 else 'under'}-predicts on average). "
             "Bins hold equal numbers of held-out hours."
         )
@@ -633,8 +411,8 @@ def show_over_time(version: str | None) -> tuple:
                 "events": f"{r['n_positive']:,}",
                 "patients": f"{r['n_patients']:,}",
                 "measured": measured,
-                "auroc": _with_ci(r["auroc"], r["auroc_low"], r["auroc_high"]) if measured else waiting,
-                "auprc": _with_ci(r["auprc"], r["auprc_low"], r["auprc_high"]) if measured else waiting,
+                "auroc": interval_text(r["auroc"], r["auroc_low"], r["auroc_high"]) if measured else waiting,
+                "auprc": interval_text(r["auprc"], r["auprc_low"], r["auprc_high"]) if measured else waiting,
             }
         )
     note = (

@@ -8,7 +8,8 @@ Every function takes a *predictions frame*: one row per encounter-hour, with
   whose label is null, must be dropped before evaluating: see ``riskcast.labels``);
 - ``event_time``: the encounter's first event (UTC), null when it had none;
 - optional baseline scores (``news2``, ``qsofa``, ``sirs``, ...), higher meaning riskier;
-- optional ``sepsis_label`` (the PhysioNet 2019 label, already shifted 6 h early).
+- optional ``sepsis_label`` (the PhysioNet 2019 label, already shifted 6 h early), for the
+  challenge's utility (riskcast.utility).
 
 Rows are assumed hourly: patient-days are rows / 24. Alert episodes, alert rates and the
 threshold for an alert budget are riskcast.alert_burden's. A null (or NaN) score never raises an
@@ -28,6 +29,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +38,8 @@ import polars as pl
 
 from riskcast import alert_burden
 from riskcast.errors import EvaluationError
+from riskcast.evaluate.markdown import evaluation_markdown
+from riskcast.utility import RowUtilities, row_utilities
 
 SCORE = "risk"
 LABEL = "label"
@@ -49,31 +53,25 @@ HOURS_PER_ROW = 1.0
 DEFAULT_DETECTION_WINDOW_HOURS = 48.0
 DEFAULT_BASELINES: Mapping[str, float] = MappingProxyType({"news2": 5.0})
 
-# PhysioNet/CinC Challenge 2019 utility parameters (hours relative to t_sepsis).
-DT_EARLY = -12.0
-DT_OPTIMAL = -6.0
-DT_LATE = 3.0
-MAX_U_TP = 1.0
-MIN_U_FN = -2.0
-U_FP = -0.05
-U_TN = 0.0
-
 _MICROSECONDS_PER_HOUR = 3_600_000_000
 
 
 # --------------------------------------------------------------------------- results
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain Python for json.dumps: NaN/inf -> None, numpy -> builtins, frames -> rows."""
+def jsonable(value: Any) -> Any:
+    """Plain Python for json.dumps: NaN/inf -> None, numpy -> builtins, frames -> rows, enums and
+    dates -> text. Every result of evaluate and fairness turns into JSON through it."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, pl.DataFrame):
-        return [_jsonable(row) for row in value.to_dicts()]
+        return [jsonable(row) for row in value.to_dicts()]
+    if isinstance(value, StrEnum):
+        return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -112,7 +110,7 @@ class Discrimination:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +140,7 @@ class CalibrationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; the reliability curve becomes a list of row dicts."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True)
@@ -201,7 +199,7 @@ class AlertMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,7 @@ class BaselineComparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
-        return _jsonable(self)
+        return jsonable(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,11 +251,11 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None, frames -> lists of rows)."""
-        return _jsonable(self)
+        return jsonable(self)
 
     def to_markdown(self) -> str:
         """A readable report: discrimination, calibration, operating point, baselines."""
-        return _report_markdown(self)
+        return evaluation_markdown(self)
 
 
 # --------------------------------------------------------------------------- validation
@@ -808,47 +806,16 @@ def compare_at_same_alert_rate(
 # --------------------------------------------------------------------------- PhysioNet utility
 
 
-def _physionet_utility_on(
-    rows: pl.DataFrame, *, encounter: str, label: str, flagged: str, label_name: str = SEPSIS_LABEL
-) -> float:
-    """Normalised utility of rows already sorted by (encounter, time); see physionet_utility."""
-    hour = pl.int_range(pl.len()).over(encounter).cast(pl.Float64)
-    first_label = pl.int_range(pl.len()).filter(pl.col(label) == 1).min().over(encounter).cast(pl.Float64)
-    dt = pl.col("_dt")
-    septic = dt.is_not_null()
-    predicted = pl.col(flagged)
-    tp_utility = (
-        pl.when(dt <= DT_OPTIMAL)
-        .then(pl.max_horizontal((dt - DT_EARLY) * (MAX_U_TP / (DT_OPTIMAL - DT_EARLY)), pl.lit(U_FP)))
-        .otherwise((DT_LATE - dt) * (MAX_U_TP / (DT_LATE - DT_OPTIMAL)))
-    )
-    fn_utility = (
-        pl.when(dt <= DT_OPTIMAL).then(0.0).otherwise((dt - DT_OPTIMAL) * (MIN_U_FN / (DT_LATE - DT_OPTIMAL)))
-    )
-    observed = (
-        pl.when(~septic)
-        .then(pl.when(predicted).then(U_FP).otherwise(U_TN))
-        .when(dt > DT_LATE)
-        .then(0.0)
-        .when(predicted)
-        .then(tp_utility)
-        .otherwise(fn_utility)
-    )
-    best = pl.when(~septic).then(U_TN).when((dt >= DT_EARLY) & (dt <= DT_LATE)).then(tp_utility).otherwise(0.0)
-    inaction = pl.when(~septic).then(U_TN).when(dt > DT_LATE).then(0.0).otherwise(fn_utility)
-    totals = (
-        rows.with_columns(_dt=hour - (first_label - DT_OPTIMAL))
-        .select(observed=observed.sum(), best=best.sum(), inaction=inaction.sum())
-        .row(0, named=True)
-    )
-    span = totals["best"] - totals["inaction"]
-    if span <= 0:
-        n_encounters = rows.get_column(encounter).n_unique()
+def _sepsis_utilities(labels: np.ndarray, encounters: np.ndarray, *, label_name: str = SEPSIS_LABEL) -> RowUtilities:
+    """The PhysioNet 2019 utilities (riskcast.utility) of rows sorted by (encounter, time);
+    EvaluationError when no encounter is septic, which leaves the score undefined."""
+    utilities = row_utilities(labels, encounters)
+    if utilities.span <= 0:
         raise EvaluationError(
             f"cannot compute the PhysioNet utility: no encounter has {label_name!r} = 1 among "
-            f"{n_encounters:,} encounters, so the best and no-alarm utilities are equal"
+            f"{np.unique(encounters).size:,} encounters, so the best and no-alarm utilities are equal"
         )
-    return float((totals["observed"] - totals["inaction"]) / span)
+    return utilities
 
 
 def physionet_utility(
@@ -857,36 +824,18 @@ def physionet_utility(
     label: str = SEPSIS_LABEL,
     prediction: str = "flagged",
 ) -> float:
-    """The PhysioNet/CinC Challenge 2019 normalised utility of binary predictions.
+    """The PhysioNet/CinC Challenge 2019 normalised utility of the binary predictions of a frame.
 
     Faithful to the challenge's ``evaluate_sepsis_score.py``, with each encounter playing
-    the part of one patient file and its rows ordered by time. Derivation, per row:
-
-    - t is the row's 0-based position in its encounter (rows are hours). An encounter is
-      septic when any ``label`` is 1; the label is already 6 h early, so
-      t_sepsis = (position of the first label 1) + 6, and dt = t - t_sepsis.
-    - Non-septic encounter: a positive prediction earns U_FP = -0.05, a negative U_TN = 0,
-      on every row.
-    - Septic encounter, rows with dt > dt_late (+3): 0, whatever was predicted.
-    - Positive prediction (TP): for dt <= dt_optimal (-6), max((dt + 12) / 6, U_FP): 0 at
-      dt_early (-12) rising to U_TP = 1 at -6, and U_FP (not less) for earlier alarms; for
-      -6 < dt <= 3, (3 - dt) / 9: falling from 1 to 0 at dt_late.
-    - Negative prediction (FN): 0 for dt <= -6; for -6 < dt <= 3, -2 (dt + 6) / 9: falling
-      to U_FN = -2 at dt_late.
-    - Summed over all rows: U_obs for the given predictions, U_best for predicting 1
-      exactly where dt_early <= dt <= dt_late on septic encounters (0 elsewhere), and
-      U_none for predicting 0 everywhere. The score is
-      (U_obs - U_none) / (U_best - U_none): 1 for the best predictions, 0 for no alarms,
-      negative for worse than no alarms.
-
-    Worked example (the challenge's own): labels 0,0,0,0,1,1 and predictions 0,0,1,1,1,1
-    give t_sepsis = 10, U_obs = 4/6 + 5/6 + 1 + 8/9 = 61/18, U_best = 76/18 (all six rows
-    in the window), U_none = -2/9, so the score is (65/18) / (80/18) = 0.8125.
+    the part of one patient file and its rows ordered by time; the utility itself, its
+    derivation and the challenge's worked example are riskcast.utility's. The score is 1 for
+    the best predictions, 0 for no alarms, negative for worse than no alarms.
 
     t counts rows, so the frame must hold every hour of each stay from its first row on
-    (as the challenge's files do): dropping rows shifts t_sepsis. ``prediction`` is a 0/1
-    or boolean column (null counts as an error). Raises
-    EvaluationError when no encounter is septic (the score is undefined).
+    (as the challenge's files do): dropping rows shifts t_sepsis. ``label`` is the
+    challenge's SepsisLabel (already 6 h early); ``prediction`` is a 0/1 or boolean column
+    (null counts as an error). Raises EvaluationError when no encounter is septic (the
+    score is undefined).
     """
     _require_columns(frame, [ENCOUNTER, TIME, label, prediction], purpose="the PhysioNet utility")
     _require_no_nulls(frame, [ENCOUNTER, TIME, prediction], purpose="the PhysioNet utility")
@@ -905,7 +854,8 @@ def physionet_utility(
             "_flagged": predicted == 1,
         }
     ).sort(["_enc", "_time"], maintain_order=True)
-    return _physionet_utility_on(rows, encounter="_enc", label="_label", flagged="_flagged", label_name=label)
+    utilities = _sepsis_utilities(rows.get_column("_label").to_numpy(), rows.get_column("_enc").to_numpy(), label_name=label)
+    return utilities.score(rows.get_column("_flagged").to_numpy())
 
 
 # --------------------------------------------------------------------------- the whole report
@@ -964,13 +914,11 @@ def evaluate(
         for b, comparison in comparisons.items():
             operating_points[b] = (b, comparison.baseline_threshold)
             operating_points[f"{score} @ {b} alert rate"] = (score, comparison.model_threshold)
-        utility_rows = data.rows.select("_enc", pl.Series("_sepsis", data.sepsis_label))
-        utility = {}
-        for name, (column, cut) in operating_points.items():
-            flagged = pl.Series("_flagged", _flagged(data, score=column, threshold=cut))
-            utility[name] = _physionet_utility_on(
-                utility_rows.with_columns(flagged), encounter="_enc", label="_sepsis", flagged="_flagged"
-            )
+        utilities = _sepsis_utilities(data.sepsis_label, data.rows.get_column("_enc").to_numpy())
+        utility = {
+            name: utilities.score(_flagged(data, score=column, threshold=cut))
+            for name, (column, cut) in operating_points.items()
+        }
 
     y = data.label
     return EvaluationReport(
@@ -991,129 +939,3 @@ def evaluate(
         comparisons=MappingProxyType(comparisons),
         utility=None if utility is None else MappingProxyType(utility),
     )
-
-
-# --------------------------------------------------------------------------- markdown
-
-
-def _num(value: float, digits: int = 3) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _pct(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.1f}%"
-
-
-def _with_ci(value: float, interval: tuple[float, float]) -> str:
-    if not all(math.isfinite(v) for v in interval):
-        return _num(value)
-    return f"{_num(value)} ({_num(interval[0])}–{_num(interval[1])})"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-def _alert_rows(metrics: Sequence[AlertMetrics]) -> list[list[str]]:
-    def line(name: str, render: Any) -> list[str]:
-        return [name, *[render(m) for m in metrics]]
-
-    return [
-        line("alerts per 100 patient-days", lambda m: _num(m.alerts_per_100_patient_days, 1)),
-        line("alert episodes", lambda m: f"{m.n_alert_episodes:,}"),
-        line("flagged hours", lambda m: _pct(m.flag_rate)),
-        line("sensitivity (hours)", lambda m: _pct(m.sensitivity)),
-        line("specificity (hours)", lambda m: _pct(m.specificity)),
-        line("PPV (hours)", lambda m: _pct(m.ppv)),
-        line("NPV (hours)", lambda m: _pct(m.npv)),
-        line("PPV (alert episodes)", lambda m: _pct(m.alert_ppv)),
-        line(
-            "events detected",
-            lambda m: f"{_pct(m.encounter_sensitivity)} ({m.n_event_encounters_detected:,}/"
-            f"{m.n_event_encounters_evaluable:,})",
-        ),
-        line("median lead time (h)", lambda m: _num(m.median_lead_time_hours, 1)),
-        line("encounters without event flagged", lambda m: _pct(m.nonevent_encounter_flag_rate)),
-    ]
-
-
-def _report_markdown(report: EvaluationReport) -> str:
-    title = report.outcome or report.label
-    lines = [
-        f"# Evaluation: {title}",
-        "",
-        f"{report.n_rows:,} hourly rows, {report.n_encounters:,} encounters, {report.n_patients:,} patients, "
-        f"{report.patient_days:,.1f} patient-days; {report.n_positive:,} positive rows "
-        f"({_pct(report.prevalence)}).",
-        "",
-        "## Discrimination",
-        "",
-        "Intervals: 95% bootstrap, resampling patients.",
-        "",
-    ]
-    lines += _table(
-        ["score", "AUROC (95% CI)", "AUPRC (95% CI)", "rows", "positives", "missing score", "bootstrap"],
-        [
-            [
-                name,
-                _with_ci(d.auroc, d.auroc_ci),
-                _with_ci(d.auprc, d.auprc_ci),
-                f"{d.n_rows:,}",
-                f"{d.n_positive:,}",
-                f"{d.n_missing_score:,}",
-                f"{d.n_boot_valid}/{d.n_boot}",
-            ]
-            for name, d in report.discrimination.items()
-        ],
-    )
-    cal = report.calibration
-    lines += [
-        "",
-        f"## Calibration ({cal.score})",
-        "",
-        f"Brier score {_num(cal.brier, 4)}; ECE {_num(cal.ece, 4)} ({cal.n_bins} equal-frequency bins); "
-        f"calibration-in-the-large {cal.calibration_in_the_large:+.4f} (mean predicted "
-        f"{_pct(cal.mean_predicted)}, observed {_pct(cal.observed_rate)}).",
-        "",
-    ]
-    lines += _table(
-        ["bin", "mean predicted", "observed rate", "rows"],
-        [
-            [str(r["bin"]), _pct(r["mean_predicted"]), _pct(r["observed_rate"]), f"{r['count']:,}"]
-            for r in cal.reliability.iter_rows(named=True)
-        ],
-    )
-    op = report.operating_point
-    lines += [
-        "",
-        f"## Operating point ({op.score} >= {op.threshold:.4g})",
-        "",
-        f"**{op.promise}** (on this evaluation data).",
-        "",
-        f"Events are detected when flagged at least once in the {op.detection_window_hours:g} h "
-        "before the event; lead time runs from the first such flag to the event.",
-        "",
-    ]
-    lines += _table(["metric", op.score], _alert_rows([op]))
-    if report.comparisons:
-        lines += ["", "## Baselines at the same alert rate", ""]
-        for name, comparison in report.comparisons.items():
-            base, model = comparison.baseline_metrics, comparison.model_metrics
-            lines += [
-                f"### {name} >= {comparison.baseline_threshold:g}",
-                "",
-            ]
-            lines += _table(
-                ["metric", f"{name} >= {comparison.baseline_threshold:g}", f"{model.score} >= {model.threshold:.4g}"],
-                _alert_rows([base, model]),
-            )
-            lines.append("")
-    if report.utility is not None:
-        lines += ["", "## PhysioNet 2019 utility", "", "1 is the best possible; 0 is never alarming.", ""]
-        lines += _table(["operating point", "normalised utility"], [[k, _num(v)] for k, v in report.utility.items()])
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.rstrip() + "\n"
