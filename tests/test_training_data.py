@@ -159,6 +159,7 @@ def test_training_pages_its_matrix_to_disk_only_when_it_is_over_the_memory_budge
     tight = RiskModel(threshold_rule="none", memory_budget_gib=estimated / 2, cache_dir=str(tmp_path),
                       **TRAINING_DEFAULTS).fit(train)
     assert tight.training_metrics_["external_memory"] is True
+    assert tight.training_metrics_["external_memory_validation"] is False  # a quarter the size: stays in memory
     assert not list(tmp_path.glob("xgb-cache*"))  # the pages are gone once the booster is trained
     np.testing.assert_allclose(tight.predict_margin(test.rows(0).select(test.feature_names)),
                                small.predict_margin(test.rows(0).select(test.feature_names)), rtol=1e-5, atol=1e-5)

@@ -43,6 +43,7 @@ class BoosterSettings:
     device: str
     reg_lambda: float = 1.0
     external_memory: bool = False
+    external_memory_validation: bool = False  # the early-stopping rows page too (at scale, a fifth of the data)
     cache_dir: str | None = None  # where ExtMemQuantileDMatrix keeps its pages
 
 
@@ -92,14 +93,14 @@ class XGBoostEngine:
             "nthread": settings.n_jobs or 0,
         }
         nthread = settings.n_jobs or 0
+        cache = str(Path(settings.cache_dir or ".") / "xgb-cache")
         if settings.external_memory:
-            cache = str(Path(settings.cache_dir or ".") / "xgb-cache")
             dtrain = xgb.ExtMemQuantileDMatrix(_chunk_iter(train, cache_prefix=cache), nthread=nthread)
         else:
             dtrain = xgb.QuantileDMatrix(_chunk_iter(train), nthread=nthread)
         evals, early = [], None
         if validation is not None:
-            if settings.external_memory:  # the early-stopping rows page too: at scale they are a fifth of the data
+            if settings.external_memory_validation:
                 dval = xgb.ExtMemQuantileDMatrix(_chunk_iter(validation, cache_prefix=cache + "-validation"),
                                                  ref=dtrain, nthread=nthread)
             else:

@@ -169,7 +169,8 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     external_memory : XGBoost keeps its quantised training matrix in pages on disk
         (ExtMemQuantileDMatrix under `cache_dir`, a temporary folder when None) when True,
         in memory when False; "auto" (the default) pages it when the matrix is estimated
-        (QUANTISED_BYTES_PER_CELL a training cell) over `memory_budget_gib`. Both give the
+        (QUANTISED_BYTES_PER_CELL a training cell) over `memory_budget_gib`, and the
+        early-stopping rows' matrix likewise on its own estimate. Both give the
         same trees; paging trades time for memory. LightGBM and Dask ignore it.
     memory_budget_gib : the in-memory quantised matrix "auto" allows (GiB).
     dask_address : train the booster with xgboost.dask on this cluster ("tcp://host:8786",
@@ -268,16 +269,16 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         if not (spw is None or spw == "auto" or (isinstance(spw, int | float) and spw > 0)):
             raise ModelError(f"scale_pos_weight must be 'auto', a positive number or None (got {spw!r})")
 
-    def _pages_to_disk(self, train_rows: int, n_features: int) -> tuple[bool, float]:
-        """Whether XGBoost's training matrix goes to disk, and its estimated in-memory size (GiB)."""
-        estimated = train_rows * n_features * QUANTISED_BYTES_PER_CELL / 2**30
+    def _pages_to_disk(self, rows: int, n_features: int, *, what: str) -> tuple[bool, float]:
+        """Whether XGBoost's quantised matrix of `rows` goes to disk, and its estimated in-memory size (GiB)."""
+        estimated = rows * n_features * QUANTISED_BYTES_PER_CELL / 2**30
         if self.engine != "xgboost" or self.dask_address:
             return False, estimated
         if self.external_memory == AUTO:
             paged = estimated > float(self.memory_budget_gib)
             if paged:
-                logger.info("the quantised training matrix (about %.1f GiB) is over the %.1f GiB memory budget: "
-                            "XGBoost pages it through external memory", estimated, float(self.memory_budget_gib))
+                logger.info("the quantised %s matrix (about %.1f GiB) is over the %.1f GiB memory budget: "
+                            "XGBoost pages it through external memory", what, estimated, float(self.memory_budget_gib))
             return paged, estimated
         return bool(self.external_memory), estimated
 
@@ -373,8 +374,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         engine = engine_for(self.engine)
         train_rows = RoleView(dataset, index, roles, [TRAIN], positive_weight=positive_weight,
                               negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
-        paged, estimated_gib = self._pages_to_disk(train_rows.n_rows, len(names))
-        scratch = tempfile.TemporaryDirectory(prefix="riskcast-xgb-") if paged and not self.cache_dir else None
+        paged, estimated_gib = self._pages_to_disk(train_rows.n_rows, len(names), what="training")
+        paged_validation, _ = self._pages_to_disk(roles.rows(VALIDATION), len(names), what="early-stopping")
+        scratch = (tempfile.TemporaryDirectory(prefix="riskcast-xgb-")
+                   if (paged or paged_validation) and not self.cache_dir else None)
         settings = BoosterSettings(
             n_estimators=int(self.n_estimators),
             learning_rate=float(self.learning_rate),
@@ -389,6 +392,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             device=choice.device,
             external_memory=paged,
+            external_memory_validation=paged_validation,
             cache_dir=scratch.name if scratch is not None else self.cache_dir,
         )
         validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight)
@@ -418,7 +422,8 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.largest_chunk_rows_ = max(index.largest_chunk_rows, train_rows.largest_chunk_rows)
 
         metrics: dict[str, Any] = {"n_rounds": trained.n_rounds, "scale_pos_weight": positive_weight,
-                                   "external_memory": paged, "quantised_matrix_gib_estimated": round(estimated_gib, 3)}
+                                   "external_memory": paged, "external_memory_validation": paged_validation,
+                                   "quantised_matrix_gib_estimated": round(estimated_gib, 3)}
         for role, set_name in ROLE_NAMES.items():
             metrics[f"{set_name}_rows"] = roles.rows(role)
             metrics[f"{set_name}_patients"] = roles.patients(role)
