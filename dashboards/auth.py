@@ -38,20 +38,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import flask
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine
 from zxcvbn import zxcvbn
 
 from riskcast.clock import wall_clock
 from riskcast.dashboards import auth_events, sessions
 from riskcast.dashboards.context import context
 from riskcast.errors import ConfigError
-from riskcast.store.session import write_transaction
-from riskcast.store.tables import USER_ROLES, users
+from riskcast.store import accounts, write_transaction
+from riskcast.store.accounts import USER_ROLES
 
 SECRET_KEY_FILE = "dashboard-secret.key"
 MIN_PASSWORD_LENGTH = 10
@@ -196,21 +195,26 @@ def add_user(
     name = _check_username(username)
     ward_list = _check_role_and_wards(role, wards)
     check_password(password, user_inputs=[name, *name.replace(".", "-").replace("_", "-").split("-"), *ward_list])
-    values = {"password_hash": hash_password(password), "role": role, "wards": list(ward_list), "active": True}
+    password_hash = hash_password(password)
     with write_transaction(engine) as connection:
-        exists = connection.execute(select(users.c.username).where(users.c.username == name)).first() is not None
+        exists = accounts.find_user(connection, name) is not None
         if exists and not replace:
             raise ConfigError(f"users: {name!r} already exists; pass --replace to reset their role, wards and password")
         if exists:
-            connection.execute(update(users).where(users.c.username == name).values(**values))
+            accounts.reset_user(connection, name, password_hash=password_hash, role=role, wards=ward_list)
             _revoke_sessions(connection, name, now=now, why="password, role or wards reset")
         else:
-            connection.execute(insert(users).values(username=name, created_at=now, **values))
-        row = connection.execute(select(users).where(users.c.username == name)).one()
-    return UserInfo(row.username, row.role, tuple(row.wards or ()), bool(row.active), row.created_at)
+            accounts.insert_user(connection, name, password_hash=password_hash, role=role, wards=ward_list, created_at=now)
+        saved = accounts.find_user(connection, name)
+    assert saved is not None  # written just above, in the same transaction
+    return _as_info(saved)
 
 
-def _revoke_sessions(connection: Any, username: str, *, now: datetime, why: str) -> None:
+def _as_info(record: accounts.UserRecord) -> UserInfo:
+    return UserInfo(record.username, record.role, record.wards, record.active, record.created_at)
+
+
+def _revoke_sessions(connection: Connection, username: str, *, now: datetime, why: str) -> None:
     revoked = sessions.revoke_all(connection, username, now=now)
     auth_events.record(connection, "sessions_revoked", username=username, address=None, now=now,
                        detail=f"{why}: {revoked} open session{'s' if revoked != 1 else ''} ended")  # fmt: skip
@@ -221,7 +225,7 @@ def set_active(engine: Engine, username: str, *, active: bool, now: datetime | N
     default the wall clock)."""
     name = _check_username(username)
     with write_transaction(engine) as connection:
-        changed = connection.execute(update(users).where(users.c.username == name).values(active=active)).rowcount
+        changed = accounts.set_user_active(connection, name, active=active)
         if changed and not active:
             _revoke_sessions(connection, name, now=now or wall_clock(), why="user disabled")
     if not changed:
@@ -230,47 +234,41 @@ def set_active(engine: Engine, username: str, *, active: bool, now: datetime | N
 
 def list_users(engine: Engine) -> list[UserInfo]:
     """Every user, by name."""
-    with engine.connect() as connection:
-        rows = connection.execute(select(users).order_by(users.c.username)).all()
-    return [UserInfo(r.username, r.role, tuple(r.wards or ()), bool(r.active), r.created_at) for r in rows]
+    return [_as_info(record) for record in accounts.list_users(engine)]
 
 
 def count_users(engine: Engine) -> int:
     """How many users the store holds (active or not)."""
-    with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(users)).scalar_one())
+    return accounts.count_users(engine)
 
 
-def _as_user(row: object) -> DashboardUser:
-    return DashboardUser(username=row.username, role=row.role, wards=tuple(row.wards or ()))  # type: ignore[attr-defined]
+def _as_user(record: accounts.UserRecord) -> DashboardUser:
+    return DashboardUser(username=record.username, role=record.role, wards=record.wards)
 
 
 def authenticate(engine: Engine, username: str, password: str) -> DashboardUser | None:
     """The active user with this name and password, or None (wrong name, wrong password or
     disabled: the caller cannot tell which, and each costs one Argon2 verification)."""
     name = (username or "").strip().lower()
-    with engine.connect() as connection:
-        row = connection.execute(select(users).where(users.c.username == name)).one_or_none()
-    stored = row.password_hash if row is not None else _DUMMY_HASH
+    record = accounts.find_user(engine, name)
+    stored = record.password_hash if record is not None else _DUMMY_HASH
     try:
         _HASHER.verify(stored, password or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
-    if row is None or not row.active:
+    if record is None or not record.active:
         return None
     if _HASHER.check_needs_rehash(stored):
-        with write_transaction(engine) as connection:
-            connection.execute(update(users).where(users.c.username == name).values(password_hash=hash_password(password)))
-    return _as_user(row)
+        accounts.replace_password_hash(engine, name, hash_password(password))
+    return _as_user(record)
 
 
 def load_user(engine: Engine, username: str) -> DashboardUser | None:
     """The active user `username` (None when missing or disabled)."""
-    with engine.connect() as connection:
-        row = connection.execute(select(users).where(users.c.username == username)).one_or_none()
-    if row is None or not row.active:
+    record = accounts.find_user(engine, username)
+    if record is None or not record.active:
         return None
-    return _as_user(row)
+    return _as_user(record)
 
 
 def create_demo_users(engine: Engine, *, nurse_ward: str | None, now: datetime) -> tuple[str, list[str]] | None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine
 
-from riskcast.store.session import write_transaction
-from riskcast.store.tables import AUTH_EVENTS, auth_events
+from riskcast.store import sign_in_events
 
 MAX_ADDRESS_LENGTH = 64
 
@@ -28,19 +27,8 @@ def record(
     now: datetime,
     detail: str | None = None,
 ) -> None:
-    """Append one event (one of AUTH_EVENTS). `bind` may be a connection inside the caller's
-    transaction (so a revocation and its event commit together)."""
-    if event not in AUTH_EVENTS:
-        raise ValueError(f"unknown sign-in event {event!r}; expected one of {', '.join(AUTH_EVENTS)}")
-    values = {
-        "at": now,
-        "event": event,
-        "username": username,
-        "address": (address or "")[:MAX_ADDRESS_LENGTH] or None,
-        "detail": detail,
-    }
-    if isinstance(bind, Connection):
-        bind.execute(insert(auth_events).values(**values))
-        return
-    with write_transaction(bind) as connection:
-        connection.execute(insert(auth_events).values(**values))
+    """Append one event (one of the store's AUTH_EVENTS; ValueError for another). `bind` may
+    be a connection inside the caller's transaction (so a revocation and its event commit
+    together)."""
+    sign_in_events.append_event(bind, event, username=username, address=(address or "")[:MAX_ADDRESS_LENGTH] or None,
+                                now=now, detail=detail)  # fmt: skip

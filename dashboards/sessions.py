@@ -25,10 +25,9 @@ from datetime import datetime, timedelta
 
 import flask
 from flask.sessions import SecureCookieSessionInterface
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine
 
-from riskcast.store.session import write_transaction
-from riskcast.store.tables import dashboard_sessions
+from riskcast.store import dashboard_sessions, write_transaction
 
 TOKEN_BYTES = 32
 ACTIVITY_GRANULARITY = timedelta(seconds=60)
@@ -41,60 +40,51 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _key(token: object) -> str | None:
+    """The store's key for a token a browser sent; None for what cannot be one."""
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+        return None
+    return _digest(token)
+
+
 def start(engine: Engine, username: str, *, now: datetime, lifetime: timedelta, address: str | None) -> str:
     """Open a session for `username`; returns its token (for the cookie; the store keeps only
     its digest). Sessions that ended long ago are deleted on the way (the audit trail of
     sign-ins is `auth_events`, not this table)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     with write_transaction(engine) as connection:
-        connection.execute(delete(dashboard_sessions).where(dashboard_sessions.c.expires_at < now - lifetime))
-        connection.execute(
-            insert(dashboard_sessions).values(id=_digest(token), username=username, created_at=now, last_active_at=now,
-                                              expires_at=now + lifetime, revoked_at=None, address=(address or "")[:64] or None)
-        )  # fmt: skip
+        dashboard_sessions.delete_sessions_expired_before(connection, now - lifetime)
+        dashboard_sessions.insert_session(connection, _digest(token), username, now=now, expires_at=now + lifetime,
+                                          address=(address or "")[:64] or None)  # fmt: skip
     return token
 
 
 def active_username(engine: Engine, token: object, *, now: datetime, idle: timedelta, activity: bool) -> str | None:
     """The user of the open session with this token, or None (unknown, revoked, expired, or
     idle for `idle`). With `activity` (a person made this request) its idle time restarts."""
-    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+    key = _key(token)
+    if key is None:
         return None
-    key = _digest(token)
-    with engine.connect() as connection:
-        row = connection.execute(select(dashboard_sessions).where(dashboard_sessions.c.id == key)).one_or_none()
-    if row is None or row.revoked_at is not None or now >= row.expires_at or now - row.last_active_at >= idle:
+    found = dashboard_sessions.find_session(engine, key)
+    if found is None or found.revoked_at is not None or now >= found.expires_at or now - found.last_active_at >= idle:
         return None
-    if activity and now - row.last_active_at >= ACTIVITY_GRANULARITY:
-        with write_transaction(engine) as connection:
-            connection.execute(update(dashboard_sessions).where(dashboard_sessions.c.id == key).values(last_active_at=now))
-    return str(row.username)
+    if activity and now - found.last_active_at >= ACTIVITY_GRANULARITY:
+        dashboard_sessions.touch_session(engine, key, now=now)
+    return found.username
 
 
 def end(engine: Engine, token: object, *, now: datetime) -> str | None:
     """Revoke the session with this token; its user, or None when it was not open."""
-    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+    key = _key(token)
+    if key is None:
         return None
-    key = _digest(token)
-    with write_transaction(engine) as connection:
-        row = connection.execute(
-            select(dashboard_sessions.c.username).where(dashboard_sessions.c.id == key, dashboard_sessions.c.revoked_at.is_(None))
-        ).one_or_none()
-        if row is None:
-            return None
-        connection.execute(update(dashboard_sessions).where(dashboard_sessions.c.id == key).values(revoked_at=now))
-    return str(row.username)
+    return dashboard_sessions.revoke_session(engine, key, now=now)
 
 
 def revoke_all(connection: Connection, username: str, *, now: datetime) -> int:
     """Revoke every session of `username` not revoked yet, inside the caller's transaction;
     how many (expired ones included: `now` may come from another clock than theirs)."""
-    result = connection.execute(
-        update(dashboard_sessions)
-        .where(dashboard_sessions.c.username == username, dashboard_sessions.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    return int(result.rowcount or 0)
+    return dashboard_sessions.revoke_user_sessions(connection, username, now=now)
 
 
 class SessionCookies(SecureCookieSessionInterface):

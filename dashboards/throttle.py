@@ -16,13 +16,12 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from riskcast.dashboards import auth_events as trail
 from riskcast.errors import ConfigError
-from riskcast.store.tables import auth_events
+from riskcast.store import sign_in_events
 
 LOGGER = logging.getLogger(__name__)
 _MAX_DOUBLINGS = 30
@@ -69,22 +68,6 @@ class Refusal:
     last_failure_at: datetime
 
 
-def _failures(engine: Engine, condition: Any, since: datetime) -> tuple[int, datetime | None]:
-    """How many sign-in failures match `condition` after `since`, and when the last was."""
-    query = select(func.count(), func.max(auth_events.c.at)).where(
-        condition, auth_events.c.event == "sign_in_failed", auth_events.c.at > since
-    )
-    with engine.connect() as connection:
-        count, last = connection.execute(query).one()
-    return int(count), last
-
-
-def _last_sign_in(engine: Engine, username: str) -> datetime | None:
-    query = select(func.max(auth_events.c.at)).where(auth_events.c.username == username, auth_events.c.event == "signed_in")
-    with engine.connect() as connection:
-        return connection.execute(query).scalar_one()
-
-
 def _waiting(scope: str, failures: int, last: datetime | None, wait_seconds: float, now: datetime) -> Refusal | None:
     if last is None or not wait_seconds:
         return None
@@ -99,15 +82,17 @@ def refusal(engine: Engine, username: str | None, address: str | None, *, now: d
     found: list[Refusal] = []
     if username:
         since = now - timedelta(hours=policy.user_memory_hours)
-        last_sign_in = _last_sign_in(engine, username)
+        last_sign_in = sign_in_events.last_sign_in(engine, username)
         if last_sign_in is not None and last_sign_in > since:
             since = last_sign_in
-        count, last = _failures(engine, auth_events.c.username == username, since)
-        waiting = _waiting("user", count, last, policy.wait_seconds(count, free=policy.user_free_failures), now)
+        failed = sign_in_events.failures_of_user(engine, username, after=since)
+        wait = policy.wait_seconds(failed.count, free=policy.user_free_failures)
+        waiting = _waiting("user", failed.count, failed.last_at, wait, now)
         found += [waiting] if waiting else []
     if address:
-        count, last = _failures(engine, auth_events.c.address == address, now - timedelta(minutes=policy.address_window_minutes))
-        waiting = _waiting("address", count, last, policy.wait_seconds(count, free=policy.address_free_failures), now)
+        failed = sign_in_events.failures_from_address(engine, address, after=now - timedelta(minutes=policy.address_window_minutes))
+        wait = policy.wait_seconds(failed.count, free=policy.address_free_failures)
+        waiting = _waiting("address", failed.count, failed.last_at, wait, now)
         found += [waiting] if waiting else []
     return max(found, key=lambda r: r.retry_after_seconds) if found else None
 
@@ -115,12 +100,12 @@ def refusal(engine: Engine, username: str | None, address: str | None, *, now: d
 def record_refusal(engine: Engine, refused: Refusal, username: str | None, address: str | None, *, now: datetime) -> None:
     """Record the refusal in the audit trail and the log, once per wait: repeated tries during
     the same wait add nothing (a flood of tries must not flood the store)."""
-    key = auth_events.c.username == username if refused.scope == "user" else auth_events.c.address == address
-    query = select(func.count()).where(key, auth_events.c.event == "sign_in_throttled",
-                                       auth_events.c.at >= refused.last_failure_at)  # fmt: skip
-    with engine.connect() as connection:
-        if connection.execute(query).scalar_one():
-            return
+    if refused.scope == "user":
+        already = sign_in_events.throttled_user_since(engine, username or "", since=refused.last_failure_at)
+    else:
+        already = sign_in_events.throttled_address_since(engine, address or "", since=refused.last_failure_at)
+    if already:
+        return
     detail = f"{refused.failures} failures in a row from this {refused.scope}; wait {refused.retry_after_seconds} s"
     trail.record(engine, "sign_in_throttled", username=username, address=address, now=now, detail=detail)
     who = f"user {username}" if refused.scope == "user" else f"address {address}"
