@@ -39,7 +39,7 @@ def _progress(ctx: click.Context):
               help="Train on this share of the negative hours (weighted back); calibration and evaluation see all.")
 @click.option("--external-memory/--in-memory", default=None,
               help="XGBoost keeps its quantised training matrix in pages on disk, or in memory; by default on "
-                   "disk only when it is estimated over --memory-budget-gib. Same trees either way; disk is slower.")
+                   "disk only when it is estimated over --memory-budget-gib. Same trees either way; disk can be slower.")
 @click.option("--memory-budget-gib", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="The in-memory quantised training matrix allowed before XGBoost pages it to disk.")
 @click.option("--dask", "dask_address", default=None,
