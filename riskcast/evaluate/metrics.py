@@ -85,11 +85,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _from_jsonable(kind: Any, value: Any, *, key: str) -> Any:
-    """`value`, as _jsonable wrote it, read back as `kind` (a result class or a field's type):
-    None back to NaN for numbers, lists back to tuples and frames, objects back to results, so a
-    report read from its JSON is the report that was written. EvaluationError names the key
-    (dotted from the top) that is missing or of the wrong kind."""
+def from_jsonable(kind: Any, value: Any, *, key: str = "") -> Any:
+    """`value`, as jsonable wrote it, read back as `kind` (a result class or a field's type):
+    None back to NaN for numbers, lists back to tuples and frames, text back to enums, objects
+    back to results, so a report read from its JSON is the report that was written (each result
+    of evaluate and fairness reads back through it). EvaluationError names the key (dotted from
+    `key`) that is missing or of the wrong kind."""
     where = key or "the report"
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, Mapping):
@@ -100,7 +101,7 @@ def _from_jsonable(kind: Any, value: Any, *, key: str) -> Any:
             inner = f"{key}.{field.name}" if key else field.name
             if field.name not in value:
                 raise EvaluationError(f"{inner} is missing")
-            fields[field.name] = _from_jsonable(hints[field.name], value[field.name], key=inner)
+            fields[field.name] = from_jsonable(hints[field.name], value[field.name], key=inner)
         return kind(**fields)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin not in (tuple, Mapping) and type(None) in args:  # an optional field
@@ -114,22 +115,30 @@ def _from_jsonable(kind: Any, value: Any, *, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise EvaluationError(f"{where} should be a number, found {type(value).__name__}")
         return float(value)
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        if value not in {str(member) for member in kind}:
+            raise EvaluationError(f"{where} should be one of {', '.join(map(str, kind))}, found {value!r:.40}")
+        return kind(value)
     if kind in (int, bool, str):
         if type(value) is not kind:
             raise EvaluationError(f"{where} should be {kind.__name__}, found {type(value).__name__}")
         return value
+    if origin is tuple and args[-1] is Ellipsis:
+        if not isinstance(value, list):
+            raise EvaluationError(f"{where} should be a list, found {type(value).__name__}")
+        return tuple(from_jsonable(args[0], v, key=f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
             raise EvaluationError(f"{where} should be a list of {len(args)}, found {value!r:.40}")
-        return tuple(_from_jsonable(a, v, key=f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return tuple(from_jsonable(a, v, key=f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin is Mapping:
         if not isinstance(value, Mapping):
             raise EvaluationError(f"{where} should be a JSON object, found {type(value).__name__}")
-        return MappingProxyType({k: _from_jsonable(args[1], v, key=f"{key}.{k}") for k, v in value.items()})
+        return MappingProxyType({k: from_jsonable(args[1], v, key=f"{key}.{k}") for k, v in value.items()})
     if kind is pl.DataFrame:
         if not isinstance(value, list) or not all(isinstance(row, Mapping) for row in value):
             raise EvaluationError(f"{where} should be a list of rows")
-        return pl.DataFrame(value)
+        return pl.DataFrame(value, infer_schema_length=None)
     return value
 
 
@@ -161,7 +170,7 @@ class Discrimination:
     def from_dict(cls, data: Mapping[str, Any]) -> Discrimination:
         """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
         missing or of the wrong kind."""
-        return _from_jsonable(cls, data, key="")
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -197,7 +206,7 @@ class CalibrationResult:
     def from_dict(cls, data: Mapping[str, Any]) -> CalibrationResult:
         """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
         missing or of the wrong kind."""
-        return _from_jsonable(cls, data, key="")
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; the reliability curve becomes a list of row dicts."""
@@ -262,7 +271,7 @@ class AlertMetrics:
     def from_dict(cls, data: Mapping[str, Any]) -> AlertMetrics:
         """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
         missing or of the wrong kind."""
-        return _from_jsonable(cls, data, key="")
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -288,7 +297,7 @@ class BaselineComparison:
     def from_dict(cls, data: Mapping[str, Any]) -> BaselineComparison:
         """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
         missing or of the wrong kind."""
-        return _from_jsonable(cls, data, key="")
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -326,7 +335,7 @@ class EvaluationReport:
     def from_dict(cls, data: Mapping[str, Any]) -> EvaluationReport:
         """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
         missing or of the wrong kind."""
-        return _from_jsonable(cls, data, key="")
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None, frames -> lists of rows)."""
