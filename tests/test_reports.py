@@ -24,6 +24,7 @@ import pytest
 
 from riskcast.errors import EvaluationError, RegistryError
 from riskcast.evaluate import EvaluationReport, evaluate
+from riskcast.fairness import AuditReport, GateConfig, audit
 from riskcast.model import ModelRegistry, RiskModel
 from riskcast.pipeline import reports as report_files
 from riskcast.pipeline.reports import (
@@ -71,6 +72,27 @@ def report() -> EvaluationReport:
 
 
 @pytest.fixture(scope="module")
+def audited() -> AuditReport:
+    """riskcast.fairness.audit by sex of 48 one-day stays: 24 women, 20 men, 4 "other" (too few
+    to report, so suppressed); every fourth patient deteriorates, and is flagged."""
+    rows = []
+    for index in range(48):
+        sex = "female" if index < 24 else ("male" if index < 44 else "other")
+        event = index % 4 == 0
+        for hour in range(24):
+            positive = event and hour >= 12
+            rows.append((f"E{index}", f"P{index}", NOW + timedelta(hours=hour), 0.9 if positive else 0.05, int(positive),
+                         NOW + timedelta(hours=24) if event else None, sex))  # fmt: skip
+    frame = pl.DataFrame(
+        rows, orient="row",
+        schema={"encounter_id": pl.String, "patient_id": pl.String, "time": pl.Datetime("us", "UTC"), "risk": pl.Float64,
+                "label": pl.Int8, "event_time": pl.Datetime("us", "UTC"), "sex": pl.String},
+    )  # fmt: skip
+    return audit(frame, threshold=0.5, by=("sex",), gates=GateConfig(gates=(), min_patients=10, min_events=3, n_boot=10),
+                 mitigate=())  # fmt: skip
+
+
+@pytest.fixture(scope="module")
 def model() -> RiskModel:
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"])
@@ -90,7 +112,9 @@ def through_json(data: Any) -> Any:
 # ----------------------------------------------------------------------------- names
 
 
-def test_each_name_is_built_once_and_the_store_writes_where_it_says(tmp_path: Path, report: EvaluationReport) -> None:
+def test_each_name_is_built_once_and_the_store_writes_where_it_says(
+    tmp_path: Path, report: EvaluationReport, audited: AuditReport
+) -> None:
     reports = ReportStore(ModelRegistry(tmp_path / "models"), tmp_path / "reports")
     version = "v0001-20260115T1200-xgboost"
     paths = reports.export_evaluation(version, HeldOutEvaluation(report, None), markdown="# text")
@@ -98,7 +122,7 @@ def test_each_name_is_built_once_and_the_store_writes_where_it_says(tmp_path: Pa
                      "markdown": str(tmp_path / "reports" / f"evaluation-{version}.md")}  # fmt: skip
     assert reports.evaluation_path(version).name == report_files.evaluation_name(version)
     assert reports.tradeoff_path(version).name == report_files.tradeoff_name(version) == f"tradeoff-{version}.json"
-    html, document = reports.write_audit(version, 7, html="<p>audit</p>", document=AuditDocument({"run_id": 7}, {}))
+    html, document = reports.write_audit(version, 7, html="<p>audit</p>", document=AuditDocument({"run_id": 7}, audited))
     assert (html.name, document.name) == (f"audit-{version}-7.html", f"audit-{version}-7.json")
     nightly = reports.write_nightly_evaluation(version, NOW, {"evaluation": {}})
     assert nightly == tmp_path / "reports" / "nightly" / f"evaluation-{version}-20260115T1200.json"
@@ -181,10 +205,29 @@ def test_a_tradeoff_reads_back_as_strict_json() -> None:
     assert TradeoffCurve.from_dict(through_json(written)).to_dict() == written
 
 
-def test_an_audit_document_reads_back_as_it_was_written() -> None:
-    document = {"meta": {"model_version": "v1", "run_id": 3}, "audit": {"verdict": "warn", "features": {}}}
-    assert AuditDocument.from_dict(document).to_dict() == document
-    assert json.loads(AuditDocument.from_dict(document).to_json()) == document
+def test_an_audit_document_reads_back_as_it_was_written(audited: AuditReport) -> None:
+    written = through_json(AuditDocument({"model_version": "v1", "run_id": 3}, audited).to_dict())
+    back = AuditDocument.from_dict(written)
+    assert back.to_dict() == written and json.loads(back.to_json()) == written
+    sex = back.audit.features["sex"]
+    assert sex.groups.filter(pl.col("suppressed"))["group"].to_list() == ["other"]
+    assert sex.suppressed_label == audited.features["sex"].suppressed_label and back.audit.verdict == audited.verdict
+
+
+def test_a_suppressed_group_reads_back_without_numbers_even_when_its_json_has_them(audited: AuditReport) -> None:
+    written = through_json(audited.to_dict())
+    for group in written["features"]["sex"]["groups"]:
+        if group["suppressed"]:
+            group |= {"n_patients": 4, "sensitivity": 1.0}
+    other = AuditReport.from_dict(written).features["sex"].groups.filter(pl.col("group") == "other").row(0, named=True)
+    assert other["n_patients"] is None and other["sensitivity"] is None
+
+
+def test_an_audit_missing_a_key_says_which(audited: AuditReport) -> None:
+    written = through_json(audited.to_dict())
+    del written["features"]["sex"]["gates"]
+    with pytest.raises(EvaluationError, match=r"^audit\.features\.sex\.gates is missing$"):
+        AuditDocument.from_dict({"meta": {}, "audit": written})
 
 
 # ----------------------------------------------------------------------------- the source of truth

@@ -199,7 +199,7 @@ def audit_model(
             html_path, json_path = reports.audit_paths(version, run_id)
             meta = {**meta, "model_version": version, "run_id": run_id, "generated_at": now.isoformat()}
             page = render_html(report, meta=meta)
-            document = AuditDocument(meta=meta, audit=report.to_dict())
+            document = AuditDocument(meta=meta, audit=report)
             progress(f"writing {html_path}")
             reports.write_audit(version, run_id, html=page, document=document)
             if out is not None:

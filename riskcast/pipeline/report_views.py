@@ -42,7 +42,7 @@ from sqlalchemy import Engine, select
 
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.evaluate import AlertMetrics, EvaluationReport, discrimination
-from riskcast.fairness import METRIC_LABELS
+from riskcast.fairness import METRIC_LABELS, AuditReport, GateResult
 from riskcast.labels import make_labels
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
@@ -236,18 +236,8 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _pair(value: Any) -> tuple[float | None, float | None]:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return _number(value[0]), _number(value[1])
-    return None, None
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _rows(value: Any) -> list[Mapping[str, Any]]:
-    return [row for row in value if isinstance(row, Mapping)] if isinstance(value, list) else []
 
 
 def _frame(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
@@ -767,15 +757,11 @@ class AuditDetail:
     overall: pl.DataFrame
 
 
-def _suppressed_label(document: Mapping[str, Any]) -> str:
-    for feature in _mapping(document.get("features")).values():
-        for group in _rows(_mapping(feature).get("groups")):
-            if group.get("suppressed") and isinstance(group.get("note"), str):
-                return str(group["note"])
-    patients, events = document.get("min_patients"), document.get("min_events")
-    if patients is not None and events is not None:
-        return f"suppressed (<{patients} patients or <{events} events)"
-    return "suppressed"
+def _suppressed_label(report: AuditReport) -> str:
+    for feature in report.features.values():
+        if "suppressed" in feature.groups.columns and feature.groups["suppressed"].any():
+            return feature.suppressed_label
+    return f"suppressed (<{report.min_patients} patients or <{report.min_events} events)"
 
 
 def _group_row(feature: str, group: Mapping[str, Any]) -> dict[str, Any]:
@@ -789,22 +775,21 @@ def _group_row(feature: str, group: Mapping[str, Any]) -> dict[str, Any]:
     for name, dtype in AUDIT_GROUPS_SCHEMA.items():
         if name in row:
             continue
-        value = None if suppressed else group.get(name)
+        value = None if suppressed else group.get(name)  # a suppressed group shows no number, ever
         row[name] = _integer(value) if dtype == pl.Int64() else _number(value)
     return row
 
 
-def _gate_row(gate: Mapping[str, Any]) -> dict[str, Any]:
-    low, high = _pair(gate.get("interval"))
+def _gate_row(gate: GateResult) -> dict[str, Any]:
+    low, high = (None, None) if gate.interval is None else (_number(gate.interval[0]), _number(gate.interval[1]))
     return {
-        "feature": _text(gate.get("feature")), "gate": _text(gate.get("gate")), "group": _text(gate.get("group")),
-        "reference": _text(gate.get("reference")), "metric": _text(gate.get("metric")),
-        "compare": _text(gate.get("compare")), "verdict": _text(gate.get("verdict")), "value": _number(gate.get("value")),
-        "interval_low": low, "interval_high": high, "bound": _number(gate.get("bound")), "reason": _text(gate.get("reason")),
+        "feature": gate.feature, "gate": gate.gate, "group": gate.group, "reference": gate.reference,
+        "metric": gate.metric, "compare": gate.compare, "verdict": str(gate.verdict), "value": _number(gate.value),
+        "interval_low": low, "interval_high": high, "bound": _number(gate.bound), "reason": gate.reason,
     }  # fmt: skip
 
 
-def _overall_rows(overall: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _overall_rows(overall: Mapping[str, float]) -> list[dict[str, Any]]:
     rows = []
     for metric in (*GROUP_METRICS, *GROUP_POINT_METRICS):
         if metric in overall:
@@ -824,7 +809,8 @@ def audit_detail(
 ) -> AuditDetail | None:
     """The audit `audit_id` (default: the latest, of `model_version` when given) with its
     JSON report from the reports folder; None when there is no such audit or its JSON report
-    is gone. Raises EvaluationError, naming the file, when the report exists but cannot be read."""
+    is gone. Raises EvaluationError, naming the file and what to run, when the report exists
+    but cannot be read."""
     query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(1)
     if audit_id is not None:
         query = select(audits).where(audits.c.id == audit_id)
@@ -838,19 +824,17 @@ def audit_detail(
     document = None if json_path is None else reports.audit_document(json_path)
     if json_path is None or document is None:
         return None
-    meta, body = document.meta, document.audit
+    meta, report = document.meta, document.audit
     features, groups, gates = [], [], []
-    for name, feature in _mapping(body.get("features")).items():
-        feature = _mapping(feature)
-        summary = _mapping(feature.get("summary"))
-        members = _rows(feature.get("groups"))
+    for name, feature in report.features.items():
+        members = feature.groups.to_dicts()
         features.append(
-            {"feature": name, "verdict": _text(feature.get("verdict")), "reference": _text(feature.get("reference")),
-             "reported_groups": _integer(summary.get("reported_groups", sum(1 for g in members if not g.get("suppressed")))),
-             "suppressed_groups": _integer(summary.get("suppressed_groups", sum(1 for g in members if g.get("suppressed"))))}
+            {"feature": name, "verdict": str(feature.verdict), "reference": feature.reference,
+             "reported_groups": _integer(feature.summary.get("reported_groups", sum(1 for g in members if not g["suppressed"]))),
+             "suppressed_groups": _integer(feature.summary.get("suppressed_groups", sum(1 for g in members if g["suppressed"])))}
         )  # fmt: skip
         groups.extend(_group_row(name, group) for group in members)
-        gates.extend(_gate_row(gate) for gate in _rows(feature.get("gates")))
+        gates.extend(_gate_row(gate) for gate in feature.gates)
     gate_frame = _frame(gates, AUDIT_GATES_SCHEMA)
     if gate_frame.height:
         gate_frame = gate_frame.sort(pl.col("verdict").replace_strict(VERDICT_ORDER, default=3), maintain_order=True)
@@ -861,27 +845,27 @@ def audit_detail(
         model_version=record.model_version,
         run_id=record.run_id,
         created_at=record.created_at,
-        verdict=str(body.get("verdict") or record.verdict),
+        verdict=str(report.verdict),
         json_path=json_path,
         report_name=None if html_file is None else html_file.name,
         outcome=_text(meta.get("outcome")),
         horizon_hours=_number(meta.get("horizon_hours")),
-        threshold=_number(body.get("threshold", meta.get("threshold"))),
-        n_patients=_integer(body.get("n_patients")),
-        n_encounters=_integer(body.get("n_encounters")),
-        n_rows=_integer(body.get("n_rows")),
-        n_events=_integer(body.get("n_events")),
-        patient_days=_number(body.get("patient_days")),
-        n_boot=_integer(body.get("n_boot")),
-        confidence=_number(body.get("confidence")),
-        min_patients=_integer(body.get("min_patients")),
-        min_events=_integer(body.get("min_events")),
-        gates_source=_text(body.get("gates_source")),
-        suppressed_label=_suppressed_label(body),
+        threshold=_number(report.threshold),
+        n_patients=report.n_patients,
+        n_encounters=report.n_encounters,
+        n_rows=report.n_rows,
+        n_events=report.n_events,
+        patient_days=_number(report.patient_days),
+        n_boot=report.n_boot,
+        confidence=_number(report.confidence),
+        min_patients=report.min_patients,
+        min_events=report.min_events,
+        gates_source=report.gates_source,
+        suppressed_label=_suppressed_label(report),
         features=_frame(features, AUDIT_FEATURES_SCHEMA),
         groups=_frame(groups, AUDIT_GROUPS_SCHEMA),
         gates=gate_frame,
-        overall=_frame(_overall_rows(_mapping(body.get("overall"))), OVERALL_SCHEMA),
+        overall=_frame(_overall_rows(report.overall), OVERALL_SCHEMA),
     )
 
 

@@ -51,6 +51,7 @@ import polars as pl
 from riskcast.config import Settings, make_private_dir
 from riskcast.errors import ConfigError, EvaluationError, RegistryError
 from riskcast.evaluate import EvaluationReport
+from riskcast.fairness import AuditReport
 from riskcast.model import ModelRegistry
 from riskcast.model.artefact import CARD_FILE, CARD_MARKDOWN_FILE
 from riskcast.model.registry import StagedVersion
@@ -372,18 +373,18 @@ class TradeoffCurve:
         return cls(**frames)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AuditDocument:
-    """One fairness audit's JSON report as `riskcast audit` writes it: `meta` (the model version,
-    run, outcome, horizon, threshold, when) and `audit`, riskcast.fairness.AuditReport's
-    to_dict. The audit is kept as written: AuditReport has no from_dict yet."""
+    """One fairness audit's JSON report as `riskcast audit` writes it: `meta`, what the flow
+    adds (the model version, run, outcome, horizon, held-out patients, threshold, when), and
+    the audit itself (riskcast.fairness)."""
 
     meta: Mapping[str, Any]
-    audit: Mapping[str, Any]
+    audit: AuditReport
 
     def to_dict(self) -> dict[str, Any]:
         """As the report file holds it."""
-        return {"meta": dict(self.meta), "audit": dict(self.audit)}
+        return {"meta": dict(self.meta), "audit": self.audit.to_dict()}
 
     def to_json(self) -> str:
         """The report file's text."""
@@ -397,7 +398,10 @@ class AuditDocument:
         for key in ("meta", "audit"):
             if not isinstance(data.get(key), Mapping):
                 raise EvaluationError(f"{key} should be a JSON object" if key in data else f"{key} is missing")
-        return cls(meta=data["meta"], audit=data["audit"])
+        try:
+            return cls(meta=data["meta"], audit=AuditReport.from_dict(data["audit"]))
+        except EvaluationError as exc:
+            raise EvaluationError(f"audit.{exc}") from None
 
 
 # ----------------------------------------------------------------------------- the store
