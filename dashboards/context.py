@@ -26,6 +26,7 @@ from riskcast.dashboards.throttle import SignInThrottle
 from riskcast.errors import ConfigError
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
+from riskcast.pipeline.reports import ReportStore
 from riskcast.pipeline.views import ModelInUse, model_in_use
 
 EXTENSION = "riskcast"
@@ -88,6 +89,12 @@ class DashboardContext:
         """The champion whose scores the pages show (read from the registry each time, so a
         promotion shows up without a restart)."""
         return model_in_use(self.registry)
+
+    @property
+    def reports(self) -> ReportStore:
+        """The home's report files (the model card and evaluation of each version, the trade-offs,
+        the audits), read through their one owner."""
+        return ReportStore(self.registry, self.settings.reports_dir)
 
     def policy_for(self, ward: str | None, model: ModelInUse) -> AlertPolicy | None:
         """The ward's alert policy with concrete thresholds; None before any model."""

@@ -266,6 +266,7 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.external import evaluate_model
+    from riskcast.pipeline.reports import ReportStore
     from riskcast.pipeline.scoring import score_admitted
 
     settings, at = ctx.settings, ctx.scheduled_for
@@ -294,9 +295,7 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     report, meta = evaluate_model(settings, registry, data_path=None, now=ctx.now(),
                                   n_boot=int(ctx.option("bootstrap", 200)))
     report_dict = report.to_dict()
-    out = settings.reports_dir / "nightly" / f"evaluation-{champion}-{at:%Y%m%dT%H%M}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(meta | {"evaluation": report_dict}, indent=2, default=str))
+    out = ReportStore.of(settings, registry).write_nightly_evaluation(champion, at, meta | {"evaluation": report_dict})
     counts["evaluation"] = _evaluation_counts(report_dict) | {"report": str(out)}
     ctx.step("evaluated")
 
@@ -316,7 +315,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
     """
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
-    from riskcast.pipeline.external import model_card_json
+    from riskcast.pipeline.reports import ReportStore
     from riskcast.pipeline.promotion import PromotionDecision, decide_promotion, promote_model, promotion_gates
     from riskcast.pipeline.scoring import score_admitted
     from riskcast.pipeline.training import train_and_register
@@ -338,7 +337,7 @@ def run_retrain(ctx: JobContext) -> dict[str, Any]:
         "challenger_evaluation": _evaluation_counts(result.report.to_dict()) | {"reports": result.report_paths},
     }
     if champion is not None:
-        counts["champion_evaluation"] = _evaluation_counts(model_card_json(registry, champion).get("metrics", {}).get("evaluation", {}))
+        counts["champion_evaluation"] = _evaluation_counts(ReportStore(registry).require_model_card(champion).to_dict()["metrics"]["evaluation"])
         shadow = score_admitted(lake, registry, ctx.engine, at=ctx.scheduled_for, now=ctx.now(), model_version=challenger)
         counts["shadow"] = {k: shadow.to_dict()[k] for k in ("at", "admitted", "scored", "flagged", "written")}
     ctx.step("scored in shadow")

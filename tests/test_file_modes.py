@@ -63,9 +63,11 @@ def test_a_new_sqlite_store_is_owner_only(tmp_path: Path, permissive_umask) -> N
 
 
 def test_reports_of_an_audit_are_owner_only(tmp_path: Path, permissive_umask) -> None:
-    from riskcast.pipeline.audit import _atomic_write
+    from riskcast.model import ModelRegistry
+    from riskcast.pipeline.reports import ReportStore, write_private_text
 
-    _atomic_write(tmp_path / "home" / "reports" / "audit-v0001-1.html", "<p>report</p>")
+    html, _ = ReportStore(ModelRegistry(tmp_path / "home" / "models"), tmp_path / "home" / "reports").audit_paths("v0001", 1)
+    write_private_text(html, "<p>report</p>")  # as ReportStore.write_audit writes both of an audit's reports
     assert open_to_others(tmp_path / "home") == []
 
 

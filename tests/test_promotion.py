@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,6 +159,24 @@ def test_promoting_an_unknown_version_names_the_known_ones(trained) -> None:
     settings, registry, engine, champion, challenger = trained
     with pytest.raises(RegistryError, match="unknown model version 'v9999'.*known:"):
         promote_model(settings, registry, engine, "v9999", by="ds", reason="x", now=NOW)
+
+
+def test_the_gates_read_the_evaluation_sealed_with_the_version_and_reports_has_its_export(trained) -> None:
+    settings, registry, engine, champion, challenger = trained
+    from riskcast.pipeline.promotion import calibration_gate
+    from riskcast.pipeline.reports import ReportStore
+
+    reports = ReportStore.of(settings, registry)
+    export = reports.evaluation_path(challenger)
+    written = json.loads(export.read_text())
+    assert written == reports.require_evaluation(challenger).to_dict()
+    assert reports.evaluation_markdown_path(challenger).read_text().startswith(f"# Evaluation of {challenger}")
+    before = calibration_gate(settings, challenger)
+    try:
+        export.write_text('{"calibration": {"ece": 0, "calibration_in_the_large": 0}}')  # edited by hand
+        assert calibration_gate(settings, challenger) == before
+    finally:
+        export.write_text(json.dumps(written, indent=2))
 
 
 def test_calibration_gate_needs_a_held_out_evaluation(tmp_path: Path, trained) -> None:

@@ -2,8 +2,8 @@
 fairness pages' role checks, without a browser.
 
 A small home is built in the test: a tiny registered model (trained on random numbers; its
-card carries training-like metadata), evaluation and trade-off reports written as
-`riskcast train` writes them, hourly scores in the store against outcomes in the lake, and
+card carries training-like metadata and, for the champion, a held-out evaluation), the
+evaluation's export and the trade-off written as `riskcast train` writes them, hourly scores in the store against outcomes in the lake, and
 fairness audits whose JSON comes from riskcast.fairness.audit on a hand-made frame, stored
 as riskcast.pipeline.audit stores them. Times are around 2026-01-15 12:00 UTC (a Thursday).
 """
@@ -30,11 +30,13 @@ from riskcast.config import Settings
 from riskcast.contracts import QUARANTINE_SCHEMA
 from riskcast.dashboards import auth
 from riskcast.dashboards.app import create_app
-from riskcast.errors import EvaluationError
+from riskcast.errors import EvaluationError, RegistryError
+from riskcast.evaluate import AlertMetrics, BaselineComparison, CalibrationResult, Discrimination, EvaluationReport
 from riskcast.fairness import Gate, GateConfig, audit
 from riskcast.lake import LAKE_SCHEMAS, Lake
 from riskcast.model import ModelRegistry, RiskModel
 from riskcast.pipeline import report_views
+from riskcast.pipeline.reports import HeldOutEvaluation, PromiseCheck, ReportStore, TradeoffCurve
 from riskcast.store import finish_run, open_store, start_run, write_scores
 from riskcast.store.tables import audits
 
@@ -114,68 +116,78 @@ CARD_METADATA = {
 }  # fmt: skip
 
 
-def _register(registry: ModelRegistry, *, at: datetime, promote: bool) -> str:
+def _register(registry: ModelRegistry, *, at: datetime, promote: bool, metadata: dict[str, Any] = CARD_METADATA) -> str:
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
     y = (X["a"] + rng.normal(size=400) > 1.2).astype(int).to_numpy()
     model = RiskModel(device="cpu", n_jobs=1, n_estimators=10).fit(X, y, groups=np.repeat(np.arange(40), 10))
-    version = registry.register(model, metadata=CARD_METADATA, now=at)
+    version = registry.register(model, metadata=metadata, now=at)
     if promote:
         registry.promote(version, by="tests", reason="fixture", now=at)
     return version
 
 
-def _interval(value: float, width: float = 0.05) -> list[float]:
-    return [value - width, value + width]
+def _interval(value: float, width: float = 0.05) -> tuple[float, float]:
+    return (value - width, value + width)
 
 
-def _discrimination(score: str, auroc: float, auprc: float) -> dict[str, Any]:
-    return {"score": score, "auroc": auroc, "auroc_ci": _interval(auroc), "auprc": auprc, "auprc_ci": _interval(auprc),
-            "n_rows": 1000, "n_positive": 20, "n_boot_valid": 200}  # fmt: skip
+def _discrimination(score: str, auroc: float, auprc: float) -> Discrimination:
+    return Discrimination(score=score, label="label", auroc=auroc, auroc_ci=_interval(auroc), auprc=auprc,
+                          auprc_ci=_interval(auprc), n_rows=1000, n_positive=20, prevalence=0.02, n_missing_score=0,
+                          cluster="patient_id", n_clusters=12, n_boot=200, n_boot_valid=200)  # fmt: skip
 
 
-def _alert_metrics(score: str, threshold: float, rate: float, sensitivity: float, ppv: float) -> dict[str, Any]:
-    return {"score": score, "threshold": threshold, "alerts_per_100_patient_days": rate, "sensitivity": sensitivity,
-            "ppv": ppv, "encounter_sensitivity": 0.8, "median_lead_time_hours": 9.5, "promise": f"{score} promise"}  # fmt: skip
+def _alert_metrics(score: str, threshold: float, rate: float, sensitivity: float, ppv: float) -> AlertMetrics:
+    return AlertMetrics(
+        score=score, threshold=threshold, detection_window_hours=48.0, n_rows=1000, n_encounters=14, patient_days=41.7,
+        n_flagged_rows=50, flag_rate=0.05, true_positives=11, false_positives=39, true_negatives=941, false_negatives=9,
+        sensitivity=sensitivity, specificity=0.96, ppv=ppv, npv=0.99, n_alert_episodes=6, alerts_per_100_patient_days=rate,
+        alert_ppv=0.3, n_event_encounters=5, n_event_encounters_evaluable=5, n_event_encounters_detected=4,
+        encounter_sensitivity=0.8, median_lead_time_hours=9.5, nonevent_encounter_flag_rate=0.1, promise=f"{score} promise",
+    )  # fmt: skip
 
 
-EVALUATION = {
-    "outcome": "deterioration", "threshold": 0.2, "n_rows": 1000, "n_encounters": 14, "n_patients": 12,
-    "n_positive": 20, "prevalence": 0.02, "patient_days": 41.7,
-    "discrimination": {
+RELIABILITY = pl.DataFrame(
+    [(1, 0.05, 0.04, 100, 0.03, 0.07), (0, 0.01, 0.0, 800, 0.0, 0.03), (2, 0.30, 0.35, 100, 0.07, 0.9)],
+    schema=["bin", "mean_predicted", "observed_rate", "count", "min_predicted", "max_predicted"], orient="row",
+)
+REPORT = EvaluationReport(
+    outcome="deterioration", score="risk", label="label", threshold=0.2, detection_window_hours=48.0, n_rows=1000,
+    n_encounters=14, n_patients=12, n_positive=20, prevalence=0.02, patient_days=41.7,
+    discrimination={
         "risk": _discrimination("risk", 0.85, 0.30), "NEWS2": _discrimination("NEWS2", 0.75, 0.20),
         "NEWS2 (high)": _discrimination("NEWS2 (high)", 0.75, 0.20), "qSOFA": _discrimination("qSOFA", 0.65, 0.08),
         "clock only": _discrimination("clock only", 0.55, 0.03),
         "physiology only": _discrimination("physiology only", 0.82, 0.25),
     },
-    "calibration": {
-        "brier": 0.02, "ece": 0.004, "calibration_in_the_large": -0.001,
-        "reliability": [
-            {"bin": 1, "mean_predicted": 0.05, "observed_rate": 0.04, "count": 100, "min_predicted": 0.03, "max_predicted": 0.07},
-            {"bin": 0, "mean_predicted": 0.01, "observed_rate": 0.0, "count": 800, "min_predicted": 0.0, "max_predicted": 0.03},
-            {"bin": 2, "mean_predicted": 0.30, "observed_rate": 0.35, "count": 100, "min_predicted": 0.07, "max_predicted": 0.9},
-        ],
+    calibration=CalibrationResult(score="risk", label="label", n_rows=1000, n_bins=3, brier=0.02, ece=0.004,
+                                  calibration_in_the_large=-0.001, mean_predicted=0.019, observed_rate=0.02,
+                                  reliability=RELIABILITY),
+    operating_point=_alert_metrics("risk", 0.2, 14.0, 0.55, 0.12),
+    comparisons={
+        "NEWS2": BaselineComparison(baseline="NEWS2", baseline_threshold=5.0, baseline_metrics=_alert_metrics("NEWS2", 5.0, 16.0, 0.4, 0.08),
+                                    score="risk", model_threshold=0.18, model_metrics=_alert_metrics("risk", 0.18, 15.5, 0.58, 0.11)),
+        "clock only": BaselineComparison(baseline="clock only", baseline_threshold=0.1, score="risk", model_threshold=0.2,
+                                         baseline_metrics=_alert_metrics("clock only", 0.1, 14.0, 0.2, 0.02),
+                                         model_metrics=_alert_metrics("risk", 0.2, 14.0, 0.55, 0.12)),
     },
-    "operating_point": _alert_metrics("risk", 0.2, 14.0, 0.55, 0.12),
-    "comparisons": {
-        "NEWS2": {"baseline": "NEWS2", "baseline_threshold": 5.0, "baseline_metrics": _alert_metrics("NEWS2", 5.0, 16.0, 0.4, 0.08),
-                  "score": "risk", "model_threshold": 0.18, "model_metrics": _alert_metrics("risk", 0.18, 15.5, 0.58, 0.11)},
-        "clock only": {"baseline": "clock only", "baseline_threshold": 0.1, "baseline_metrics": {}, "model_metrics": {}},
-    },
-    "promise_check": {
-        "promise": "risk >= 0.2: at most 15 alerts per 100 patient-days; PPV at least 10%",
-        "promised_alerts_per_100_patient_days": 15.0, "observed_alerts_per_100_patient_days": 14.0,
-        "promised_ppv": 0.10, "observed_ppv": 0.12, "burden_kept": True, "ppv_kept": True, "kept": True,
-    },
+    utility=None,
+)  # fmt: skip
+PROMISE_CHECK = {
+    "promise": "risk >= 0.2: at most 15 alerts per 100 patient-days; PPV at least 10%",
+    "promised_alerts_per_100_patient_days": 15.0, "observed_alerts_per_100_patient_days": 14.0,
+    "promised_ppv": 0.10, "observed_ppv": 0.12, "burden_kept": True, "ppv_kept": True, "kept": True,
 }  # fmt: skip
+EVALUATED_CARD = CARD_METADATA | {"metrics": REPORT.to_dict(), "promise_check_held_out": PROMISE_CHECK}
+"""The champion's card, as `riskcast train` fills it: the held-out evaluation and its promise check."""
 TRADEOFF = {
     "model": [
         {"threshold": 0.1, "alerts_per_100_patient_days": 30.0, "sensitivity": 0.8, "ppv": 0.05, "encounter_sensitivity": 0.9},
         {"threshold": 0.4, "alerts_per_100_patient_days": 5.0, "sensitivity": 0.3, "ppv": 0.3, "encounter_sensitivity": 0.5},
         {"threshold": 0.2, "alerts_per_100_patient_days": 14.0, "sensitivity": 0.55, "ppv": 0.12, "encounter_sensitivity": None},
     ],
-    "news2": [_alert_metrics("NEWS2", t, r, s, p) for t, r, s, p in ((3.0, 40.0, 0.6, 0.03), (5.0, 16.0, 0.4, 0.08),
-                                                                      (7.0, 6.0, 0.2, 0.2))],
+    "news2": [{"threshold": t} | _alert_metrics("NEWS2", t, r, s, p).to_dict()
+              for t, r, s, p in ((3.0, 40.0, 0.6, 0.03), (5.0, 16.0, 0.4, 0.08), (7.0, 6.0, 0.2, 0.2))],
 }  # fmt: skip
 
 
@@ -243,11 +255,11 @@ def _build(path: Path) -> Home:
         sources=[], created_at=NOW,
     )  # fmt: skip
     registry = ModelRegistry(settings.models_dir)
-    champion = _register(registry, at=_at(1, 0), promote=True)
+    champion = _register(registry, at=_at(1, 0), promote=True, metadata=EVALUATED_CARD)
     challenger = _register(registry, at=_at(2, 0), promote=False)
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    report_views.evaluation_path(settings.reports_dir, champion).write_text(json.dumps(EVALUATION))
-    report_views.tradeoff_path(settings.reports_dir, champion).write_text(json.dumps(TRADEOFF))
+    reports = ReportStore.of(settings, registry)
+    reports.export_evaluation(champion, HeldOutEvaluation(REPORT, PromiseCheck.from_dict(PROMISE_CHECK)), markdown="# export")
+    reports.write_tradeoff(champion, TradeoffCurve.from_dict(TRADEOFF))
     engine = open_store(settings.database_url)
     scored = _scored()
     frame = scored.join(pl.DataFrame({"encounter_id": [s[0] for s in STAYS]}), on="encounter_id").with_columns(
@@ -285,6 +297,11 @@ def registry(home: Home) -> ModelRegistry:
     return ModelRegistry(home.settings.models_dir)
 
 
+@pytest.fixture(scope="module")
+def reports(home: Home, registry: ModelRegistry) -> ReportStore:
+    return ReportStore(registry, home.settings.reports_dir)
+
+
 # ------------------------------------------------------------------------------------ models
 
 
@@ -312,53 +329,86 @@ def test_the_model_card_gives_use_data_limits_and_top_variables_in_words(home, r
 # -------------------------------------------------------------------------------- evaluation
 
 
-def test_discrimination_lists_the_model_then_baselines_then_ablations_once_each(home):
-    table = report_views.evaluation_report(home.settings.reports_dir, home.champion).discrimination
+def test_discrimination_lists_the_model_then_baselines_then_ablations_once_each(home, reports):
+    table = report_views.evaluation_report(reports, home.champion).discrimination
     assert table["score"].to_list() == ["risk", "NEWS2", "qSOFA", "clock only", "physiology only"]
     assert table["kind"].to_list() == ["model", "baseline", "baseline", "ablation", "ablation"]
     model = table.row(0, named=True)
     assert (model["auroc"], model["auroc_low"], model["auroc_high"]) == pytest.approx((0.85, 0.80, 0.90))
 
 
-def test_the_reliability_curve_keeps_every_bin_in_risk_order(home):
-    curve = report_views.evaluation_report(home.settings.reports_dir, home.champion).reliability
+def test_the_reliability_curve_keeps_every_bin_in_risk_order(home, reports):
+    curve = report_views.evaluation_report(reports, home.champion).reliability
     assert curve["mean_predicted"].to_list() == [0.01, 0.05, 0.30]
     assert curve["observed_rate"].to_list() == [0.0, 0.04, 0.35]
 
 
-def test_the_promise_check_and_the_comparison_with_news2_are_read(home):
-    evaluation = report_views.evaluation_report(home.settings.reports_dir, home.champion)
+def test_the_promise_check_and_the_comparison_with_news2_are_read(home, reports):
+    evaluation = report_views.evaluation_report(reports, home.champion)
     assert evaluation.promise_check.kept is True and evaluation.promise_check.observed_ppv == 0.12
     assert evaluation.comparisons["baseline"].to_list() == ["NEWS2"]
     assert evaluation.comparisons.row(0, named=True)["model_sensitivity"] == 0.58
 
 
-def test_missing_report_keys_read_as_null_never_as_zero(tmp_path):
-    report_views.evaluation_path(tmp_path, "v1").write_text(json.dumps({"discrimination": {"risk": {"auroc": 0.8}}}))
-    evaluation = report_views.evaluation_report(tmp_path, "v1")
+def test_the_evaluation_is_the_model_cards_not_the_export(home, reports, tmp_path):
+    """The export in reports/ is for people: a page reads the version's own copy, so an edited
+    or deleted export changes nothing."""
+    elsewhere = ReportStore(reports.registry, tmp_path / "no-reports")
+    evaluation = report_views.evaluation_report(elsewhere, home.champion)
+    assert evaluation.path == home.settings.models_dir / home.champion / "model_card.json"
+    assert evaluation.n_patients == 12 and evaluation.promise_check.kept is True
+
+
+def _card_with(registry: ModelRegistry, evaluation: dict[str, Any]) -> str:
+    version = _register(registry, at=_at(3, 0), promote=False, metadata=CARD_METADATA | {"metrics": evaluation})
+    return version
+
+
+def test_numbers_that_are_not_there_read_as_null_never_as_zero(tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    report = REPORT.to_dict()
+    report["discrimination"]["risk"] |= {"auroc_ci": [None, None], "auprc": None}
+    report["calibration"] |= {"brier": None, "reliability": []}
+    version = _card_with(registry, report)
+    evaluation = report_views.evaluation_report(ReportStore(registry), version)
     row = evaluation.discrimination.row(0, named=True)
-    assert row["auroc"] == 0.8 and row["auroc_low"] is None and row["auprc"] is None
+    assert row["auroc"] == 0.85 and row["auroc_low"] is None and row["auprc"] is None
     assert evaluation.reliability.height == 0 and evaluation.promise_check is None and evaluation.brier is None
 
 
-def test_a_missing_report_is_none_and_an_unreadable_one_names_its_file(tmp_path):
-    assert report_views.evaluation_report(tmp_path, "v1") is None
-    report_views.evaluation_path(tmp_path, "v1").write_text("{not json")
-    with pytest.raises(EvaluationError, match=r"evaluation-v1\.json: the evaluation report is not valid JSON \(line 1"):
-        report_views.evaluation_report(tmp_path, "v1")
+def test_a_version_without_an_evaluation_has_none_and_a_broken_one_names_its_file(tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    assert report_views.evaluation_report(ReportStore(registry), "v1") is None
+    damaged = REPORT.to_dict()
+    del damaged["calibration"]["ece"]
+    version = _card_with(registry, damaged)
+    with pytest.raises(RegistryError, match=rf"{version}/model_card\.json: its held-out evaluation is not one `riskcast "
+                                            r"train` wrote \(calibration\.ece is missing\); train a new model"):
+        report_views.evaluation_report(ReportStore(registry), version)
+    (registry.path_of(version) / "model_card.json").write_text("{not json")
+    with pytest.raises(RegistryError, match=rf"{version!r} is incomplete: model_card.json is not JSON.*`riskcast train`"):
+        report_views.evaluation_report(ReportStore(registry), version)
 
 
-def test_the_tradeoff_runs_from_fewest_alerts_and_marks_the_current_threshold(home):
-    tradeoff = report_views.threshold_tradeoff(home.settings.reports_dir, home.champion)
+def test_an_unreadable_tradeoff_names_its_file_and_what_to_run(home, tmp_path):
+    reports = ReportStore(ModelRegistry(home.settings.models_dir), tmp_path)
+    reports.tradeoff_path(home.champion).write_text("{not json")
+    with pytest.raises(EvaluationError, match=r"tradeoff-.*\.json: the threshold trade-off is not valid JSON \(line 1.*"
+                                              r"run `riskcast train`"):
+        report_views.threshold_tradeoff(reports, home.champion)
+
+
+def test_the_tradeoff_runs_from_fewest_alerts_and_marks_the_current_threshold(home, reports):
+    tradeoff = report_views.threshold_tradeoff(reports, home.champion)
     assert tradeoff.model["alerts_per_100_patient_days"].to_list() == [5.0, 14.0, 30.0]
     assert tradeoff.model["encounter_sensitivity"].to_list() == [0.5, None, 0.9]
     assert tradeoff.news2["threshold"].to_list() == [3.0, 5.0, 7.0]
     assert (tradeoff.current.threshold, tradeoff.current.alerts_per_100_patient_days) == (0.2, 14.0)
 
 
-def test_a_version_without_reports_has_none(home):
-    assert report_views.evaluation_report(home.settings.reports_dir, home.challenger) is None
-    assert report_views.threshold_tradeoff(home.settings.reports_dir, home.challenger) is None
+def test_a_version_without_reports_has_none(home, reports):
+    assert report_views.evaluation_report(reports, home.challenger) is None
+    assert report_views.threshold_tradeoff(reports, home.challenger) is None
 
 
 # ------------------------------------------------------------------------- performance by week
@@ -424,8 +474,8 @@ def test_audit_trend_has_one_row_per_audit_and_feature_oldest_first(home, engine
     assert sex["lowest_sensitivity_ratio"] == pytest.approx(0.5) and sex["lowest_sensitivity_ratio_group"] == "male"
 
 
-def test_the_audit_detail_has_groups_with_intervals_and_gates_failures_first(home, engine):
-    detail = report_views.audit_detail(engine, home.settings.reports_dir)
+def test_the_audit_detail_has_groups_with_intervals_and_gates_failures_first(home, engine, reports):
+    detail = report_views.audit_detail(engine, reports)
     assert detail.audit_id == home.audit_ids[1] and detail.verdict == "warn"
     groups = detail.groups.filter(pl.col("feature") == "sex")
     assert groups["group"].to_list() == ["female", "male", "other"]
@@ -437,8 +487,8 @@ def test_the_audit_detail_has_groups_with_intervals_and_gates_failures_first(hom
     assert detail.overall.filter(pl.col("metric") == "sensitivity")["value"][0] == pytest.approx(11 / 14)
 
 
-def test_a_suppressed_group_carries_no_number_even_when_its_json_has_one(home, engine, tmp_path):
-    detail = report_views.audit_detail(engine, home.settings.reports_dir)
+def test_a_suppressed_group_carries_no_number_even_when_its_json_has_one(home, engine, reports, tmp_path):
+    detail = report_views.audit_detail(engine, reports)
     other = detail.groups.filter(pl.col("group") == "other").row(0, named=True)
     numbers = {k: v for k, v in other.items() if k not in ("feature", "group", "suppressed", "reference")}
     assert other["suppressed"] and all(v is None for v in numbers.values())
@@ -450,21 +500,29 @@ def test_a_suppressed_group_carries_no_number_even_when_its_json_has_one(home, e
     copy = tmp_path / "reports"
     copy.mkdir()
     (copy / detail.json_path.name).write_text(json.dumps(leaky))
-    leaked = report_views.audit_detail(engine, copy).groups.filter(pl.col("group") == "other").row(0, named=True)
+    leaked = report_views.audit_detail(engine, ReportStore(reports.registry, copy)).groups.filter(pl.col("group") == "other").row(0, named=True)
     assert leaked["n_patients"] is None and leaked["sensitivity"] is None
 
 
-def test_an_audit_whose_json_is_gone_or_no_audit_at_all_is_none(home, engine, tmp_path):
-    assert report_views.audit_detail(engine, tmp_path) is None
-    assert report_views.audit_detail(engine, home.settings.reports_dir, model_version=home.challenger) is None
+def test_an_audit_whose_json_is_gone_or_no_audit_at_all_is_none(home, engine, reports, tmp_path):
+    assert report_views.audit_detail(engine, ReportStore(reports.registry, tmp_path)) is None
+    assert report_views.audit_detail(engine, reports, model_version=home.challenger) is None
 
 
-def test_the_html_report_is_only_ever_a_file_in_the_reports_folder(home, engine, tmp_path):
-    path = report_views.audit_report_file(engine, home.settings.reports_dir, home.audit_ids[0])
+def test_an_unreadable_audit_report_names_its_file_and_what_to_run(home, engine, reports, tmp_path):
+    copy = ReportStore(reports.registry, tmp_path)
+    (tmp_path / f"audit-{home.champion}-9.json").write_text('{"meta": {}}')
+    with pytest.raises(EvaluationError, match=rf"audit-{home.champion}-9\.json: not an audit report written by riskcast "
+                                              r"\(audit is missing\); run `riskcast audit` again"):
+        report_views.audit_detail(engine, copy)
+
+
+def test_the_html_report_is_only_ever_a_file_in_the_reports_folder(home, engine, reports, tmp_path):
+    path = report_views.audit_report_file(engine, reports, home.audit_ids[0])
     assert path == home.settings.reports_dir / f"audit-{home.champion}-7.html"
-    assert report_views.audit_report_file(engine, tmp_path, home.audit_ids[0]) is None
+    assert report_views.audit_report_file(engine, ReportStore(reports.registry, tmp_path), home.audit_ids[0]) is None
     for audit_id in (999, "1", None, True):
-        assert report_views.audit_report_file(engine, home.settings.reports_dir, audit_id) is None
+        assert report_views.audit_report_file(engine, reports, audit_id) is None
 
 
 # ------------------------------------------------------------------------------ pages and roles

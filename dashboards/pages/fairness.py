@@ -260,7 +260,7 @@ def show_audit(audit_id: Any, feature: str | None) -> tuple:
         raise PreventUpdate
     context_ = context()
     try:
-        detail = report_views.audit_detail(context_.engine, context_.settings.reports_dir, audit_id=chosen)
+        detail = report_views.audit_detail(context_.engine, context_.reports, audit_id=chosen)
     except RiskcastError as exc:
         message = html.P(str(exc), className="rc-message-error")
         return "", message, [], None, [], "", True
@@ -300,7 +300,7 @@ def show_groups(audit_id: Any, feature: str | None, metric: str | None) -> tuple
         raise PreventUpdate
     context_ = context()
     try:
-        detail = report_views.audit_detail(context_.engine, context_.settings.reports_dir, audit_id=chosen)
+        detail = report_views.audit_detail(context_.engine, context_.reports, audit_id=chosen)
     except RiskcastError:
         detail = None
     if detail is None or feature is None:
@@ -357,7 +357,7 @@ def download_report(_clicks: int | None, audit_id: Any) -> Any:
     if chosen is None:
         raise PreventUpdate
     context_ = context()
-    path = report_views.audit_report_file(context_.engine, context_.settings.reports_dir, chosen)
+    path = report_views.audit_report_file(context_.engine, context_.reports, chosen)
     if path is None:
         raise PreventUpdate
     return dcc.send_file(str(path), filename=path.name, type="text/html")

@@ -321,18 +321,18 @@ def show_reports(version: str | None) -> tuple:
     chosen = report_views.known_version(context_.registry, version)
     if chosen is None:
         raise PreventUpdate
-    reports_dir = context_.settings.reports_dir
+    reports = context_.reports
     problems: list[str] = []
     try:
         card = report_views.model_card(context_.registry, chosen, catalog=context_.catalog)
     except RiskcastError as exc:
         card, problems = None, [*problems, str(exc)]
     try:
-        evaluation = report_views.evaluation_report(reports_dir, chosen)
+        evaluation = report_views.evaluation_report(reports, chosen)
     except RiskcastError as exc:
         evaluation, problems = None, [*problems, str(exc)]
     try:
-        tradeoff = report_views.threshold_tradeoff(reports_dir, chosen, evaluation=evaluation)
+        tradeoff = report_views.threshold_tradeoff(reports, chosen, evaluation=evaluation)
     except RiskcastError as exc:
         tradeoff, problems = None, [*problems, str(exc)]
     is_champion = chosen == context_.model().version
@@ -342,10 +342,10 @@ def show_reports(version: str | None) -> tuple:
                     f"{evaluation.n_positive or 0:,} hours before an event ({percent_text(evaluation.prevalence, digits=1)})")  # fmt: skip
     if problems:
         summary = [summary, *[html.Div(p, className="rc-message-error") for p in problems]]
-    evaluation_file = report_views.evaluation_path(reports_dir, chosen)
+    evaluation_file = reports.model_card_path(chosen)
     if tradeoff is None:
         tradeoff_chart = empty_figure("No threshold trade-off for this version: `riskcast train` writes one.", height=300)
-        tradeoff_note: list = [_missing_report("threshold trade-off", report_views.tradeoff_path(reports_dir, chosen), "riskcast train")]
+        tradeoff_note: list = [_missing_report("threshold trade-off", reports.tradeoff_path(chosen), "riskcast train")]
     else:
         tradeoff_chart, tradeoff_note = tradeoff_figure(tradeoff), _comparison_text(evaluation)
     if evaluation is None:

@@ -1,7 +1,8 @@
 """How good are the scores? Discrimination, calibration, alert-level metrics, baselines.
 
 - ``metrics``: every measure over a predictions frame (described there), ``evaluate`` for the
-  whole report, and ``jsonable``, which turns any result into plain JSON;
+  whole report, ``jsonable``, which turns any result into plain JSON, and ``from_jsonable``,
+  which reads it back;
 - ``markdown``: the report as Markdown (``EvaluationReport.to_markdown``).
 
 The PhysioNet 2019 utility is riskcast.utility's; ``physionet_utility`` here reads it off a
@@ -29,6 +30,7 @@ from riskcast.evaluate.metrics import (
     compare_at_same_alert_rate,
     discrimination,
     evaluate,
+    from_jsonable,
     jsonable,
     physionet_utility,
     threshold_at_alert_rate,
@@ -57,6 +59,7 @@ __all__ = [
     "discrimination",
     "evaluate",
     "evaluation_markdown",
+    "from_jsonable",
     "jsonable",
     "physionet_utility",
     "threshold_at_alert_rate",

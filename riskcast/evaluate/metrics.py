@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -84,6 +85,63 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def from_jsonable(kind: Any, value: Any, *, key: str = "") -> Any:
+    """`value`, as jsonable wrote it, read back as `kind` (a result class or a field's type):
+    None back to NaN for numbers, lists back to tuples and frames, text back to enums, objects
+    back to results, so a report read from its JSON is the report that was written (each result
+    of evaluate and fairness reads back through it). EvaluationError names the key (dotted from
+    `key`) that is missing or of the wrong kind."""
+    where = key or "the report"
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, Mapping):
+            raise EvaluationError(f"{where} should be a JSON object, found {type(value).__name__}")
+        hints = typing.get_type_hints(kind)
+        fields = {}
+        for field in dataclasses.fields(kind):
+            inner = f"{key}.{field.name}" if key else field.name
+            if field.name not in value:
+                raise EvaluationError(f"{inner} is missing")
+            fields[field.name] = from_jsonable(hints[field.name], value[field.name], key=inner)
+        return kind(**fields)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin not in (tuple, Mapping) and type(None) in args:  # an optional field
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is float:
+        if value is None:
+            return math.nan
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise EvaluationError(f"{where} should be a number, found {type(value).__name__}")
+        return float(value)
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        if value not in {str(member) for member in kind}:
+            raise EvaluationError(f"{where} should be one of {', '.join(map(str, kind))}, found {value!r:.40}")
+        return kind(value)
+    if kind in (int, bool, str):
+        if type(value) is not kind:
+            raise EvaluationError(f"{where} should be {kind.__name__}, found {type(value).__name__}")
+        return value
+    if origin is tuple and args[-1] is Ellipsis:
+        if not isinstance(value, list):
+            raise EvaluationError(f"{where} should be a list, found {type(value).__name__}")
+        return tuple(from_jsonable(args[0], v, key=f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is tuple:
+        if not isinstance(value, list) or len(value) != len(args):
+            raise EvaluationError(f"{where} should be a list of {len(args)}, found {value!r:.40}")
+        return tuple(from_jsonable(a, v, key=f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise EvaluationError(f"{where} should be a JSON object, found {type(value).__name__}")
+        return MappingProxyType({k: from_jsonable(args[1], v, key=f"{key}.{k}") for k, v in value.items()})
+    if kind is pl.DataFrame:
+        if not isinstance(value, list) or not all(isinstance(row, Mapping) for row in value):
+            raise EvaluationError(f"{where} should be a list of rows")
+        return pl.DataFrame(value, infer_schema_length=None)
+    return value
+
+
 @dataclass(frozen=True)
 class Discrimination:
     """AUROC and AUPRC of one score, with patient-level bootstrap 95% intervals.
@@ -107,6 +165,12 @@ class Discrimination:
     n_clusters: int
     n_boot: int
     n_boot_valid: int
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Discrimination:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -137,6 +201,12 @@ class CalibrationResult:
     mean_predicted: float
     observed_rate: float
     reliability: pl.DataFrame
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CalibrationResult:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; the reliability curve becomes a list of row dicts."""
@@ -197,6 +267,12 @@ class AlertMetrics:
     nonevent_encounter_flag_rate: float
     promise: str
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertMetrics:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data, key="")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
         return jsonable(self)
@@ -216,6 +292,12 @@ class BaselineComparison:
     score: str
     model_threshold: float
     model_metrics: AlertMetrics
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BaselineComparison:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -248,6 +330,12 @@ class EvaluationReport:
     operating_point: AlertMetrics
     comparisons: Mapping[str, BaselineComparison]
     utility: Mapping[str, float] | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvaluationReport:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data, key="")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None, frames -> lists of rows)."""

@@ -4,11 +4,13 @@
 ``FeatureAudit`` per sensitive feature holds the groups, the disparities against the
 reference, the between-group summary and the ``GateResult`` of every gate; ``Mitigation``
 what a post-processing method would change; ``AuditSummary`` the short form the store's
-audits row and the CLI keep, which reads back with ``from_dict``.
+audits row and the CLI keep. Each reads back from its JSON with ``from_dict``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from riskcast.errors import EvaluationError
-from riskcast.evaluate import jsonable
+from riskcast.evaluate import from_jsonable, jsonable
 
 
 class Verdict(StrEnum):
@@ -56,6 +58,12 @@ class GateResult:
     bound: float | None
     reason: str
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateResult:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
         return jsonable(self)
@@ -76,6 +84,12 @@ class Mitigation:
     groups: pl.DataFrame
     overall: Mapping[str, float]
     note: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Mitigation:
+        """Read back what to_dict wrote (None back to NaN); EvaluationError names a key that is
+        missing or of the wrong kind."""
+        return from_jsonable(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None)."""
@@ -111,6 +125,42 @@ class FeatureAudit:
     def verdict(self) -> Verdict:
         """The worst verdict of this feature's gates (pass when it has none)."""
         return worst(g.verdict for g in self.gates)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureAudit:
+        """Read back what to_dict wrote. A suppressed group comes back as its name alone, every
+        number null even where the JSON holds one, and its note is the suppressed label;
+        EvaluationError names a key that is missing or of the wrong kind."""
+        if not isinstance(data, Mapping):
+            raise EvaluationError(f"a feature's audit should be a JSON object, found {type(data).__name__}")
+        where = f"features.{data.get('feature')}"
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.name != "suppressed_label"]
+        if missing:
+            raise EvaluationError(f"{where}.{missing[0]} is missing")
+        if not isinstance(data["groups"], list) or not all(isinstance(row, Mapping) for row in data["groups"]):
+            raise EvaluationError(f"{where}.groups should be a list of rows")
+        if not isinstance(data["summary"], Mapping):
+            raise EvaluationError(f"{where}.summary should be a JSON object")
+        rows, notes = [], []
+        for row in data["groups"]:
+            if row.get("suppressed"):
+                rows.append({"group": row.get("group"), "suppressed": True})
+                notes.append(row.get("note"))
+            else:
+                rows.append(dict(row))
+        groups = pl.DataFrame(rows, infer_schema_length=None)
+        if "reference" in groups.columns:
+            groups = groups.with_columns(pl.col("reference").fill_null(False))
+        return cls(
+            feature=from_jsonable(str, data["feature"], key=f"{where}.feature"),
+            columns=from_jsonable(tuple[str, ...], data["columns"], key=f"{where}.columns"),
+            reference=from_jsonable(str | None, data["reference"], key=f"{where}.reference"),
+            groups=groups,
+            disparities=from_jsonable(pl.DataFrame, data["disparities"], key=f"{where}.disparities"),
+            summary=MappingProxyType(dict(data["summary"])),
+            gates=from_jsonable(tuple[GateResult, ...], data["gates"], key=f"{where}.gates"),
+            suppressed_label=next((str(n) for n in notes if isinstance(n, str)), "suppressed"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; a suppressed group shows only its name and the suppression note."""
@@ -250,6 +300,24 @@ class AuditReport:
             findings=tuple(AuditFinding(verdict=g.verdict, gate=g.gate, reason=g.reason) for g in findings),
             features={name: {"verdict": f.verdict, "reference": f.reference, **f.summary} for name, f in self.features.items()},
         ).to_dict()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditReport:
+        """Read back what to_dict wrote (None back to NaN; see FeatureAudit.from_dict for the
+        suppressed groups); EvaluationError names a key that is missing or of the wrong kind."""
+        if not isinstance(data, Mapping):
+            raise EvaluationError(f"an audit should be a JSON object, found {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        fields: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in data:
+                raise EvaluationError(f"{field.name} is missing")
+            if field.name != "features":
+                fields[field.name] = from_jsonable(hints[field.name], data[field.name], key=field.name)
+        if not isinstance(data["features"], Mapping):
+            raise EvaluationError("features should be a JSON object")
+        features = {name: FeatureAudit.from_dict(feature) for name, feature in data["features"].items()}
+        return cls(**fields, features=MappingProxyType(features))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the whole audit (suppressed groups carry no numbers)."""

@@ -34,6 +34,10 @@ from riskcast.model.operating_point import OperatingPoint
 FORMAT = "riskcast-model"
 FORMAT_VERSION = 1
 CARD_SECTIONS = ("intended_use", "data", "metrics", "limits")
+CARD_FILE = "model_card.json"
+"""The model card, read back by riskcast.pipeline.reports (the owner of report files)."""
+CARD_MARKDOWN_FILE = "model_card.md"
+METRICS_FILE = "metrics.json"
 _NOT_STATED = "not stated"
 
 
@@ -160,11 +164,11 @@ def save_model(model: RiskModel, path: Path, *, metadata: Mapping[str, Any]) -> 
         },
     )
     training = dict(getattr(model, "training_metrics_", {}))
-    _write_json(path / "metrics.json", {"training": training, "evaluation": metadata.get("metrics", {})})
+    _write_json(path / METRICS_FILE, {"training": training, "evaluation": metadata.get("metrics", {})})
     _write_json(path / "fingerprint.json", model.fingerprint_.to_dict())
     card = _card(model, metadata, training)
-    _write_json(path / "model_card.json", card)
-    (path / "model_card.md").write_text(_card_markdown(card), encoding="utf-8")
+    _write_json(path / CARD_FILE, card)
+    (path / CARD_MARKDOWN_FILE).write_text(_card_markdown(card), encoding="utf-8")
     return path
 
 
@@ -222,7 +226,7 @@ def load_model(path: Path, *, device: str | None = None) -> RiskModel:
     model.operating_point_ = None if point is None else OperatingPoint.from_dict(point)
     model.threshold_ = float(config["threshold"])
     model.fingerprint_ = DataFingerprint.from_dict(_read_json(path / "fingerprint.json"))
-    metrics_path = path / "metrics.json"
+    metrics_path = path / METRICS_FILE
     model.training_metrics_ = _read_json(metrics_path).get("training", {}) if metrics_path.is_file() else {}
     model.row_roles_ = None  # the row split belongs to the training data, which an artefact does not hold
     return model

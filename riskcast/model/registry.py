@@ -280,7 +280,7 @@ class ModelRegistry:
         """Stage a fitted model as the next version; publish it when the block ends.
 
             with registry.staging(model, metadata=card, now=now) as stage:
-                (stage.path / "heldout_patients.json").write_text(...)
+                reports.write_held_out_patients(stage, ids)   # riskcast.pipeline.reports names the file
             registry.promote(stage.version, ...)
 
         The model is saved into `stage.path`, a hidden folder; the block adds any files of its

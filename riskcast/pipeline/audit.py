@@ -15,9 +15,6 @@ summary, report_path).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +24,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Engine, insert
 
-from riskcast.config import Settings, make_private_dir, read_yaml_config
+from riskcast.config import Settings, read_yaml_config
 from riskcast.errors import ConfigError, ModelError
 from riskcast.fairness import (
     DEFAULT_GATES_FILE,
@@ -42,7 +39,7 @@ from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.audit_html import render_html
 from riskcast.pipeline.external import model_outcome
-from riskcast.pipeline.training import HELD_OUT_FILE
+from riskcast.pipeline.reports import HELD_OUT_FILE, AuditDocument, ReportStore, write_private_text
 from riskcast.pipeline.training_data import LabelSource, Labelling, fresh_generation, labelled_shards
 from riskcast.store import finish_run, open_store, start_run, write_transaction
 from riskcast.store.tables import audits
@@ -105,7 +102,7 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
     """
     model = registry.load(version)
     outcome, horizon_hours = model_outcome(registry, version)
-    held_out = registry.read_json(version, HELD_OUT_FILE)
+    held_out = ReportStore(registry).held_out_patients(version)
     if held_out is None:
         raise ModelError(
             f"{version} has no record of its held-out patients ({HELD_OUT_FILE}); "
@@ -142,20 +139,6 @@ def heldout_predictions(lake: Lake, registry: ModelRegistry, version: str) -> tu
 
 
 # --------------------------------------------------------------------------- the flow
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write a report under a private temporary name and rename it: owner-only (0600 in 0700
-    folders), like everything under the home; the dashboard runs as the same user."""
-    make_private_dir(path.parent)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def audit_model(
@@ -212,17 +195,15 @@ def audit_model(
                 frame, threshold=threshold, by=by, intersections=intersections, gates=gates, reference=reference,
                 mitigate=mitigate, n_boot=n_boot, seed=seed,
             )
-            stem = f"audit-{version}-{run_id}"
-            html_path = settings.reports_dir / f"{stem}.html"
-            json_path = settings.reports_dir / f"{stem}.json"
+            reports = ReportStore.of(settings, registry)
+            html_path, json_path = reports.audit_paths(version, run_id)
             meta = {**meta, "model_version": version, "run_id": run_id, "generated_at": now.isoformat()}
             page = render_html(report, meta=meta)
-            document = json.dumps({"meta": meta, "audit": report.to_dict()}, indent=2)
+            document = AuditDocument(meta=meta, audit=report)
             progress(f"writing {html_path}")
-            _atomic_write(html_path, page)
-            _atomic_write(json_path, document)
+            reports.write_audit(version, run_id, html=page, document=document)
             if out is not None:
-                _atomic_write(Path(out), document if Path(out).suffix == ".json" else page)
+                write_private_text(Path(out), document.to_json() if Path(out).suffix == ".json" else page)
             summary = report.summary()
             with write_transaction(engine) as connection:
                 audit_id = connection.execute(

@@ -6,7 +6,6 @@ a second `make demo` goes straight to scoring and serving.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from riskcast.config import Settings
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.reports import ReportStore
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.store_sync import sync_models
 from riskcast.pipeline.training import train_and_register
@@ -94,6 +94,7 @@ def run_demo(
         write_cohort(generate_cohort(encounters, seed=seed), cohort)
     lake = Lake(settings.lake_dir)
     registry = ModelRegistry(settings.models_dir)
+    reports = ReportStore.of(settings, registry)
     engine = open_store(settings.database_url)
     try:
         progress("ingesting it into the lake (bad rows are quarantined)")
@@ -112,8 +113,8 @@ def run_demo(
             progress(f"reusing the champion {version} (pass --retrain to train again)")
             sync_models(registry, engine)  # the database may be newer than the models (a fresh store)
             device = (registry.read_json(version, "config.json") or {}).get("device", "cpu")
-            report = json.loads((settings.reports_dir / f"evaluation-{version}.json").read_text())
-            test_count = len(registry.read_json(version, "heldout_patients.json") or [])
+            report = reports.require_evaluation(version).to_dict()
+            test_count = len(reports.held_out_patients(version) or [])
         hour = max(now, DEFAULT_NOW).replace(minute=0, second=0, microsecond=0)
         progress(f"scoring the admitted patients at {hour.isoformat()} (the demo clock's hour)")
         scored = score_admitted(lake, registry, engine, at=hour, now=now, model_version=version)
@@ -128,6 +129,6 @@ def run_demo(
             "device": device,
             "evaluation": _evaluation_summary(report, test_count),
             "score": scored.to_dict(),
-            "report": str(settings.reports_dir / f"evaluation-{version}.md"),
+            "report": str(reports.evaluation_markdown_path(version)),
         }
     )

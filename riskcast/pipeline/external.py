@@ -11,7 +11,6 @@ evaluation scores exactly those rows, as the challenge's own scorer does.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -35,9 +34,8 @@ from riskcast.model.calibration import fit_calibrator
 from riskcast.model.operating_point import threshold_for_alert_budget, threshold_for_sensitivity, threshold_for_utility
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import staleness
+from riskcast.pipeline.reports import ReportStore
 from riskcast.pipeline.training import (
-    HELD_OUT_FILE,
-    PROMISE_FILE,
     ablation_thresholds,
     baselines_of,
     check_promise,
@@ -53,19 +51,11 @@ PREDICTION_COLUMNS = ["encounter_id", "time", "risk", "flagged", "data_status"]
 ROW_KEY_COLUMNS = ["source_file", "file_name", "line", "iculos"]
 
 
-def model_card_json(registry: ModelRegistry, version: str) -> dict[str, Any]:
-    """A registered model's card as written (model_card.json); report_views.model_card is the
-    dashboard's reading of it."""
-    card = registry.read_json(version, "model_card.json")
-    if card is None:
-        raise ModelError(f"{version} has no model card; the version is incomplete or damaged")
-    return card
-
-
 def model_outcome(registry: ModelRegistry, version: str) -> tuple[str, float]:
-    """The outcome and horizon a registered model was trained for."""
-    other = model_card_json(registry, version).get("other", {})
-    return str(other.get("outcome", "deterioration")), float(other.get("horizon_hours", 12.0))
+    """The outcome and horizon a registered model was trained for (its model card's; a card
+    that names neither is a deterioration model with a 12-hour horizon)."""
+    card = ReportStore(registry).require_model_card(version)
+    return card.outcome or "deterioration", 12.0 if card.horizon_hours is None else card.horizon_hours
 
 
 def scratch_lake(settings: Settings, data_path: Path, *, now: datetime, progress: Callable[[str], None]) -> Lake:
@@ -132,7 +122,7 @@ def evaluate_model(
     generation, labels = _features_and_labels(lake, progress)
     patients = None
     if data_path is None:
-        held_out = registry.read_json(version, HELD_OUT_FILE)
+        held_out = ReportStore(registry).held_out_patients(version)
         if held_out is None:
             raise ModelError(f"{version} has no record of its held-out patients; evaluate it with --data")
         patients = held_out
@@ -145,7 +135,7 @@ def evaluate_model(
     scored, _ = score_dataset(data, model, ablations)
     baselines = baselines_of(scored) | ablation_thresholds(scored, ablations, threshold=model.threshold_)
     report = evaluate(scored, threshold=model.threshold_, baselines=baselines, n_boot=n_boot, outcome=outcome)
-    promise = registry.read_json(version, PROMISE_FILE)
+    promise = ReportStore(registry).promise(version)
     promise_check = check_promise(promise, report) if promise is not None else None
     meta = {
         "model_version": version,
@@ -335,7 +325,7 @@ def recalibrate_model(
     elif rule == "sensitivity" and point is not None and point.target is not None:
         point = threshold_for_sensitivity(risk, y, target=point.target)
     new = _copy_with(model, calibrator, recalibrated, point)
-    card = model_card_json(registry, version)
+    card = ReportStore(registry).require_model_card(version)
     record = {
         "from_version": version,
         "data": str(data_path),
@@ -352,16 +342,16 @@ def recalibrate_model(
         "at": now.isoformat(),
     }
     metadata = {
-        "intended_use": card.get("intended_use"),
-        "data": card.get("data", {}).get("description"),
-        "limits": card.get("limits"),
-        **card.get("other", {}),
+        "intended_use": card.intended_use,
+        "data": card.data_description,
+        "limits": card.limits,
+        **card.other,
         "recalibration": record,
     }
     promise = make_promise(keys.with_columns(pl.Series("risk", risk)), threshold=new.threshold_,
                            utility=point.achieved if rule == "utility" and point is not None else None)
     with registry.staging(new, metadata=metadata, now=now) as stage:
-        (stage.path / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
+        ReportStore.write_promise(stage, promise)
     new_version = stage.version
     return {"version": new_version, **record}
 
@@ -381,7 +371,6 @@ def _copy_with(model: RiskModel, calibrator: Any, method: str, point: Any) -> Ri
 
 __all__ = [
     "evaluate_model",
-    "model_card_json",
     "model_outcome",
     "predict_dataset",
     "recalibrate_model",

@@ -42,7 +42,7 @@ from riskcast.monitoring import (
     stale_feed_problems,
     variable_drift,
 )
-from riskcast.pipeline.external import model_card_json
+from riskcast.pipeline.reports import ReportStore
 from riskcast.score_status import ScoreStatus
 from riskcast.store.tables import scores
 
@@ -152,7 +152,7 @@ def monitor_data_health(
     elif lake.is_empty():
         drift = alert_rate = {"note": "the lake is empty: nothing to judge yet"}
     else:
-        card = model_card_json(registry, champion)
+        card = ReportStore(registry).require_model_card(champion).to_dict()
         window = timedelta(hours=options.window_hours)
         risks, score_rows = _champion_scores(engine, champion, start=at - window, end=at)
         drift = _check_drift(lake, card, champion, risks, at=at, options=options, sync=sync)

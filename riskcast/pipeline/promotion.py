@@ -15,7 +15,6 @@ source of truth for the champion; promoting mirrors it into the store's models t
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from riskcast.config import Settings
 from riskcast.errors import RegistryError
 from riskcast.fairness import AuditSummary
 from riskcast.model import ModelRegistry
+from riskcast.pipeline.reports import ReportStore
 from riskcast.pipeline.store_sync import sync_models
 from riskcast.store.tables import audits
 
@@ -60,15 +60,15 @@ def gate_bounds() -> dict[str, float]:
 
 
 def _evaluation(settings: Settings, version: str) -> dict[str, Any] | None:
-    path = settings.reports_dir / f"evaluation-{version}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    evaluation = ReportStore.of(settings).evaluation(version)  # the model directory's, the source of truth
+    return None if evaluation is None else evaluation.to_dict()
 
 
 def calibration_gate(settings: Settings, version: str) -> PromotionGate:
     """Calibration on held-out patients within bounds, and the promise kept."""
     report = _evaluation(settings, version)
     if report is None:
-        return PromotionGate("calibration", False, f"no held-out evaluation of {version} in {settings.reports_dir}")
+        return PromotionGate("calibration", False, f"no held-out evaluation of {version} in its model card: `riskcast train` records one")
     bounds = gate_bounds()
     calibration = report["calibration"]
     problems = []

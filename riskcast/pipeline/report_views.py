@@ -6,19 +6,21 @@ The dashboard draws; it computes nothing. Each function here reads what the pipe
 already written and shapes it for one question:
 
 - the model card: models/<version>/model_card.json (and .md), written by the registry;
-- the held-out evaluation: reports/evaluation-<version>.json, and the trade-off between
-  sensitivity, PPV and alert burden: reports/tradeoff-<version>.json (both written by
-  `riskcast train`, on the model's held-out patients);
+- the held-out evaluation: the one sealed into the model's directory (its card), and the
+  trade-off between sensitivity, PPV and alert burden: reports/tradeoff-<version>.json (both
+  written by `riskcast train`, on the model's held-out patients);
 - AUROC and AUPRC per week of the scores in the store's `scores` table, against the
   outcomes in the lake (labels exactly as training makes them, riskcast.labels), with
   patient-bootstrap intervals; a week whose labels hold no event says so instead of a number;
 - the fairness audits: the store's `audits` table (one row per `riskcast audit`, with a
   summary) and each audit's JSON report (reports/audit-<version>-<run id>.json).
 
-Report files may be missing (a model trained without reports, no audit yet): the readers
-return None and the page says what to run. A file that exists but cannot be read raises
-EvaluationError (reports) or RegistryError (model card) naming the file. Missing keys in a
-report (an older format) read as null, never as zero.
+Every file is read through riskcast.pipeline.reports (the one owner of report files), which
+hands over typed objects; what is left here is shaping them for the page. Report files may be
+missing (a model trained without reports, no audit yet): the readers return None and the page
+says what to run. A file that exists but cannot be read raises EvaluationError (reports/) or
+RegistryError (the model directory) naming the file and what to run. A number that is not
+there (NaN, or null in the file) reads as null, never as zero.
 
 A suppressed audit group (too few patients or events) carries no number here, even when
 its JSON does: every metric and count of it is null, and `suppressed` is True.
@@ -28,9 +30,7 @@ Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed i
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,13 +41,13 @@ import polars as pl
 from sqlalchemy import Engine, select
 
 from riskcast.catalog import Catalog, load_catalog
-from riskcast.errors import EvaluationError, RegistryError
-from riskcast.evaluate import discrimination
-from riskcast.fairness import METRIC_LABELS
+from riskcast.evaluate import AlertMetrics, EvaluationReport, discrimination
+from riskcast.fairness import METRIC_LABELS, AuditReport, GateResult
 from riskcast.labels import make_labels
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.external import model_outcome
+from riskcast.pipeline.reports import PromiseCheck, ReportStore, audit_report_name
 from riskcast.pipeline.training import ABLATIONS, BASELINE_COLUMNS
 from riskcast.pipeline.views import variable_label
 from riskcast.store.tables import audits, scores
@@ -214,7 +214,6 @@ OVERALL_SCHEMA: dict[str, pl.DataType] = {
 }
 
 VERDICT_ORDER = {"fail": 0, "warn": 1, "pass": 2}
-_AUDIT_NAME = re.compile(r"^audit-[A-Za-z0-9._-]+-\d+\.(html|json)$")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -237,39 +236,12 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _pair(value: Any) -> tuple[float | None, float | None]:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return _number(value[0]), _number(value[1])
-    return None, None
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _rows(value: Any) -> list[Mapping[str, Any]]:
-    return [row for row in value if isinstance(row, Mapping)] if isinstance(value, list) else []
-
-
 def _frame(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame([{name: row.get(name) for name in schema} for row in rows], schema=dict(schema), orient="row")
-
-
-def _read_report(path: Path, *, what: str) -> dict[str, Any] | None:
-    """The JSON object in `path`; None when there is no such file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise EvaluationError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{path}: the {what} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise EvaluationError(f"{path}: the {what} should hold a JSON object, found {type(data).__name__}")
-    return data
 
 
 # ------------------------------------------------------------------------------- models
@@ -327,49 +299,35 @@ class ModelCard:
 def model_card(registry: ModelRegistry, version: str, *, catalog: Catalog | None = None) -> ModelCard | None:
     """The card of `version` (None when the version is not registered or has no card).
     Raises RegistryError when model_card.json exists but cannot be read."""
-    if known_version(registry, version) is None:
-        return None
-    folder = registry.path_of(version)
-    path = folder / "model_card.json"
-    try:
-        card = _read_report(path, what="model card")
-    except EvaluationError as exc:
-        raise RegistryError(str(exc)) from exc
+    reports = ReportStore(registry)
+    card = reports.model_card(version)
     if card is None:
         return None
     catalog = catalog or load_catalog()
-    model = _mapping(card.get("model"))
-    data = _mapping(card.get("data"))
-    description = data.get("description")
-    other = _mapping(card.get("other"))
-    described = _mapping(description)
-    limits = card.get("limits")
-    if isinstance(limits, str):
-        limits = [limits]
+    model = card.model
     top = [
-        {"variable": str(row.get("name")), "label": variable_label(str(row.get("name")), catalog),
-         "mean_abs_contribution": _number(row.get("mean_abs_contribution"))}
-        for row in _rows(other.get("top_variables"))
-    ]  # fmt: skip
-    markdown_path = folder / "model_card.md"
+        {"variable": name, "label": variable_label(name, catalog), "mean_abs_contribution": value}
+        for name, value in card.top_variables
+    ]
+    description = card.data_description
     return ModelCard(
         version=version,
-        path=path,
+        path=reports.model_card_path(version),
         engine=_text(model.get("engine")),
         calibration=_text(model.get("calibration")),
         threshold=_number(model.get("threshold")),
         threshold_rule=_text(model.get("threshold_rule")),
         threshold_target=_number(model.get("threshold_target")),
         n_features=_integer(model.get("n_features")),
-        intended_use=str(card.get("intended_use") or "not stated"),
-        outcome=_text(other.get("outcome", described.get("outcome"))),
-        horizon_hours=_number(other.get("horizon_hours", described.get("horizon_hours"))),
-        data=described if described else ({"description": description} if description else {}),
-        fingerprint=_mapping(data.get("fingerprint")),
-        training=_mapping(_mapping(card.get("metrics")).get("training")),
-        limits=tuple(str(item) for item in limits) if isinstance(limits, list) else (),
+        intended_use=str(card.intended_use or "not stated"),
+        outcome=card.outcome,
+        horizon_hours=card.horizon_hours,
+        data=card.described if card.described else ({"description": description} if description else {}),
+        fingerprint=card.fingerprint,
+        training=card.training_metrics,
+        limits=card.limit_list,
         top_variables=_frame(top, TOP_VARIABLES_SCHEMA),
-        markdown=markdown_path.read_text(encoding="utf-8") if markdown_path.is_file() else None,
+        markdown=reports.model_card_markdown(version),
     )
 
 
@@ -392,24 +350,10 @@ class OperatingPointSummary:
 
 
 @dataclass(frozen=True)
-class PromiseCheck:
-    """Did the held-out patients get what the operating point promised on the calibration
-    patients? Kept when the alert burden stays within the tolerance above the promise and
-    the hourly PPV within the tolerance below it (riskcast.pipeline.training.check_promise)."""
-
-    promise: str | None
-    promised_alerts_per_100_patient_days: float | None
-    observed_alerts_per_100_patient_days: float | None
-    promised_ppv: float | None
-    observed_ppv: float | None
-    burden_kept: bool | None
-    ppv_kept: bool | None
-    kept: bool | None
-
-
-@dataclass(frozen=True)
 class EvaluationSummary:
-    """A model's held-out evaluation (reports/evaluation-<version>.json).
+    """A model's held-out evaluation, from its model directory (riskcast.pipeline.reports; the
+    export in reports/evaluation-<version>.json is the same evaluation, for people). `path` is
+    the model card that holds it.
 
     `discrimination`: one row per score (DISCRIMINATION_SCHEMA), the model first, then the
     early-warning baselines (NEWS2, qSOFA, SIRS; a baseline that only repeats another's
@@ -441,16 +385,6 @@ class EvaluationSummary:
     promise_check: PromiseCheck | None
 
 
-def evaluation_path(reports_dir: Path, version: str) -> Path:
-    """Where `riskcast train` writes the held-out evaluation of `version`."""
-    return Path(reports_dir) / f"evaluation-{version}.json"
-
-
-def tradeoff_path(reports_dir: Path, version: str) -> Path:
-    """Where `riskcast train` writes the threshold trade-off of `version`."""
-    return Path(reports_dir) / f"tradeoff-{version}.json"
-
-
 def _score_kind(name: str) -> str:
     if name == MODEL_SCORE:
         return "model"
@@ -463,120 +397,87 @@ def _score_label(name: str) -> str:
     return f"Ablation: {name}" if name in ABLATIONS else name
 
 
-def _discrimination_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    entries = _mapping(report.get("discrimination"))
+def _discrimination_rows(report: EvaluationReport) -> list[dict[str, Any]]:
     sources_seen: set[str] = set()
     rows = []
-    for name, entry in entries.items():
-        entry = _mapping(entry)
+    for name, entry in report.discrimination.items():
         source = BASELINE_COLUMNS.get(name, (name, None))[0]
         if source in sources_seen:  # the same score at another threshold: the same AUROC
             continue
         sources_seen.add(source)
-        auroc_low, auroc_high = _pair(entry.get("auroc_ci"))
-        auprc_low, auprc_high = _pair(entry.get("auprc_ci"))
         rows.append(
             {
                 "score": name, "label": _score_label(name), "kind": _score_kind(name),
-                "auroc": _number(entry.get("auroc")), "auroc_low": auroc_low, "auroc_high": auroc_high,
-                "auprc": _number(entry.get("auprc")), "auprc_low": auprc_low, "auprc_high": auprc_high,
-                "n_rows": _integer(entry.get("n_rows")), "n_positive": _integer(entry.get("n_positive")),
-                "n_boot_valid": _integer(entry.get("n_boot_valid")),
+                "auroc": _number(entry.auroc), "auroc_low": _number(entry.auroc_ci[0]),
+                "auroc_high": _number(entry.auroc_ci[1]), "auprc": _number(entry.auprc),
+                "auprc_low": _number(entry.auprc_ci[0]), "auprc_high": _number(entry.auprc_ci[1]),
+                "n_rows": entry.n_rows, "n_positive": entry.n_positive, "n_boot_valid": entry.n_boot_valid,
             }
         )  # fmt: skip
     order = {"model": 0, "baseline": 1, "ablation": 2}
     return sorted(rows, key=lambda row: order[row["kind"]])
 
 
-def _operating_point(value: Any) -> OperatingPointSummary | None:
-    point = _mapping(value)
-    if not point:
-        return None
+def _operating_point(point: AlertMetrics) -> OperatingPointSummary:
     return OperatingPointSummary(
-        threshold=_number(point.get("threshold")),
-        alerts_per_100_patient_days=_number(point.get("alerts_per_100_patient_days")),
-        sensitivity=_number(point.get("sensitivity")),
-        ppv=_number(point.get("ppv")),
-        encounter_sensitivity=_number(point.get("encounter_sensitivity")),
-        median_lead_time_hours=_number(point.get("median_lead_time_hours")),
-        promise=_text(point.get("promise")),
+        threshold=_number(point.threshold),
+        alerts_per_100_patient_days=_number(point.alerts_per_100_patient_days),
+        sensitivity=_number(point.sensitivity),
+        ppv=_number(point.ppv),
+        encounter_sensitivity=_number(point.encounter_sensitivity),
+        median_lead_time_hours=_number(point.median_lead_time_hours),
+        promise=point.promise,
     )
 
 
-def _promise_check(value: Any) -> PromiseCheck | None:
-    check = _mapping(value)
-    if not check:
-        return None
-
-    def flag(key: str) -> bool | None:
-        return check[key] if isinstance(check.get(key), bool) else None
-
-    return PromiseCheck(
-        promise=_text(check.get("promise")),
-        promised_alerts_per_100_patient_days=_number(check.get("promised_alerts_per_100_patient_days")),
-        observed_alerts_per_100_patient_days=_number(check.get("observed_alerts_per_100_patient_days")),
-        promised_ppv=_number(check.get("promised_ppv")),
-        observed_ppv=_number(check.get("observed_ppv")),
-        burden_kept=flag("burden_kept"),
-        ppv_kept=flag("ppv_kept"),
-        kept=flag("kept"),
-    )
-
-
-def _comparison_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _comparison_rows(report: EvaluationReport) -> list[dict[str, Any]]:
     rows = []
-    for name, entry in _mapping(report.get("comparisons")).items():
-        entry = _mapping(entry)
+    for name, entry in report.comparisons.items():
         if _score_kind(name) != "baseline":
             continue
-        baseline, model = _mapping(entry.get("baseline_metrics")), _mapping(entry.get("model_metrics"))
+        baseline, model = entry.baseline_metrics, entry.model_metrics
         rows.append(
             {
-                "baseline": name, "baseline_threshold": _number(entry.get("baseline_threshold")),
-                "baseline_alerts_per_100_patient_days": _number(baseline.get("alerts_per_100_patient_days")),
-                "baseline_sensitivity": _number(baseline.get("sensitivity")), "baseline_ppv": _number(baseline.get("ppv")),
-                "model_threshold": _number(entry.get("model_threshold")),
-                "model_alerts_per_100_patient_days": _number(model.get("alerts_per_100_patient_days")),
-                "model_sensitivity": _number(model.get("sensitivity")), "model_ppv": _number(model.get("ppv")),
+                "baseline": name, "baseline_threshold": _number(entry.baseline_threshold),
+                "baseline_alerts_per_100_patient_days": _number(baseline.alerts_per_100_patient_days),
+                "baseline_sensitivity": _number(baseline.sensitivity), "baseline_ppv": _number(baseline.ppv),
+                "model_threshold": _number(entry.model_threshold),
+                "model_alerts_per_100_patient_days": _number(model.alerts_per_100_patient_days),
+                "model_sensitivity": _number(model.sensitivity), "model_ppv": _number(model.ppv),
             }
         )  # fmt: skip
     return rows
 
 
-def evaluation_report(reports_dir: Path, version: str) -> EvaluationSummary | None:
-    """The held-out evaluation of `version` written by `riskcast train`; None when there is
-    no report (a model trained without reports_dir). Raises EvaluationError for a file that
-    cannot be read."""
-    path = evaluation_path(reports_dir, version)
-    report = _read_report(path, what="evaluation report")
-    if report is None:
+def evaluation_report(reports: ReportStore, version: str) -> EvaluationSummary | None:
+    """The held-out evaluation of `version` written by `riskcast train`; None when it has none
+    (not registered, recalibrated, registered without one). Raises RegistryError, naming the
+    file and what to run, when it cannot be read."""
+    evaluation = reports.evaluation(version)
+    if evaluation is None:
         return None
-    calibration = _mapping(report.get("calibration"))
-    reliability = [
-        {"bin": _integer(r.get("bin")), "mean_predicted": _number(r.get("mean_predicted")),
-         "observed_rate": _number(r.get("observed_rate")), "count": _integer(r.get("count")),
-         "min_predicted": _number(r.get("min_predicted")), "max_predicted": _number(r.get("max_predicted"))}
-        for r in _rows(calibration.get("reliability"))
-    ]  # fmt: skip
+    report, calibration = evaluation.report, evaluation.report.calibration
+    reliability = [{name: _number(value) if isinstance(value, float) else value for name, value in row.items()}
+                   for row in calibration.reliability.to_dicts()]  # fmt: skip
     return EvaluationSummary(
         version=version,
-        path=path,
-        outcome=_text(report.get("outcome")),
-        threshold=_number(report.get("threshold")),
-        n_patients=_integer(report.get("n_patients")),
-        n_encounters=_integer(report.get("n_encounters")),
-        n_rows=_integer(report.get("n_rows")),
-        n_positive=_integer(report.get("n_positive")),
-        prevalence=_number(report.get("prevalence")),
-        patient_days=_number(report.get("patient_days")),
+        path=reports.model_card_path(version),
+        outcome=report.outcome,
+        threshold=_number(report.threshold),
+        n_patients=report.n_patients,
+        n_encounters=report.n_encounters,
+        n_rows=report.n_rows,
+        n_positive=report.n_positive,
+        prevalence=_number(report.prevalence),
+        patient_days=_number(report.patient_days),
         discrimination=_frame(_discrimination_rows(report), DISCRIMINATION_SCHEMA),
         reliability=_frame(reliability, RELIABILITY_SCHEMA).sort("mean_predicted", nulls_last=True),
-        brier=_number(calibration.get("brier")),
-        ece=_number(calibration.get("ece")),
-        calibration_in_the_large=_number(calibration.get("calibration_in_the_large")),
-        operating_point=_operating_point(report.get("operating_point")),
+        brier=_number(calibration.brier),
+        ece=_number(calibration.ece),
+        calibration_in_the_large=_number(calibration.calibration_in_the_large),
+        operating_point=_operating_point(report.operating_point),
         comparisons=_frame(_comparison_rows(report), COMPARISONS_SCHEMA),
-        promise_check=_promise_check(report.get("promise_check")),
+        promise_check=evaluation.promise_check,
     )
 
 
@@ -600,27 +501,25 @@ class ThresholdTradeoff:
 
 
 def threshold_tradeoff(
-    reports_dir: Path, version: str, *, evaluation: EvaluationSummary | None = None
+    reports: ReportStore, version: str, *, evaluation: EvaluationSummary | None = None
 ) -> ThresholdTradeoff | None:
     """The trade-off `riskcast train` wrote for `version` (None when there is none), with
-    the model's current operating point from `evaluation` (read from reports_dir when not
-    given). Raises EvaluationError for a file that cannot be read."""
-    path = tradeoff_path(reports_dir, version)
-    report = _read_report(path, what="threshold trade-off")
-    if report is None:
+    the model's current operating point from `evaluation` (read when not given). Raises
+    EvaluationError for a file that cannot be read."""
+    curve = reports.tradeoff(version)
+    if curve is None:
         return None
     if evaluation is None:
-        evaluation = evaluation_report(reports_dir, version)
+        evaluation = evaluation_report(reports, version)
 
-    def frame(rows: Any) -> pl.DataFrame:
-        cleaned = [{name: _number(row.get(name)) for name in TRADEOFF_SCHEMA} for row in _rows(rows)]
-        return _frame(cleaned, TRADEOFF_SCHEMA)
+    def frame(rows: pl.DataFrame) -> pl.DataFrame:
+        return _frame([{name: _number(row.get(name)) for name in TRADEOFF_SCHEMA} for row in rows.to_dicts()], TRADEOFF_SCHEMA)
 
     return ThresholdTradeoff(
         version=version,
-        path=path,
-        model=frame(report.get("model")).sort("threshold", descending=True, nulls_last=True),
-        news2=frame(report.get("news2")).sort("threshold"),
+        path=reports.tradeoff_path(version),
+        model=frame(curve.model).sort("threshold", descending=True, nulls_last=True),
+        news2=frame(curve.news2).sort("threshold"),
         current=evaluation.operating_point if evaluation is not None else None,
     )
 
@@ -769,18 +668,10 @@ def _summary_counts(summary: Mapping[str, Any]) -> dict[str, int | None]:
     return {f"n_{v}": _integer(counts.get(v)) for v in ("fail", "warn", "pass")}
 
 
-def _audit_name(report_path: str | None) -> str | None:
-    """The report's file name (never its stored directory: the home may have moved)."""
-    if not report_path:
-        return None
-    name = Path(report_path).name
-    return name if _AUDIT_NAME.match(name) else None
-
-
 def audit_history(engine: Engine, *, model_version: str | None = None, limit: int = 100) -> pl.DataFrame:
     """The latest `limit` fairness audits (store `audits`), newest first; of `model_version`
     only when given. Columns AUDITS_SCHEMA: the gate counts, patients and events come from
-    each audit's summary; `report_name` is its HTML report's file name in reports_dir."""
+    each audit's summary; `report_name` is its HTML report's file name in the reports folder."""
     query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(limit)
     if model_version is not None:
         query = query.where(audits.c.model_version == model_version)
@@ -793,7 +684,7 @@ def audit_history(engine: Engine, *, model_version: str | None = None, limit: in
             {"audit_id": record.id, "model_version": record.model_version, "run_id": record.run_id,
              "created_at": record.created_at, "verdict": record.verdict, **_summary_counts(summary),
              "patients": _integer(summary.get("patients")), "events": _integer(summary.get("events")),
-             "report_name": _audit_name(record.report_path)}
+             "report_name": audit_report_name(record.report_path)}
         )  # fmt: skip
     return _frame(rows, AUDITS_SCHEMA)
 
@@ -836,7 +727,7 @@ class AuditDetail:
     fail first, then warn, then pass. `overall`: each metric over all held-out patients with
     its interval (OVERALL_SCHEMA). `suppressed_label` is the audit's words for a suppressed
     group ("suppressed (<10 patients or <10 events)"). `report_name` is the HTML report's file
-    name in reports_dir (None when it is missing).
+    name in the reports folder (None when it is missing).
     """
 
     audit_id: int
@@ -866,15 +757,11 @@ class AuditDetail:
     overall: pl.DataFrame
 
 
-def _suppressed_label(document: Mapping[str, Any]) -> str:
-    for feature in _mapping(document.get("features")).values():
-        for group in _rows(_mapping(feature).get("groups")):
-            if group.get("suppressed") and isinstance(group.get("note"), str):
-                return str(group["note"])
-    patients, events = document.get("min_patients"), document.get("min_events")
-    if patients is not None and events is not None:
-        return f"suppressed (<{patients} patients or <{events} events)"
-    return "suppressed"
+def _suppressed_label(report: AuditReport) -> str:
+    for feature in report.features.values():
+        if "suppressed" in feature.groups.columns and feature.groups["suppressed"].any():
+            return feature.suppressed_label
+    return f"suppressed (<{report.min_patients} patients or <{report.min_events} events)"
 
 
 def _group_row(feature: str, group: Mapping[str, Any]) -> dict[str, Any]:
@@ -888,22 +775,21 @@ def _group_row(feature: str, group: Mapping[str, Any]) -> dict[str, Any]:
     for name, dtype in AUDIT_GROUPS_SCHEMA.items():
         if name in row:
             continue
-        value = None if suppressed else group.get(name)
+        value = None if suppressed else group.get(name)  # a suppressed group shows no number, ever
         row[name] = _integer(value) if dtype == pl.Int64() else _number(value)
     return row
 
 
-def _gate_row(gate: Mapping[str, Any]) -> dict[str, Any]:
-    low, high = _pair(gate.get("interval"))
+def _gate_row(gate: GateResult) -> dict[str, Any]:
+    low, high = (None, None) if gate.interval is None else (_number(gate.interval[0]), _number(gate.interval[1]))
     return {
-        "feature": _text(gate.get("feature")), "gate": _text(gate.get("gate")), "group": _text(gate.get("group")),
-        "reference": _text(gate.get("reference")), "metric": _text(gate.get("metric")),
-        "compare": _text(gate.get("compare")), "verdict": _text(gate.get("verdict")), "value": _number(gate.get("value")),
-        "interval_low": low, "interval_high": high, "bound": _number(gate.get("bound")), "reason": _text(gate.get("reason")),
+        "feature": gate.feature, "gate": gate.gate, "group": gate.group, "reference": gate.reference,
+        "metric": gate.metric, "compare": gate.compare, "verdict": str(gate.verdict), "value": _number(gate.value),
+        "interval_low": low, "interval_high": high, "bound": _number(gate.bound), "reason": gate.reason,
     }  # fmt: skip
 
 
-def _overall_rows(overall: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _overall_rows(overall: Mapping[str, float]) -> list[dict[str, Any]]:
     rows = []
     for metric in (*GROUP_METRICS, *GROUP_POINT_METRICS):
         if metric in overall:
@@ -916,14 +802,15 @@ def _overall_rows(overall: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def audit_detail(
     engine: Engine,
-    reports_dir: Path,
+    reports: ReportStore,
     *,
     audit_id: int | None = None,
     model_version: str | None = None,
 ) -> AuditDetail | None:
     """The audit `audit_id` (default: the latest, of `model_version` when given) with its
-    JSON report from `reports_dir`; None when there is no such audit or its JSON report is
-    gone. Raises EvaluationError when the report exists but cannot be read."""
+    JSON report from the reports folder; None when there is no such audit or its JSON report
+    is gone. Raises EvaluationError, naming the file and what to run, when the report exists
+    but cannot be read."""
     query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(1)
     if audit_id is not None:
         query = select(audits).where(audits.c.id == audit_id)
@@ -933,74 +820,67 @@ def audit_detail(
         record = connection.execute(query).one_or_none()
     if record is None:
         return None
-    html_name = _audit_name(record.report_path)
-    json_name = f"audit-{record.model_version}-{record.run_id}.json" if html_name is None else f"{html_name[:-5]}.json"
-    if not _AUDIT_NAME.match(json_name):
+    json_path = reports.audit_json_path(record.report_path, record.model_version, record.run_id)
+    document = None if json_path is None else reports.audit_document(json_path)
+    if json_path is None or document is None:
         return None
-    json_path = Path(reports_dir) / json_name
-    document = _read_report(json_path, what="fairness audit report")
-    if document is None:
-        return None
-    meta = _mapping(document.get("meta"))
-    body = _mapping(document.get("audit"))
+    meta, report = document.meta, document.audit
     features, groups, gates = [], [], []
-    for name, feature in _mapping(body.get("features")).items():
-        feature = _mapping(feature)
-        summary = _mapping(feature.get("summary"))
-        members = _rows(feature.get("groups"))
+    for name, feature in report.features.items():
+        members = feature.groups.to_dicts()
         features.append(
-            {"feature": name, "verdict": _text(feature.get("verdict")), "reference": _text(feature.get("reference")),
-             "reported_groups": _integer(summary.get("reported_groups", sum(1 for g in members if not g.get("suppressed")))),
-             "suppressed_groups": _integer(summary.get("suppressed_groups", sum(1 for g in members if g.get("suppressed"))))}
+            {"feature": name, "verdict": str(feature.verdict), "reference": feature.reference,
+             "reported_groups": _integer(feature.summary.get("reported_groups", sum(1 for g in members if not g["suppressed"]))),
+             "suppressed_groups": _integer(feature.summary.get("suppressed_groups", sum(1 for g in members if g["suppressed"])))}
         )  # fmt: skip
         groups.extend(_group_row(name, group) for group in members)
-        gates.extend(_gate_row(gate) for gate in _rows(feature.get("gates")))
+        gates.extend(_gate_row(gate) for gate in feature.gates)
     gate_frame = _frame(gates, AUDIT_GATES_SCHEMA)
     if gate_frame.height:
         gate_frame = gate_frame.sort(pl.col("verdict").replace_strict(VERDICT_ORDER, default=3), maintain_order=True)
-    html_exists = html_name is not None and (Path(reports_dir) / html_name).is_file()
+    html_name = audit_report_name(record.report_path)
+    html_file = reports.audit_file(html_name) if html_name is not None and html_name.endswith(".html") else None
     return AuditDetail(
         audit_id=int(record.id),
         model_version=record.model_version,
         run_id=record.run_id,
         created_at=record.created_at,
-        verdict=str(body.get("verdict") or record.verdict),
+        verdict=str(report.verdict),
         json_path=json_path,
-        report_name=html_name if html_exists else None,
+        report_name=None if html_file is None else html_file.name,
         outcome=_text(meta.get("outcome")),
         horizon_hours=_number(meta.get("horizon_hours")),
-        threshold=_number(body.get("threshold", meta.get("threshold"))),
-        n_patients=_integer(body.get("n_patients")),
-        n_encounters=_integer(body.get("n_encounters")),
-        n_rows=_integer(body.get("n_rows")),
-        n_events=_integer(body.get("n_events")),
-        patient_days=_number(body.get("patient_days")),
-        n_boot=_integer(body.get("n_boot")),
-        confidence=_number(body.get("confidence")),
-        min_patients=_integer(body.get("min_patients")),
-        min_events=_integer(body.get("min_events")),
-        gates_source=_text(body.get("gates_source")),
-        suppressed_label=_suppressed_label(body),
+        threshold=_number(report.threshold),
+        n_patients=report.n_patients,
+        n_encounters=report.n_encounters,
+        n_rows=report.n_rows,
+        n_events=report.n_events,
+        patient_days=_number(report.patient_days),
+        n_boot=report.n_boot,
+        confidence=_number(report.confidence),
+        min_patients=report.min_patients,
+        min_events=report.min_events,
+        gates_source=report.gates_source,
+        suppressed_label=_suppressed_label(report),
         features=_frame(features, AUDIT_FEATURES_SCHEMA),
         groups=_frame(groups, AUDIT_GROUPS_SCHEMA),
         gates=gate_frame,
-        overall=_frame(_overall_rows(_mapping(body.get("overall"))), OVERALL_SCHEMA),
+        overall=_frame(_overall_rows(report.overall), OVERALL_SCHEMA),
     )
 
 
-def audit_report_file(engine: Engine, reports_dir: Path, audit_id: Any) -> Path | None:
-    """The self-contained HTML report of audit `audit_id`: a file directly in `reports_dir`
+def audit_report_file(engine: Engine, reports: ReportStore, audit_id: Any) -> Path | None:
+    """The self-contained HTML report of audit `audit_id`: a file directly in the reports folder
     named like audit-<version>-<run id>.html, or None (no such audit, no such file). The
     stored directory is never followed, only the file name."""
     if isinstance(audit_id, bool) or not isinstance(audit_id, int):
         return None
     with engine.connect() as connection:
         report_path = connection.execute(select(audits.c.report_path).where(audits.c.id == audit_id)).scalar_one_or_none()
-    name = _audit_name(report_path)
+    name = audit_report_name(report_path)
     if name is None or not name.endswith(".html"):
         return None
-    path = Path(reports_dir) / name
-    return path if path.is_file() else None
+    return reports.audit_file(name)
 
 
 __all__ = [
@@ -1035,13 +915,11 @@ __all__ = [
     "audit_history",
     "audit_report_file",
     "audit_trend",
-    "evaluation_path",
     "evaluation_report",
     "known_version",
     "model_card",
     "model_versions",
     "performance_over_time",
     "threshold_tradeoff",
-    "tradeoff_path",
     "weekly_performance",
 ]

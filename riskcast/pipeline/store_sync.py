@@ -52,8 +52,12 @@ def delete_quarantine_before(engine: Engine, cutoff: datetime) -> int:
 
 
 def _metrics(registry: ModelRegistry, version: str) -> dict[str, Any]:
-    """The headline held-out metrics of `version`, from its artefact's metrics.json."""
-    evaluation = (registry.read_json(version, "metrics.json") or {}).get("evaluation") or {}
+    """The headline held-out metrics of `version`, from the evaluation its model card holds (the
+    source of truth, riskcast.pipeline.reports); empty when it holds none."""
+    from riskcast.pipeline.reports import ReportStore  # here: the ingest flow imports this module
+
+    card = ReportStore(registry).model_card(version)
+    evaluation = {} if card is None else card.evaluation_metrics
     risk = evaluation.get("discrimination", {}).get("risk")
     return {"auroc": risk["auroc"], "auprc": risk["auprc"]} if risk else {}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from riskcast.evaluate import alert_metrics, evaluate, threshold_at_alert_rate
 from riskcast.explain import MEASUREMENT_PROCESS_SUFFIXES, global_importance
 from riskcast.features.build import build_features, feature_columns
 from riskcast.features.families import DEFAULT_FAMILIES, FAMILIES, columns_of
+from riskcast.pipeline.reports import HeldOutEvaluation, PromiseCheck, ReportStore, TradeoffCurve
 from riskcast.pipeline.store_sync import sync_models
 from riskcast.pipeline.training_data import LabelSource, Labelling, StoreDataset, fresh_generation, labelled_shards
 from riskcast.model import ModelRegistry, RiskModel, load_model, save_model
@@ -71,7 +71,6 @@ def feature_matrix(
 
 # --------------------------------------------------------------------------- training
 
-HELD_OUT_FILE = "heldout_patients.json"
 # Alert episodes per 100 patient-days when no budget or sensitivity is asked for: about
 # NEWS2>=5's burden on a general ward, so the model is compared at a rate wards accept.
 DEFAULT_ALERT_BUDGET = 15.0
@@ -104,16 +103,6 @@ OPERATING_POINT_PROMISES = {
 }
 
 
-def _finite(value: Any) -> Any:
-    """The same structure with NaN and infinities as None, so the JSON is strict."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    return value
-PROMISE_FILE = "promise.json"
 # How far held-out or external data may drift from the promise before it counts as broken.
 PROMISE_TOLERANCE = 0.2
 
@@ -527,10 +516,11 @@ def train_and_register(
         "horizon_hours": horizon_hours,
     }
     # Everything of the version goes into its stage, published whole when the block ends.
+    reports = ReportStore(registry, reports_dir)
     with registry.staging(model, metadata=metadata, now=now) as stage:
         # Pseudonymous ids only: lets `riskcast evaluate` re-check the same held-out patients later.
-        (stage.path / HELD_OUT_FILE).write_text(json.dumps(sorted(held_out)))
-        (stage.path / PROMISE_FILE).write_text(json.dumps(promise, indent=2))
+        reports.write_held_out_patients(stage, held_out)
+        reports.write_promise(stage, promise)
         for name, ablation in ablation_models.items():
             save_model(ablation, stage.path / ABLATIONS_DIR / name.replace(" ", "_"), metadata={"ablation": name})
     version = stage.version
@@ -541,9 +531,6 @@ def train_and_register(
         sync_models(registry, database)
     paths: dict[str, str] = {}
     if reports_dir is not None:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        json_path = reports_dir / f"evaluation-{version}.json"
-        md_path = reports_dir / f"evaluation-{version}.md"
         tradeoff = {
             "model": tradeoff_curve(scored),
             "news2": [
@@ -552,10 +539,12 @@ def train_and_register(
                 if "NEWS2" in scored.columns
             ],
         }
-        (reports_dir / f"tradeoff-{version}.json").write_text(json.dumps(_finite(tradeoff), indent=2, allow_nan=False))
-        json_path.write_text(json.dumps(report.to_dict() | {"promise_check": promise_check}, indent=2))
-        md_path.write_text(f"# Evaluation of {version}\n\n" + promise_markdown(promise_check) + report.to_markdown())
-        paths = {"json": str(json_path), "markdown": str(md_path)}
+        reports.write_tradeoff(version, TradeoffCurve.from_dict(tradeoff))
+        # The export of what the version's card holds (the source of truth), for people.
+        paths = reports.export_evaluation(
+            version, HeldOutEvaluation(report, PromiseCheck.from_dict(promise_check)),
+            markdown=f"# Evaluation of {version}\n\n" + promise_markdown(promise_check) + report.to_markdown(),
+        )
     return TrainResult(
         version=version,
         promoted=should_promote,
