@@ -39,7 +39,7 @@ For each split it writes bench/out/peers/prodrome-<split>.parquet (git-ignored):
 in the .psv), iculos, probability, predicted_label (at prodrome's threshold), sepsis_label,
 split and fold (cv5 only; null otherwise). It prints AUROC and AUPRC over all test rows, the
 PhysioNet 2019 normalised utility of predicted_label computed twice (riskcast.evaluate.
-physionet_utility and prodrome's own cohort_utility, which must agree), and each prodrome
+predictions_utility and prodrome's own cohort_utility, which must agree), and each prodrome
 run's wall time, CPU time and peak RSS; the figures also go to
 bench/out/peers/prodrome-summary.json.
 """
@@ -198,12 +198,12 @@ def checked_predictions(predictions: pl.DataFrame, truth: pl.DataFrame, test: li
 
 
 def riskcast_utility(frame: pl.DataFrame) -> float:
-    from riskcast.evaluate import physionet_utility
+    from riskcast.evaluate import predictions_utility
 
     scored = frame.select(
         pl.col("patient_id").alias("encounter_id"), pl.col("row").alias("time"), "sepsis_label", "predicted_label"
     )
-    return physionet_utility(scored, label="sepsis_label", prediction="predicted_label")
+    return predictions_utility(scored, label="sepsis_label", prediction="predicted_label")
 
 
 def run_split(split: str, stays: pl.DataFrame, truth: pl.DataFrame, args: argparse.Namespace) -> dict[str, Any]:

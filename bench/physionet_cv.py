@@ -151,9 +151,9 @@ def clock_threshold(hours: np.ndarray, flag_rate: float) -> float:
 
 
 def utility(frame: pl.DataFrame, flagged: np.ndarray) -> float:
-    from riskcast.evaluate import physionet_utility
+    from riskcast.evaluate import predictions_utility
 
-    return physionet_utility(frame.select("encounter_id", "time", "sepsis_label").with_columns(
+    return predictions_utility(frame.select("encounter_id", "time", "sepsis_label").with_columns(
         pl.Series("flagged", flagged.astype(np.int8))
     ), label="sepsis_label", prediction="flagged")  # fmt: skip
 

@@ -11,7 +11,7 @@ import pytest
 
 from riskcast import alert_burden
 from riskcast.evaluate import alert_metrics, threshold_at_alert_rate
-from riskcast.model import alerts_per_100_patient_days, threshold_for_alert_budget
+from riskcast.model import alert_rate_at, threshold_for_alert_budget
 
 
 def test_an_episode_starts_where_a_flag_turns_on_or_its_encounter_opens():
@@ -98,5 +98,5 @@ def test_training_and_evaluation_choose_the_same_threshold_for_a_budget():
     )
     point = threshold_for_alert_budget(scores, encounter_ids=encounters, alerts_per_100_patient_days=60)
     assert point.threshold == threshold_at_alert_rate(frame, alerts_per_100_patient_days=60) == 0.9
-    promised = alerts_per_100_patient_days(scores, point.threshold, encounter_ids=encounters)
+    promised = alert_rate_at(scores, point.threshold, encounter_ids=encounters)
     assert promised == point.achieved == alert_metrics(frame, threshold=point.threshold).alerts_per_100_patient_days

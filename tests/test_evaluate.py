@@ -18,7 +18,7 @@ from riskcast.evaluate import (
     compare_at_same_alert_rate,
     discrimination,
     evaluate,
-    physionet_utility,
+    predictions_utility,
     threshold_at_alert_rate,
 )
 
@@ -360,27 +360,27 @@ def test_utility_of_perfect_predictions_is_one():
     septic = [0] * 20 + [1] * 10
     frame = pl.concat([septic_frame(septic, best_predictions(septic)), septic_frame([0] * 8, [0] * 8, "n")])
 
-    assert physionet_utility(frame) == pytest.approx(1.0)
+    assert predictions_utility(frame) == pytest.approx(1.0)
 
 
 def test_utility_of_never_alarming_is_zero():
     frame = pl.concat([septic_frame([0] * 20 + [1] * 10, [0] * 30), septic_frame([0] * 8, [0] * 8, "n")])
 
-    assert physionet_utility(frame) == pytest.approx(0.0)
+    assert predictions_utility(frame) == pytest.approx(0.0)
 
 
 def test_utility_of_the_challenges_worked_example_in_any_row_order():
     # t_sepsis = 10; observed 61/18, best 76/18, no alarms -4/18 -> (65/18) / (80/18)
     frame = septic_frame([0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 1, 1]).reverse()
 
-    assert physionet_utility(frame) == pytest.approx(0.8125)
+    assert predictions_utility(frame) == pytest.approx(0.8125)
 
 
 def test_utility_of_alarms_on_patients_without_sepsis_is_negative():
     # ten false alarms cost 10 * -0.05 against a best-minus-none span of 80/18
     frame = pl.concat([septic_frame([0, 0, 0, 0, 1, 1], [0] * 6), septic_frame([0] * 10, [1] * 10, "n")])
 
-    assert physionet_utility(frame) == pytest.approx(-0.5 / (80 / 18))
+    assert predictions_utility(frame) == pytest.approx(-0.5 / (80 / 18))
 
 
 def test_an_alarm_long_before_onset_costs_like_a_false_alarm():
@@ -388,14 +388,14 @@ def test_an_alarm_long_before_onset_costs_like_a_false_alarm():
     # best = 3.5 (dt -12..-6) + 4 (dt -5..3) = 7.5, no alarms = -10 (missed dt -5..3)
     predictions = [1] + [0] * 29
 
-    utility = physionet_utility(septic_frame([0] * 20 + [1] * 10, predictions))
+    utility = predictions_utility(septic_frame([0] * 20 + [1] * 10, predictions))
 
     assert utility == pytest.approx(-0.05 / 17.5)
 
 
 def test_utility_without_any_septic_encounter_raises():
     with pytest.raises(EvaluationError, match="no encounter has 'sepsis_label' = 1 among 1 encounters"):
-        physionet_utility(septic_frame([0] * 5, [1] * 5))
+        predictions_utility(septic_frame([0] * 5, [1] * 5))
 
 
 # --------------------------------------------------------------------------- the report

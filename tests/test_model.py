@@ -20,7 +20,7 @@ from riskcast.errors import ModelError, RegistryError
 from riskcast.model import (
     ModelRegistry,
     RiskModel,
-    alerts_per_100_patient_days,
+    alert_rate_at,
     choose_device,
     gpu_available,
     load_model,
@@ -241,7 +241,7 @@ def test_fit_with_alert_budget_meets_the_budget_on_calibration_patients(cohort):
         X, y, groups=groups, encounter_ids=encounters
     )
     rows = model.split_.calibration
-    rate = alerts_per_100_patient_days(
+    rate = alert_rate_at(
         model.predict_proba(X.iloc[rows])[:, 1], model.threshold_, encounter_ids=encounters[rows]
     )
     assert model.operating_point_.rule == "alert_budget"

@@ -9,7 +9,7 @@ from riskcast.errors import ModelError
 from riskcast.model import (
     OperatingPoint,
     alert_episodes,
-    alerts_per_100_patient_days,
+    alert_rate_at,
     fixed_operating_point,
     threshold_for_alert_budget,
     threshold_for_sensitivity,
@@ -37,9 +37,9 @@ def test_interleaved_encounters_keep_their_own_time_order():
 
 def test_alert_rate_counts_rows_times_hours_as_exposure():
     risk = np.array([0.9] + [0.1] * 47)  # one episode in 48 hourly rows = 2 patient-days
-    assert alerts_per_100_patient_days(risk, 0.5, encounter_ids=np.zeros(48)) == pytest.approx(50.0)
+    assert alert_rate_at(risk, 0.5, encounter_ids=np.zeros(48)) == pytest.approx(50.0)
     # the same rows standing for 4 hours each are 8 patient-days
-    assert alerts_per_100_patient_days(risk, 0.5, encounter_ids=np.zeros(48), hours_per_row=4) == pytest.approx(12.5)
+    assert alert_rate_at(risk, 0.5, encounter_ids=np.zeros(48), hours_per_row=4) == pytest.approx(12.5)
 
 
 def _ward(seed: int = 0, encounters: int = 60, hours: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +54,7 @@ def _ward(seed: int = 0, encounters: int = 60, hours: int = 48) -> tuple[np.ndar
 def test_alert_budget_threshold_meets_the_budget_on_its_data(budget):
     risk, encounters = _ward()
     point = threshold_for_alert_budget(risk, encounter_ids=encounters, alerts_per_100_patient_days=budget)
-    rate = alerts_per_100_patient_days(risk, point.threshold, encounter_ids=encounters)
+    rate = alert_rate_at(risk, point.threshold, encounter_ids=encounters)
     assert rate <= budget
     assert rate == pytest.approx(point.achieved)
     assert point.rule == "alert_budget" and point.target == budget and point.n_rows == len(risk)
@@ -65,7 +65,7 @@ def test_alert_budget_threshold_is_the_lowest_with_no_breach_above_it():
     budget = 20.0
     point = threshold_for_alert_budget(risk, encounter_ids=encounters, alerts_per_100_patient_days=budget)
     candidates = np.unique(risk)
-    rates = np.array([alerts_per_100_patient_days(risk, t, encounter_ids=encounters) for t in candidates])
+    rates = np.array([alert_rate_at(risk, t, encounter_ids=encounters) for t in candidates])
     above = candidates >= point.threshold
     assert np.all(rates[above] <= budget)
     below = candidates[candidates < point.threshold]

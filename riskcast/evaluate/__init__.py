@@ -5,7 +5,7 @@
   which reads it back;
 - ``markdown``: the report as Markdown (``EvaluationReport.to_markdown``).
 
-The PhysioNet 2019 utility is riskcast.utility's; ``physionet_utility`` here reads it off a
+The PhysioNet 2019 utility is riskcast.utility's physionet_utility; ``predictions_utility`` here reads it off a
 predictions frame. The names callers use are re-exported here.
 """
 
@@ -32,7 +32,7 @@ from riskcast.evaluate.metrics import (
     evaluate,
     from_jsonable,
     jsonable,
-    physionet_utility,
+    predictions_utility,
     threshold_at_alert_rate,
 )
 from riskcast.evaluate.markdown import evaluation_markdown
@@ -61,6 +61,6 @@ __all__ = [
     "evaluation_markdown",
     "from_jsonable",
     "jsonable",
-    "physionet_utility",
+    "predictions_utility",
     "threshold_at_alert_rate",
 ]

@@ -906,7 +906,7 @@ def _sepsis_utilities(labels: np.ndarray, encounters: np.ndarray, *, label_name:
     return utilities
 
 
-def physionet_utility(
+def predictions_utility(
     frame: pl.DataFrame,
     *,
     label: str = SEPSIS_LABEL,

@@ -12,7 +12,7 @@ from riskcast.model.inputs import DataFingerprint
 from riskcast.model.operating_point import (
     OperatingPoint,
     alert_episodes,
-    alerts_per_100_patient_days,
+    alert_rate_at,
     fixed_operating_point,
     threshold_for_alert_budget,
     threshold_for_sensitivity,
@@ -30,7 +30,7 @@ __all__ = [
     "SearchTrial",
     "VersionInfo",
     "alert_episodes",
-    "alerts_per_100_patient_days",
+    "alert_rate_at",
     "choose_device",
     "fit_calibrator",
     "fixed_operating_point",

@@ -105,7 +105,7 @@ def alert_episodes(flags: Any, *, encounter_ids: Any) -> int:
     return int(np.count_nonzero(alert_burden.episode_starts(flags[order], first)))
 
 
-def alerts_per_100_patient_days(
+def alert_rate_at(
     risk: Any, threshold: float, *, encounter_ids: Any, hours_per_row: float = 1.0
 ) -> float:
     """Alert episodes per 100 patient-days when flagging risk >= threshold."""
