@@ -20,6 +20,22 @@ def _schedule(ctx: click.Context, config: Path | None):
     return load_schedule(config, home=settings_of(ctx).home)
 
 
+
+class _JobLogLevels:
+    """Set the jobs' and flows' loggers to `level` for one command, and put them back on close,
+    so a command run in-process (tests, a notebook) leaves the caller's logging as it was."""
+
+    NAMES = ("riskcast.jobs", "riskcast.pipeline")
+
+    def __init__(self, level: int) -> None:
+        self.saved = {name: logging.getLogger(name).level for name in self.NAMES}
+        for name in self.NAMES:
+            logging.getLogger(name).setLevel(level)
+
+    def close(self) -> None:
+        for name, level in self.saved.items():
+            logging.getLogger(name).setLevel(level)
+
 @cli.command()
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), default=None, help=_CONFIG_HELP)
 @click.option("--present", "present_text", default=None, metavar="TIME|demo",
@@ -51,8 +67,7 @@ def scheduler(ctx: click.Context, config: Path | None, present_text: str | None)
         clock = shifted_clock(parse_time(present_text))
     else:
         clock = wall_clock
-    for name in ("riskcast.jobs", "riskcast.pipeline"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    ctx.call_on_close(_JobLogLevels(logging.INFO).close)
     engine = open_store(settings.database_url)
     try:
         service = RiskcastScheduler(schedule, settings, engine=engine, clock=clock)
@@ -139,8 +154,8 @@ def jobs_run(ctx: click.Context, name: str, at_text: str | None, config: Path | 
     settings = settings_of(ctx)
     schedule = _schedule(ctx, config)
     schedule.job(name)
-    for logger in ("riskcast.jobs", "riskcast.pipeline"):
-        logging.getLogger(logger).setLevel(logging.INFO if not ctx.obj.get("json") else logging.WARNING)
+    levels = _JobLogLevels(logging.INFO if not ctx.obj.get("json") else logging.WARNING)
+    ctx.call_on_close(levels.close)
     engine = open_store(settings.database_url)
     try:
         outcome = execute_job(
