@@ -49,7 +49,7 @@ from riskcast.model import ModelRegistry
 from riskcast.pipeline.external import model_outcome
 from riskcast.pipeline.reports import PromiseCheck, ReportStore, audit_report_name
 from riskcast.pipeline.training import ABLATIONS, BASELINE_COLUMNS
-from riskcast.pipeline.views import variable_label
+from riskcast.read_models.ward import variable_label
 from riskcast.store.tables import audits, scores
 
 UTC = pl.Datetime("us", "UTC")
