@@ -1,61 +1,74 @@
 """Read models: what each dashboard page shows, read from the store, the lake and the reports.
 
-Apart from the flows in riskcast.pipeline: nothing here writes (staff actions go through
-riskcast.alerts.state). One module a page or a question; this package re-exports the names the
-dashboard, the CLI and the tests use, so `from riskcast import read_models` does not change when
-a function moves between its modules.
+Apart from the flows in riskcast.pipeline, and writing nothing (staff actions go through
+riskcast.alerts.state). One module a page or a question: scores (what the clinical pages start
+from), ward, patient, open_alerts, data_health, model_report, fairness_report (report_values:
+how their report values read). This package re-exports the names the dashboard, the CLI and the
+tests use, so `from riskcast import read_models` does not change when a function moves between
+its modules.
 """
 
 from __future__ import annotations
 
-from riskcast.read_models.ward import (
-    BOARD_SCHEMA,
-    CHANGES_SCHEMA,
-    FRESHNESS_SCHEMA,
-    NEEDS_ACTION_STATES,
-    OBSERVATIONS_SCHEMA,
-    PREVIOUS_WITHIN_HOURS,
-    TREND_STEP,
-    variable_label,
-    AlertScope,
-    DriverComparison,
+from riskcast.read_models.scores import (
     ModelInUse,
-    PatientHeader,
+    PREVIOUS_WITHIN_HOURS,
     STALE_SCORES_HOURS,
     ScoringFreshness,
-    alert_markers,
-    alert_scope,
+    TREND_STEP,
+    latest_scored_hour,
+    model_in_use,
+    risk_trend,
+    scored_wards,
     scoring_freshness,
+    variable_label,
+)
+from riskcast.read_models.open_alerts import (
+    AlertScope,
+    NEEDS_ACTION_STATES,
+    alert_scope,
+    open_alerts,
+)
+from riskcast.read_models.ward import (
+    BOARD_SCHEMA,
+    ward_board,
+)
+from riskcast.read_models.patient import (
+    CHANGES_SCHEMA,
+    CHANGE_STEP,
+    DRIVER_ROWS_SCHEMA,
+    DriverComparison,
+    HISTORY_POINTS_SCHEMA,
+    MARKERS_SCHEMA,
+    OBSERVATIONS_SCHEMA,
+    PatientHeader,
+    alert_markers,
     driver_comparison,
     encounter_alerts,
     encounter_observations,
-    feed_freshness,
-    latest_scored_hour,
     latest_values,
-    model_in_use,
     patient_header,
+    risk_history,
+)
+from riskcast.read_models.data_health import (
+    FRESHNESS_SCHEMA,
+    QUARANTINE_SUMMARY_SCHEMA,
+    RUNS_SCHEMA,
+    feed_freshness,
     quarantine_summary,
     recent_runs,
-    risk_history,
-    risk_trend,
-    scored_wards,
-    ward_board,
 )
 from riskcast.read_models.model_report import (
-    AUDITS_SCHEMA,
-    AUDIT_FEATURES_SCHEMA,
-    AUDIT_GATES_SCHEMA,
-    AUDIT_GROUPS_SCHEMA,
-    AUDIT_TREND_SCHEMA,
     COMPARISONS_SCHEMA,
     DISCRIMINATION_SCHEMA,
-    GROUP_METRICS,
-    GROUP_METRIC_LABELS,
-    GROUP_POINT_METRICS,
+    EvaluationSummary,
+    MODEL_SCORE,
     MODEL_VERSIONS_SCHEMA,
-    OVERALL_SCHEMA,
+    ModelCard,
+    OperatingPointSummary,
     PERFORMANCE_SCHEMA,
     PERFORMANCE_WEEKS,
+    PromiseCheck,
     RELIABILITY_SCHEMA,
     STATUS_MEASURED,
     STATUS_NO_EVENTS,
@@ -63,16 +76,8 @@ from riskcast.read_models.model_report import (
     STATUS_PENDING,
     TOP_VARIABLES_SCHEMA,
     TRADEOFF_SCHEMA,
-    AuditDetail,
-    EvaluationSummary,
-    ModelCard,
-    OperatingPointSummary,
-    PromiseCheck,
     ThresholdTradeoff,
-    audit_detail,
-    audit_history,
-    audit_report_file,
-    audit_trend,
+    WEEK,
     evaluation_report,
     known_version,
     model_card,
@@ -80,6 +85,23 @@ from riskcast.read_models.model_report import (
     performance_over_time,
     threshold_tradeoff,
     weekly_performance,
+)
+from riskcast.read_models.fairness_report import (
+    AUDITS_SCHEMA,
+    AUDIT_FEATURES_SCHEMA,
+    AUDIT_GATES_SCHEMA,
+    AUDIT_GROUPS_SCHEMA,
+    AUDIT_TREND_SCHEMA,
+    AuditDetail,
+    GROUP_METRICS,
+    GROUP_METRIC_LABELS,
+    GROUP_POINT_METRICS,
+    OVERALL_SCHEMA,
+    VERDICT_ORDER,
+    audit_detail,
+    audit_history,
+    audit_report_file,
+    audit_trend,
 )
 
 __all__ = [
@@ -92,14 +114,19 @@ __all__ = [
     "AuditDetail",
     "BOARD_SCHEMA",
     "CHANGES_SCHEMA",
+    "CHANGE_STEP",
     "COMPARISONS_SCHEMA",
     "DISCRIMINATION_SCHEMA",
+    "DRIVER_ROWS_SCHEMA",
     "DriverComparison",
     "EvaluationSummary",
     "FRESHNESS_SCHEMA",
     "GROUP_METRICS",
     "GROUP_METRIC_LABELS",
     "GROUP_POINT_METRICS",
+    "HISTORY_POINTS_SCHEMA",
+    "MARKERS_SCHEMA",
+    "MODEL_SCORE",
     "MODEL_VERSIONS_SCHEMA",
     "ModelCard",
     "ModelInUse",
@@ -112,7 +139,9 @@ __all__ = [
     "PREVIOUS_WITHIN_HOURS",
     "PatientHeader",
     "PromiseCheck",
+    "QUARANTINE_SUMMARY_SCHEMA",
     "RELIABILITY_SCHEMA",
+    "RUNS_SCHEMA",
     "STALE_SCORES_HOURS",
     "STATUS_MEASURED",
     "STATUS_NO_EVENTS",
@@ -123,6 +152,8 @@ __all__ = [
     "TRADEOFF_SCHEMA",
     "TREND_STEP",
     "ThresholdTradeoff",
+    "VERDICT_ORDER",
+    "WEEK",
     "alert_markers",
     "alert_scope",
     "audit_detail",
@@ -140,6 +171,7 @@ __all__ = [
     "model_card",
     "model_in_use",
     "model_versions",
+    "open_alerts",
     "patient_header",
     "performance_over_time",
     "quarantine_summary",

@@ -1,6 +1,6 @@
-"""Read models for the data scientists' pages: the model card, the held-out evaluation, the
-threshold trade-off, discrimination over time from the scores the model really gave, and
-the fairness audits.
+"""Read models for the Model page: the model card, the held-out evaluation, the threshold
+trade-off, and discrimination over time from the scores the model really gave (the Fairness
+page's are in riskcast.read_models.fairness_report).
 
 The dashboard draws; it computes nothing. Each function here reads what the pipeline has
 already written and shapes it for one question:
@@ -12,8 +12,6 @@ already written and shapes it for one question:
 - AUROC and AUPRC per week of the scores in the store's `scores` table, against the
   outcomes in the lake (labels exactly as training makes them, riskcast.labels), with
   patient-bootstrap intervals; a week whose labels hold no event says so instead of a number;
-- the fairness audits: the store's `audits` table (one row per `riskcast audit`, with a
-  summary) and each audit's JSON report (reports/audit-<version>-<run id>.json).
 
 Every file is read through riskcast.pipeline.reports (the one owner of report files), which
 hands over typed objects; what is left here is shaping them for the page. Report files may be
@@ -22,15 +20,11 @@ says what to run. A file that exists but cannot be read raises EvaluationError (
 RegistryError (the model directory) naming the file and what to run. A number that is not
 there (NaN, or null in the file) reads as null, never as zero.
 
-A suppressed audit group (too few patients or events) carries no number here, even when
-its JSON does: every metric and count of it is null, and `suppressed` is True.
-
 Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed in.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,17 +36,17 @@ from sqlalchemy import Engine, select
 
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.evaluate import AlertMetrics, EvaluationReport, discrimination
-from riskcast.fairness import METRIC_LABELS, AuditReport, GateResult
 from riskcast.labels import make_labels
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.external import model_outcome
-from riskcast.pipeline.reports import PromiseCheck, ReportStore, audit_report_name
+from riskcast.pipeline.reports import PromiseCheck, ReportStore
 from riskcast.pipeline.training import ABLATIONS, BASELINE_COLUMNS
-from riskcast.read_models.ward import variable_label
-from riskcast.store.tables import audits, scores
+from riskcast.read_models.report_values import UTC, integer_or_none, number_or_none, records_frame, text_or_none
+from riskcast.read_models.scores import variable_label
+from riskcast.store.tables import scores
 
-UTC = pl.Datetime("us", "UTC")
+
 MODEL_SCORE = "risk"
 """The model's own score in an evaluation report (the baselines and ablations are named)."""
 
@@ -63,11 +57,13 @@ MODEL_VERSIONS_SCHEMA: dict[str, pl.DataType] = {
     "is_champion": pl.Boolean(),
     "threshold": pl.Float64(),
 }
+
 TOP_VARIABLES_SCHEMA: dict[str, pl.DataType] = {
     "variable": pl.String(),
     "label": pl.String(),
     "mean_abs_contribution": pl.Float64(),
 }
+
 DISCRIMINATION_SCHEMA: dict[str, pl.DataType] = {
     "score": pl.String(),
     "label": pl.String(),
@@ -82,6 +78,7 @@ DISCRIMINATION_SCHEMA: dict[str, pl.DataType] = {
     "n_positive": pl.Int64(),
     "n_boot_valid": pl.Int64(),
 }
+
 RELIABILITY_SCHEMA: dict[str, pl.DataType] = {
     "bin": pl.Int64(),
     "mean_predicted": pl.Float64(),
@@ -90,6 +87,7 @@ RELIABILITY_SCHEMA: dict[str, pl.DataType] = {
     "min_predicted": pl.Float64(),
     "max_predicted": pl.Float64(),
 }
+
 COMPARISONS_SCHEMA: dict[str, pl.DataType] = {
     "baseline": pl.String(),
     "baseline_threshold": pl.Float64(),
@@ -101,6 +99,7 @@ COMPARISONS_SCHEMA: dict[str, pl.DataType] = {
     "model_sensitivity": pl.Float64(),
     "model_ppv": pl.Float64(),
 }
+
 TRADEOFF_SCHEMA: dict[str, pl.DataType] = {
     "threshold": pl.Float64(),
     "alerts_per_100_patient_days": pl.Float64(),
@@ -108,6 +107,7 @@ TRADEOFF_SCHEMA: dict[str, pl.DataType] = {
     "ppv": pl.Float64(),
     "encounter_sensitivity": pl.Float64(),
 }
+
 PERFORMANCE_SCHEMA: dict[str, pl.DataType] = {
     "week_start": UTC,
     "n_scored": pl.Int64(),
@@ -124,127 +124,6 @@ PERFORMANCE_SCHEMA: dict[str, pl.DataType] = {
     "auprc_high": pl.Float64(),
     "status": pl.String(),
 }
-AUDITS_SCHEMA: dict[str, pl.DataType] = {
-    "audit_id": pl.Int64(),
-    "model_version": pl.String(),
-    "run_id": pl.Int64(),
-    "created_at": UTC,
-    "verdict": pl.String(),
-    "n_fail": pl.Int64(),
-    "n_warn": pl.Int64(),
-    "n_pass": pl.Int64(),
-    "patients": pl.Int64(),
-    "events": pl.Int64(),
-    "report_name": pl.String(),
-}
-AUDIT_TREND_SCHEMA: dict[str, pl.DataType] = {
-    "audit_id": pl.Int64(),
-    "model_version": pl.String(),
-    "created_at": UTC,
-    "feature": pl.String(),
-    "verdict": pl.String(),
-    "reference": pl.String(),
-    "reported_groups": pl.Int64(),
-    "suppressed_groups": pl.Int64(),
-    "equalized_odds_difference": pl.Float64(),
-    "equalized_odds_difference_low": pl.Float64(),
-    "equalized_odds_difference_high": pl.Float64(),
-    "demographic_parity_ratio": pl.Float64(),
-    "demographic_parity_ratio_low": pl.Float64(),
-    "demographic_parity_ratio_high": pl.Float64(),
-    "lowest_sensitivity_ratio": pl.Float64(),
-    "lowest_sensitivity_ratio_group": pl.String(),
-}
-
-GROUP_METRICS: tuple[str, ...] = (
-    "sensitivity",
-    "false_positive_rate",
-    "ppv",
-    "selection_rate",
-    "alerts_per_100_patient_days",
-    "auroc",
-    "calibration_in_the_large",
-    "measurements_per_day",
-    "share_hours_unmeasured",
-)
-"""The per-group metrics the fairness page shows, in order; each has `{metric}_low` and
-`{metric}_high` (95% patient-bootstrap interval) in AUDIT_GROUPS_SCHEMA."""
-GROUP_POINT_METRICS: tuple[str, ...] = ("ece", "median_lead_time_hours", "encounter_sensitivity")
-"""Per-group metrics without an interval."""
-GROUP_METRIC_LABELS: Mapping[str, str] = {m: METRIC_LABELS.get(m, m) for m in (*GROUP_METRICS, *GROUP_POINT_METRICS)}
-
-AUDIT_GROUPS_SCHEMA: dict[str, pl.DataType] = {
-    "feature": pl.String(),
-    "group": pl.String(),
-    "suppressed": pl.Boolean(),
-    "reference": pl.Boolean(),
-    "n_patients": pl.Int64(),
-    "n_events": pl.Int64(),
-    "patient_days": pl.Float64(),
-    **{f"{m}{suffix}": pl.Float64() for m in GROUP_METRICS for suffix in ("", "_low", "_high")},
-    **{m: pl.Float64() for m in GROUP_POINT_METRICS},
-}
-AUDIT_GATES_SCHEMA: dict[str, pl.DataType] = {
-    "feature": pl.String(),
-    "gate": pl.String(),
-    "group": pl.String(),
-    "reference": pl.String(),
-    "metric": pl.String(),
-    "compare": pl.String(),
-    "verdict": pl.String(),
-    "value": pl.Float64(),
-    "interval_low": pl.Float64(),
-    "interval_high": pl.Float64(),
-    "bound": pl.Float64(),
-    "reason": pl.String(),
-}
-AUDIT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
-    "feature": pl.String(),
-    "verdict": pl.String(),
-    "reference": pl.String(),
-    "reported_groups": pl.Int64(),
-    "suppressed_groups": pl.Int64(),
-}
-OVERALL_SCHEMA: dict[str, pl.DataType] = {
-    "metric": pl.String(),
-    "label": pl.String(),
-    "value": pl.Float64(),
-    "low": pl.Float64(),
-    "high": pl.Float64(),
-}
-
-VERDICT_ORDER = {"fail": 0, "warn": 1, "pass": 2}
-
-
-# ------------------------------------------------------------------------------ helpers
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, else None (missing keys, JSON null, text, NaN all read as None)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _integer(value: Any) -> int | None:
-    number = _number(value)
-    return None if number is None else int(number)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _frame(rows: list[dict[str, Any]], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    return pl.DataFrame([{name: row.get(name) for name in schema} for row in rows], schema=dict(schema), orient="row")
-
-
-# ------------------------------------------------------------------------------- models
 
 
 def model_versions(registry: ModelRegistry) -> pl.DataFrame:
@@ -255,7 +134,7 @@ def model_versions(registry: ModelRegistry) -> pl.DataFrame:
          "threshold": v.threshold}
         for v in registry.versions()
     ]  # fmt: skip
-    return _frame(rows, MODEL_VERSIONS_SCHEMA).sort("created_at", "version", descending=True)
+    return records_frame(rows, MODEL_VERSIONS_SCHEMA).sort("created_at", "version", descending=True)
 
 
 def known_version(registry: ModelRegistry, version: Any) -> str | None:
@@ -313,12 +192,12 @@ def model_card(registry: ModelRegistry, version: str, *, catalog: Catalog | None
     return ModelCard(
         version=version,
         path=reports.model_card_path(version),
-        engine=_text(model.get("engine")),
-        calibration=_text(model.get("calibration")),
-        threshold=_number(model.get("threshold")),
-        threshold_rule=_text(model.get("threshold_rule")),
-        threshold_target=_number(model.get("threshold_target")),
-        n_features=_integer(model.get("n_features")),
+        engine=text_or_none(model.get("engine")),
+        calibration=text_or_none(model.get("calibration")),
+        threshold=number_or_none(model.get("threshold")),
+        threshold_rule=text_or_none(model.get("threshold_rule")),
+        threshold_target=number_or_none(model.get("threshold_target")),
+        n_features=integer_or_none(model.get("n_features")),
         intended_use=str(card.intended_use or "not stated"),
         outcome=card.outcome,
         horizon_hours=card.horizon_hours,
@@ -326,12 +205,9 @@ def model_card(registry: ModelRegistry, version: str, *, catalog: Catalog | None
         fingerprint=card.fingerprint,
         training=card.training_metrics,
         limits=card.limit_list,
-        top_variables=_frame(top, TOP_VARIABLES_SCHEMA),
+        top_variables=records_frame(top, TOP_VARIABLES_SCHEMA),
         markdown=reports.model_card_markdown(version),
     )
-
-
-# --------------------------------------------------------------------------- evaluation
 
 
 @dataclass(frozen=True)
@@ -408,9 +284,9 @@ def _discrimination_rows(report: EvaluationReport) -> list[dict[str, Any]]:
         rows.append(
             {
                 "score": name, "label": _score_label(name), "kind": _score_kind(name),
-                "auroc": _number(entry.auroc), "auroc_low": _number(entry.auroc_ci[0]),
-                "auroc_high": _number(entry.auroc_ci[1]), "auprc": _number(entry.auprc),
-                "auprc_low": _number(entry.auprc_ci[0]), "auprc_high": _number(entry.auprc_ci[1]),
+                "auroc": number_or_none(entry.auroc), "auroc_low": number_or_none(entry.auroc_ci[0]),
+                "auroc_high": number_or_none(entry.auroc_ci[1]), "auprc": number_or_none(entry.auprc),
+                "auprc_low": number_or_none(entry.auprc_ci[0]), "auprc_high": number_or_none(entry.auprc_ci[1]),
                 "n_rows": entry.n_rows, "n_positive": entry.n_positive, "n_boot_valid": entry.n_boot_valid,
             }
         )  # fmt: skip
@@ -420,12 +296,12 @@ def _discrimination_rows(report: EvaluationReport) -> list[dict[str, Any]]:
 
 def _operating_point(point: AlertMetrics) -> OperatingPointSummary:
     return OperatingPointSummary(
-        threshold=_number(point.threshold),
-        alerts_per_100_patient_days=_number(point.alerts_per_100_patient_days),
-        sensitivity=_number(point.sensitivity),
-        ppv=_number(point.ppv),
-        encounter_sensitivity=_number(point.encounter_sensitivity),
-        median_lead_time_hours=_number(point.median_lead_time_hours),
+        threshold=number_or_none(point.threshold),
+        alerts_per_100_patient_days=number_or_none(point.alerts_per_100_patient_days),
+        sensitivity=number_or_none(point.sensitivity),
+        ppv=number_or_none(point.ppv),
+        encounter_sensitivity=number_or_none(point.encounter_sensitivity),
+        median_lead_time_hours=number_or_none(point.median_lead_time_hours),
         promise=point.promise,
     )
 
@@ -438,12 +314,12 @@ def _comparison_rows(report: EvaluationReport) -> list[dict[str, Any]]:
         baseline, model = entry.baseline_metrics, entry.model_metrics
         rows.append(
             {
-                "baseline": name, "baseline_threshold": _number(entry.baseline_threshold),
-                "baseline_alerts_per_100_patient_days": _number(baseline.alerts_per_100_patient_days),
-                "baseline_sensitivity": _number(baseline.sensitivity), "baseline_ppv": _number(baseline.ppv),
-                "model_threshold": _number(entry.model_threshold),
-                "model_alerts_per_100_patient_days": _number(model.alerts_per_100_patient_days),
-                "model_sensitivity": _number(model.sensitivity), "model_ppv": _number(model.ppv),
+                "baseline": name, "baseline_threshold": number_or_none(entry.baseline_threshold),
+                "baseline_alerts_per_100_patient_days": number_or_none(baseline.alerts_per_100_patient_days),
+                "baseline_sensitivity": number_or_none(baseline.sensitivity), "baseline_ppv": number_or_none(baseline.ppv),
+                "model_threshold": number_or_none(entry.model_threshold),
+                "model_alerts_per_100_patient_days": number_or_none(model.alerts_per_100_patient_days),
+                "model_sensitivity": number_or_none(model.sensitivity), "model_ppv": number_or_none(model.ppv),
             }
         )  # fmt: skip
     return rows
@@ -457,26 +333,26 @@ def evaluation_report(reports: ReportStore, version: str) -> EvaluationSummary |
     if evaluation is None:
         return None
     report, calibration = evaluation.report, evaluation.report.calibration
-    reliability = [{name: _number(value) if isinstance(value, float) else value for name, value in row.items()}
+    reliability = [{name: number_or_none(value) if isinstance(value, float) else value for name, value in row.items()}
                    for row in calibration.reliability.to_dicts()]  # fmt: skip
     return EvaluationSummary(
         version=version,
         path=reports.model_card_path(version),
         outcome=report.outcome,
-        threshold=_number(report.threshold),
+        threshold=number_or_none(report.threshold),
         n_patients=report.n_patients,
         n_encounters=report.n_encounters,
         n_rows=report.n_rows,
         n_positive=report.n_positive,
-        prevalence=_number(report.prevalence),
-        patient_days=_number(report.patient_days),
-        discrimination=_frame(_discrimination_rows(report), DISCRIMINATION_SCHEMA),
-        reliability=_frame(reliability, RELIABILITY_SCHEMA).sort("mean_predicted", nulls_last=True),
-        brier=_number(calibration.brier),
-        ece=_number(calibration.ece),
-        calibration_in_the_large=_number(calibration.calibration_in_the_large),
+        prevalence=number_or_none(report.prevalence),
+        patient_days=number_or_none(report.patient_days),
+        discrimination=records_frame(_discrimination_rows(report), DISCRIMINATION_SCHEMA),
+        reliability=records_frame(reliability, RELIABILITY_SCHEMA).sort("mean_predicted", nulls_last=True),
+        brier=number_or_none(calibration.brier),
+        ece=number_or_none(calibration.ece),
+        calibration_in_the_large=number_or_none(calibration.calibration_in_the_large),
         operating_point=_operating_point(report.operating_point),
-        comparisons=_frame(_comparison_rows(report), COMPARISONS_SCHEMA),
+        comparisons=records_frame(_comparison_rows(report), COMPARISONS_SCHEMA),
         promise_check=evaluation.promise_check,
     )
 
@@ -513,7 +389,7 @@ def threshold_tradeoff(
         evaluation = evaluation_report(reports, version)
 
     def frame(rows: pl.DataFrame) -> pl.DataFrame:
-        return _frame([{name: _number(row.get(name)) for name in TRADEOFF_SCHEMA} for row in rows.to_dicts()], TRADEOFF_SCHEMA)
+        return records_frame([{name: number_or_none(row.get(name)) for name in TRADEOFF_SCHEMA} for row in rows.to_dicts()], TRADEOFF_SCHEMA)
 
     return ThresholdTradeoff(
         version=version,
@@ -523,15 +399,16 @@ def threshold_tradeoff(
         current=evaluation.operating_point if evaluation is not None else None,
     )
 
-
-# ------------------------------------------------------------------ performance over time
-
 WEEK = "1w"
+
 STATUS_MEASURED = "measured"
+
 STATUS_NO_EVENTS = "no_events_yet"
 """Labelled hours, but none followed by an event within the horizon: AUROC is undefined."""
+
 STATUS_PENDING = "outcomes_pending"
 """Every scored hour is still inside its horizon for a patient still in hospital."""
+
 STATUS_NO_NON_EVENTS = "no_non_events"
 
 
@@ -611,14 +488,13 @@ def weekly_performance(
             frame = labelled.filter(pl.col("week_start") == week["week_start"], pl.col("label").is_not_null())
             result = discrimination(frame, score="risk", label="label", cluster="patient_id", n_boot=n_boot, seed=seed)
             row |= {
-                "auroc": _number(result.auroc), "auroc_low": _number(result.auroc_ci[0]),
-                "auroc_high": _number(result.auroc_ci[1]), "auprc": _number(result.auprc),
-                "auprc_low": _number(result.auprc_ci[0]), "auprc_high": _number(result.auprc_ci[1]),
+                "auroc": number_or_none(result.auroc), "auroc_low": number_or_none(result.auroc_ci[0]),
+                "auroc_high": number_or_none(result.auroc_ci[1]), "auprc": number_or_none(result.auprc),
+                "auprc_low": number_or_none(result.auprc_ci[0]), "auprc_high": number_or_none(result.auprc_ci[1]),
                 "status": STATUS_MEASURED,
             }  # fmt: skip
         rows.append(row)
-    return _frame(rows, PERFORMANCE_SCHEMA)
-
+    return records_frame(rows, PERFORMANCE_SCHEMA)
 
 PERFORMANCE_WEEKS = 12
 
@@ -660,244 +536,17 @@ def performance_over_time(
     )  # fmt: skip
 
 
-# ------------------------------------------------------------------------------- audits
-
-
-def _summary_counts(summary: Mapping[str, Any]) -> dict[str, int | None]:
-    counts = _mapping(summary.get("gate_counts"))
-    return {f"n_{v}": _integer(counts.get(v)) for v in ("fail", "warn", "pass")}
-
-
-def audit_history(engine: Engine, *, model_version: str | None = None, limit: int = 100) -> pl.DataFrame:
-    """The latest `limit` fairness audits (store `audits`), newest first; of `model_version`
-    only when given. Columns AUDITS_SCHEMA: the gate counts, patients and events come from
-    each audit's summary; `report_name` is its HTML report's file name in the reports folder."""
-    query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(limit)
-    if model_version is not None:
-        query = query.where(audits.c.model_version == model_version)
-    with engine.connect() as connection:
-        records = connection.execute(query).all()
-    rows = []
-    for record in records:
-        summary = _mapping(record.summary)
-        rows.append(
-            {"audit_id": record.id, "model_version": record.model_version, "run_id": record.run_id,
-             "created_at": record.created_at, "verdict": record.verdict, **_summary_counts(summary),
-             "patients": _integer(summary.get("patients")), "events": _integer(summary.get("events")),
-             "report_name": audit_report_name(record.report_path)}
-        )  # fmt: skip
-    return _frame(rows, AUDITS_SCHEMA)
-
-
-def audit_trend(engine: Engine, *, model_version: str | None = None) -> pl.DataFrame:
-    """How each feature's verdict and disparity summaries moved across audits, oldest first
-    (one row per audit and feature; columns AUDIT_TREND_SCHEMA), from the audits' summaries.
-    Intersections (features joined by " & ") are included as their own features."""
-    query = select(audits).order_by(audits.c.created_at, audits.c.id)
-    if model_version is not None:
-        query = query.where(audits.c.model_version == model_version)
-    with engine.connect() as connection:
-        records = connection.execute(query).all()
-    rows = []
-    for record in records:
-        for feature, entry in _mapping(_mapping(record.summary).get("features")).items():
-            entry = _mapping(entry)
-            row: dict[str, Any] = {
-                "audit_id": record.id, "model_version": record.model_version, "created_at": record.created_at,
-                "feature": feature, "verdict": _text(entry.get("verdict")), "reference": _text(entry.get("reference")),
-                "reported_groups": _integer(entry.get("reported_groups")),
-                "suppressed_groups": _integer(entry.get("suppressed_groups")),
-                "lowest_sensitivity_ratio_group": _text(entry.get("lowest_sensitivity_ratio_group")),
-            }  # fmt: skip
-            for name in AUDIT_TREND_SCHEMA:
-                if name not in row:
-                    row[name] = _number(entry.get(name))
-            rows.append(row)
-    return _frame(rows, AUDIT_TREND_SCHEMA)
-
-
-@dataclass(frozen=True)
-class AuditDetail:
-    """One fairness audit, read from its JSON report, for the fairness page.
-
-    `features`: each audited feature's verdict, reference group and how many groups were
-    reported or suppressed (AUDIT_FEATURES_SCHEMA). `groups`: one row per feature and group
-    (AUDIT_GROUPS_SCHEMA): counts, GROUP_METRICS with 95% intervals, GROUP_POINT_METRICS;
-    every number of a suppressed group is null. `gates`: every gate result (AUDIT_GATES_SCHEMA),
-    fail first, then warn, then pass. `overall`: each metric over all held-out patients with
-    its interval (OVERALL_SCHEMA). `suppressed_label` is the audit's words for a suppressed
-    group ("suppressed (<10 patients or <10 events)"). `report_name` is the HTML report's file
-    name in the reports folder (None when it is missing).
-    """
-
-    audit_id: int
-    model_version: str
-    run_id: int | None
-    created_at: datetime
-    verdict: str
-    json_path: Path
-    report_name: str | None
-    outcome: str | None
-    horizon_hours: float | None
-    threshold: float | None
-    n_patients: int | None
-    n_encounters: int | None
-    n_rows: int | None
-    n_events: int | None
-    patient_days: float | None
-    n_boot: int | None
-    confidence: float | None
-    min_patients: int | None
-    min_events: int | None
-    gates_source: str | None
-    suppressed_label: str
-    features: pl.DataFrame
-    groups: pl.DataFrame
-    gates: pl.DataFrame
-    overall: pl.DataFrame
-
-
-def _suppressed_label(report: AuditReport) -> str:
-    for feature in report.features.values():
-        if "suppressed" in feature.groups.columns and feature.groups["suppressed"].any():
-            return feature.suppressed_label
-    return f"suppressed (<{report.min_patients} patients or <{report.min_events} events)"
-
-
-def _group_row(feature: str, group: Mapping[str, Any]) -> dict[str, Any]:
-    suppressed = bool(group.get("suppressed"))
-    row: dict[str, Any] = {
-        "feature": feature,
-        "group": str(group.get("group")),
-        "suppressed": suppressed,
-        "reference": bool(group.get("reference")) and not suppressed,
-    }
-    for name, dtype in AUDIT_GROUPS_SCHEMA.items():
-        if name in row:
-            continue
-        value = None if suppressed else group.get(name)  # a suppressed group shows no number, ever
-        row[name] = _integer(value) if dtype == pl.Int64() else _number(value)
-    return row
-
-
-def _gate_row(gate: GateResult) -> dict[str, Any]:
-    low, high = (None, None) if gate.interval is None else (_number(gate.interval[0]), _number(gate.interval[1]))
-    return {
-        "feature": gate.feature, "gate": gate.gate, "group": gate.group, "reference": gate.reference,
-        "metric": gate.metric, "compare": gate.compare, "verdict": str(gate.verdict), "value": _number(gate.value),
-        "interval_low": low, "interval_high": high, "bound": _number(gate.bound), "reason": gate.reason,
-    }  # fmt: skip
-
-
-def _overall_rows(overall: Mapping[str, float]) -> list[dict[str, Any]]:
-    rows = []
-    for metric in (*GROUP_METRICS, *GROUP_POINT_METRICS):
-        if metric in overall:
-            rows.append(
-                {"metric": metric, "label": GROUP_METRIC_LABELS[metric], "value": _number(overall.get(metric)),
-                 "low": _number(overall.get(f"{metric}_low")), "high": _number(overall.get(f"{metric}_high"))}
-            )  # fmt: skip
-    return rows
-
-
-def audit_detail(
-    engine: Engine,
-    reports: ReportStore,
-    *,
-    audit_id: int | None = None,
-    model_version: str | None = None,
-) -> AuditDetail | None:
-    """The audit `audit_id` (default: the latest, of `model_version` when given) with its
-    JSON report from the reports folder; None when there is no such audit or its JSON report
-    is gone. Raises EvaluationError, naming the file and what to run, when the report exists
-    but cannot be read."""
-    query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(1)
-    if audit_id is not None:
-        query = select(audits).where(audits.c.id == audit_id)
-    elif model_version is not None:
-        query = query.where(audits.c.model_version == model_version)
-    with engine.connect() as connection:
-        record = connection.execute(query).one_or_none()
-    if record is None:
-        return None
-    json_path = reports.audit_json_path(record.report_path, record.model_version, record.run_id)
-    document = None if json_path is None else reports.audit_document(json_path)
-    if json_path is None or document is None:
-        return None
-    meta, report = document.meta, document.audit
-    features, groups, gates = [], [], []
-    for name, feature in report.features.items():
-        members = feature.groups.to_dicts()
-        features.append(
-            {"feature": name, "verdict": str(feature.verdict), "reference": feature.reference,
-             "reported_groups": _integer(feature.summary.get("reported_groups", sum(1 for g in members if not g["suppressed"]))),
-             "suppressed_groups": _integer(feature.summary.get("suppressed_groups", sum(1 for g in members if g["suppressed"])))}
-        )  # fmt: skip
-        groups.extend(_group_row(name, group) for group in members)
-        gates.extend(_gate_row(gate) for gate in feature.gates)
-    gate_frame = _frame(gates, AUDIT_GATES_SCHEMA)
-    if gate_frame.height:
-        gate_frame = gate_frame.sort(pl.col("verdict").replace_strict(VERDICT_ORDER, default=3), maintain_order=True)
-    html_name = audit_report_name(record.report_path)
-    html_file = reports.audit_file(html_name) if html_name is not None and html_name.endswith(".html") else None
-    return AuditDetail(
-        audit_id=int(record.id),
-        model_version=record.model_version,
-        run_id=record.run_id,
-        created_at=record.created_at,
-        verdict=str(report.verdict),
-        json_path=json_path,
-        report_name=None if html_file is None else html_file.name,
-        outcome=_text(meta.get("outcome")),
-        horizon_hours=_number(meta.get("horizon_hours")),
-        threshold=_number(report.threshold),
-        n_patients=report.n_patients,
-        n_encounters=report.n_encounters,
-        n_rows=report.n_rows,
-        n_events=report.n_events,
-        patient_days=_number(report.patient_days),
-        n_boot=report.n_boot,
-        confidence=_number(report.confidence),
-        min_patients=report.min_patients,
-        min_events=report.min_events,
-        gates_source=report.gates_source,
-        suppressed_label=_suppressed_label(report),
-        features=_frame(features, AUDIT_FEATURES_SCHEMA),
-        groups=_frame(groups, AUDIT_GROUPS_SCHEMA),
-        gates=gate_frame,
-        overall=_frame(_overall_rows(report.overall), OVERALL_SCHEMA),
-    )
-
-
-def audit_report_file(engine: Engine, reports: ReportStore, audit_id: Any) -> Path | None:
-    """The self-contained HTML report of audit `audit_id`: a file directly in the reports folder
-    named like audit-<version>-<run id>.html, or None (no such audit, no such file). The
-    stored directory is never followed, only the file name."""
-    if isinstance(audit_id, bool) or not isinstance(audit_id, int):
-        return None
-    with engine.connect() as connection:
-        report_path = connection.execute(select(audits.c.report_path).where(audits.c.id == audit_id)).scalar_one_or_none()
-    name = audit_report_name(report_path)
-    if name is None or not name.endswith(".html"):
-        return None
-    return reports.audit_file(name)
-
-
 __all__ = [
-    "AUDITS_SCHEMA",
-    "AUDIT_FEATURES_SCHEMA",
-    "AUDIT_GATES_SCHEMA",
-    "AUDIT_GROUPS_SCHEMA",
-    "AUDIT_TREND_SCHEMA",
     "COMPARISONS_SCHEMA",
     "DISCRIMINATION_SCHEMA",
-    "GROUP_METRICS",
-    "GROUP_METRIC_LABELS",
-    "GROUP_POINT_METRICS",
+    "EvaluationSummary",
+    "MODEL_SCORE",
     "MODEL_VERSIONS_SCHEMA",
-    "OVERALL_SCHEMA",
+    "ModelCard",
+    "OperatingPointSummary",
     "PERFORMANCE_SCHEMA",
     "PERFORMANCE_WEEKS",
+    "PromiseCheck",
     "RELIABILITY_SCHEMA",
     "STATUS_MEASURED",
     "STATUS_NO_EVENTS",
@@ -905,16 +554,8 @@ __all__ = [
     "STATUS_PENDING",
     "TOP_VARIABLES_SCHEMA",
     "TRADEOFF_SCHEMA",
-    "AuditDetail",
-    "EvaluationSummary",
-    "ModelCard",
-    "OperatingPointSummary",
-    "PromiseCheck",
     "ThresholdTradeoff",
-    "audit_detail",
-    "audit_history",
-    "audit_report_file",
-    "audit_trend",
+    "WEEK",
     "evaluation_report",
     "known_version",
     "model_card",
