@@ -10,19 +10,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import Engine, and_, case, select
+from sqlalchemy import Engine, and_, select
 
 from riskcast.alerts.policy import OPEN_STATES
-from riskcast.alerts.state import ALERTS_SCHEMA
-from riskcast.read_models.scores import rows_frame
+from riskcast.alerts.state import list_alerts
 from riskcast.store.tables import alerts
 
 NEEDS_ACTION_STATES = ("new", "escalated")
 """Alert states that nobody has acted on yet: highlighted, and first on the board."""
-
-_STATE_ORDER = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
-
-_KIND_ORDER = {"risk": 0, "stale_data": 1, "system": 2}
 
 
 @dataclass(frozen=True)
@@ -36,29 +31,16 @@ class AlertScope:
     state: str
 
 
-def open_alerts(engine: Engine, *, encounter_ids: list[str] | None, wards: Collection[str] | None) -> pl.DataFrame:
-    """Open alerts (ALERTS_SCHEMA), most urgent first: state, then risk before stale-data,
-    then highest risk, then most recently updated."""
-    query = select(
-        alerts.c.id, alerts.c.encounter_id, alerts.c.patient_id, alerts.c.ward, alerts.c.kind, alerts.c.state,
-        alerts.c.raised_at, alerts.c.raised_for, alerts.c.risk, alerts.c.model_version, alerts.c.episode,
-        alerts.c.updated_at, alerts.c.snoozed_until, alerts.c.version_counter,
-    ).where(alerts.c.state.in_([state.value for state in OPEN_STATES]))  # fmt: skip
-    if encounter_ids is not None:
-        query = query.where(alerts.c.encounter_id.in_(encounter_ids))
-    if wards is not None:
-        query = query.where(alerts.c.ward.in_(sorted(wards)))
-    query = query.order_by(
-        case(_STATE_ORDER, value=alerts.c.state, else_=len(_STATE_ORDER)),
-        case(_KIND_ORDER, value=alerts.c.kind, else_=len(_KIND_ORDER)),
-        alerts.c.risk.is_(None),
-        alerts.c.risk.desc(),
-        alerts.c.updated_at.desc(),
-        alerts.c.id.desc(),
+def open_alerts(
+    engine: Engine, *, encounter_ids: Collection[str] | None, wards: Collection[str] | None
+) -> pl.DataFrame:
+    """Open alerts (ALERTS_SCHEMA) of `encounter_ids` on `wards` (all when None), most urgent
+    first: state, then risk before stale-data, then highest risk, then most recently updated.
+    riskcast.alerts.state.list_alerts answers it, so the board, the patient page and the CLI
+    share one query and one order."""
+    return list_alerts(
+        engine, wards=wards, encounter_ids=encounter_ids, states=[state.value for state in OPEN_STATES], kind_first=True
     )
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return rows_frame(rows, ALERTS_SCHEMA)
 
 
 def alert_scope(engine: Engine, alert_id: int) -> AlertScope | None:
