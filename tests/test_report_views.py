@@ -454,6 +454,26 @@ def test_performance_over_time_reads_the_versions_scores_from_the_store(home, en
     assert empty.height == 0
 
 
+
+def test_a_second_look_at_a_versions_performance_is_not_computed_again(home, engine, registry, monkeypatch):
+    """The Model page asks on every click of its version picker; the bootstrap runs once per
+    version, scoring run, lake and hour."""
+    from riskcast.read_models import model_report
+
+    calls = []
+    measure = model_report.weekly_performance
+    monkeypatch.setattr(model_report, "weekly_performance", lambda *a, **k: calls.append(k["now"]) or measure(*a, **k))
+    monkeypatch.setattr(model_report, "_performance_cache", model_report.OrderedDict())
+    lake = Lake(home.settings.lake_dir)
+
+    def look(now: datetime) -> pl.DataFrame:
+        return read_models.performance_over_time(engine, lake, registry, model_version=home.champion, now=now, n_boot=20)
+
+    first, again = look(NOW), look(NOW + timedelta(minutes=30))
+    assert len(calls) == 1 and first.equals(again)
+    look(NOW + timedelta(hours=1))  # the hour turned: outcomes may have become known
+    assert len(calls) == 2
+
 # ------------------------------------------------------------------------------------ audits
 
 

@@ -25,6 +25,8 @@ Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed i
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.evaluate import AlertMetrics, EvaluationReport, discrimination
@@ -497,6 +499,34 @@ def weekly_performance(
     return records_frame(rows, PERFORMANCE_SCHEMA)
 
 PERFORMANCE_WEEKS = 12
+PERFORMANCE_CACHE_SIZE = 32
+"""How many weekly-performance frames performance_over_time keeps (one per version, store,
+lake and hour; a frame is a dozen rows)."""
+
+_performance_cache: OrderedDict[tuple[Any, ...], pl.DataFrame] = OrderedDict()
+_performance_cache_lock = threading.Lock()
+
+
+def _performance_key(
+    engine: Engine, lake: Lake, registry: ModelRegistry, *, model_version: str, since: datetime, now: datetime,
+    weeks: int, n_boot: int, seed: int,
+) -> tuple[Any, ...]:
+    """What performance_over_time's answer depends on: the version's scores in the window (the
+    latest scoring run that wrote one, and how many), the lake's committed batches, the hour of
+    `now` (scores describe whole hours and horizons are whole hours, so a label can only turn
+    from pending to known on the hour) and the options."""
+    with engine.connect() as connection:
+        latest_run, n_scores = connection.execute(
+            select(func.max(scores.c.run_id), func.count()).where(
+                scores.c.model_version == model_version, scores.c.scored_at >= since, scores.c.scored_at <= now
+            )
+        ).one()
+    batches = lake.committed_batch_ids()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return (
+        id(engine), str(engine.url), str(lake.root), str(registry.models_dir), model_version, latest_run, n_scores,
+        len(batches), batches[-1] if batches else None, hour, weeks, n_boot, seed,
+    )  # fmt: skip
 
 
 def performance_over_time(
@@ -513,12 +543,23 @@ def performance_over_time(
     """weekly_performance of the scores `model_version` gave in the last `weeks` calendar
     weeks up to `now` (store `scores`), against the outcomes in `lake`, for the outcome and
     horizon the model was trained for. Empty (PERFORMANCE_SCHEMA) before any score, or when
-    the lake is empty."""
+    the lake is empty.
+
+    The bootstrap takes seconds, and the Model page asks again on every click of its version
+    picker, so the answer is kept (PERFORMANCE_CACHE_SIZE frames) until a scoring run writes
+    the version's scores, a batch reaches the lake or the hour turns (_performance_key): a
+    second click on the same version shows the same frame without recomputing it."""
     if known_version(registry, model_version) is None or lake.is_empty():
         return pl.DataFrame(schema=PERFORMANCE_SCHEMA)
-    outcome, horizon_hours = model_outcome(registry, model_version)
     this_week = pl.Series([now], dtype=UTC).dt.truncate(WEEK)[0]
     since = this_week - timedelta(weeks=max(1, weeks) - 1)
+    key = _performance_key(engine, lake, registry, model_version=model_version, since=since, now=now, weeks=weeks,
+                           n_boot=n_boot, seed=seed)  # fmt: skip
+    with _performance_cache_lock:
+        if key in _performance_cache:
+            _performance_cache.move_to_end(key)
+            return _performance_cache[key]
+    outcome, horizon_hours = model_outcome(registry, model_version)
     with engine.connect() as connection:
         rows = connection.execute(
             select(scores.c.encounter_id, scores.c.patient_id, scores.c.scored_at, scores.c.risk).where(
@@ -530,10 +571,16 @@ def performance_over_time(
         schema={"encounter_id": pl.String(), "patient_id": pl.String(), "scored_at": UTC, "risk": pl.Float64()},
         orient="row",
     )
-    return weekly_performance(
+    frame = weekly_performance(
         scored, lake.scan("outcomes"), lake.scan("encounters"), outcome=outcome, horizon_hours=horizon_hours,
         now=now, n_boot=n_boot, seed=seed,
     )  # fmt: skip
+    with _performance_cache_lock:
+        _performance_cache[key] = frame
+        _performance_cache.move_to_end(key)
+        while len(_performance_cache) > PERFORMANCE_CACHE_SIZE:
+            _performance_cache.popitem(last=False)
+    return frame
 
 
 __all__ = [
@@ -545,6 +592,7 @@ __all__ = [
     "ModelCard",
     "OperatingPointSummary",
     "PERFORMANCE_SCHEMA",
+    "PERFORMANCE_CACHE_SIZE",
     "PERFORMANCE_WEEKS",
     "PromiseCheck",
     "RELIABILITY_SCHEMA",
