@@ -36,6 +36,8 @@ from riskcast.store import (
     latest_scores,
     metadata,
     open_store,
+    read_weekly_performance,
+    replace_weekly_performance,
     session_factory,
     start_run,
     write_quarantine,
@@ -487,3 +489,39 @@ def test_quarantine_rows_keep_their_table_line_rule_and_record(store: Engine) ->
         '{"unit":"mmHg"}',
     )
     assert row.created_at == NOW
+
+
+# --- weekly performance -------------------------------------------------------------------
+
+
+def weeks_frame(*statuses: str) -> pl.DataFrame:
+    """One week a status, from Monday 24 Feb 2025; a number only where it was measured."""
+    measured = [status == "measured" for status in statuses]
+    return pl.DataFrame(
+        {
+            "week_start": [NOW.replace(day=24, month=2, hour=0) + timedelta(weeks=i) for i in range(len(statuses))],
+            **{name: [10 * (i + 1) for i in range(len(statuses))]
+               for name in ("n_scored", "n_insufficient", "n_labelled", "n_pending", "n_positive", "n_patients")},
+            **{name: [0.8 if m else None for m in measured]
+               for name in ("auroc", "auroc_low", "auroc_high", "auprc", "auprc_low", "auprc_high")},
+            "status": list(statuses),
+        },
+        schema_overrides={"week_start": pl.Datetime("us", "UTC")},
+    )  # fmt: skip
+
+
+def test_a_versions_weekly_performance_is_replaced_whole_and_read_back_oldest_first(store: Engine) -> None:
+    assert replace_weekly_performance(store, "v1", weeks_frame("measured", "outcomes_pending"), computed_at=NOW) == 2
+    replace_weekly_performance(store, "v2", weeks_frame("no_events_yet"), computed_at=NOW)
+    later = NOW + timedelta(days=1)
+    assert replace_weekly_performance(store, "v1", weeks_frame("measured"), computed_at=later) == 1
+    v1 = read_weekly_performance(store, "v1")
+    assert v1.select("status", "auroc", "computed_at").rows() == [("measured", 0.8, later)]
+    assert read_weekly_performance(store, "v2")["status"].to_list() == ["no_events_yet"]  # another version untouched
+    assert replace_weekly_performance(store, "v2", weeks_frame(), computed_at=later) == 0
+    assert read_weekly_performance(store, "v2").height == 0
+
+
+def test_a_weekly_performance_status_the_page_cannot_show_is_refused(store: Engine) -> None:
+    with pytest.raises(ValueError, match=r"unknown status\(es\) \['great'\]"):
+        replace_weekly_performance(store, "v1", weeks_frame("great"), computed_at=NOW)

@@ -29,6 +29,7 @@ from riskcast.store.session import (
     write_transaction,
 )
 from riskcast.store.tables import metadata
+from riskcast.store.weekly_performance import read_weekly_performance, replace_weekly_performance
 
 __all__ = [
     "alembic_config",
@@ -40,6 +41,8 @@ __all__ = [
     "latest_scores",
     "metadata",
     "open_store",
+    "read_weekly_performance",
+    "replace_weekly_performance",
     "session_factory",
     "start_run",
     "upgrade",
