@@ -36,6 +36,7 @@ from riskcast.evaluate import AlertMetrics, BaselineComparison, CalibrationResul
 from riskcast.fairness import Gate, GateConfig, audit
 from riskcast.lake import LAKE_SCHEMAS, Lake
 from riskcast.model import ModelRegistry, RiskModel
+from riskcast.pipeline import performance
 from riskcast.pipeline.reports import HeldOutEvaluation, PromiseCheck, ReportStore, TradeoffCurve
 from riskcast.store import finish_run, open_store, start_run, write_scores
 from riskcast.store.tables import audits
@@ -95,7 +96,7 @@ def _scored() -> pl.DataFrame:
 def weekly(**options: Any) -> pl.DataFrame:
     encounters, outcomes = _stay_frames()
     arguments = {"outcome": "deterioration", "horizon_hours": HORIZON, "now": NOW, "n_boot": 20} | options
-    return read_models.weekly_performance(_scored(), outcomes, encounters, **arguments)
+    return performance.weekly_performance(_scored(), outcomes, encounters, **arguments)
 
 
 def week(frame: pl.DataFrame, start: datetime) -> dict[str, Any]:
@@ -445,34 +446,40 @@ def test_only_outcomes_known_now_count():
 
 
 def test_performance_over_time_reads_the_versions_scores_from_the_store(home, engine, registry):
-    frame = read_models.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.champion,
-                                               now=NOW, n_boot=20)  # fmt: skip
+    frame = performance.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.champion,
+                                              now=NOW, n_boot=20)  # fmt: skip
     assert frame["week_start"].to_list() == [WEEK_A, WEEK_B]
     assert frame["status"].to_list() == ["measured", read_models.STATUS_NO_EVENTS]
-    empty = read_models.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.challenger,
-                                               now=NOW)  # fmt: skip
+    empty = performance.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.challenger,
+                                              now=NOW)  # fmt: skip
     assert empty.height == 0
 
 
 
-def test_a_second_look_at_a_versions_performance_is_not_computed_again(home, engine, registry, monkeypatch):
-    """The Model page asks on every click of its version picker; the bootstrap runs once per
-    version, scoring run, lake and hour."""
-    from riskcast.read_models import model_report
-
-    calls = []
-    measure = model_report.weekly_performance
-    monkeypatch.setattr(model_report, "weekly_performance", lambda *a, **k: calls.append(k["now"]) or measure(*a, **k))
-    monkeypatch.setattr(model_report, "_performance_cache", model_report.OrderedDict())
+def test_the_nightly_job_stores_the_weeks_the_model_page_reads(home, engine, registry):
+    """record_weekly_performance (the nightly job) computes each version's weeks and stores
+    them; stored_performance (the Model page) reads the same numbers back, without a bootstrap."""
     lake = Lake(home.settings.lake_dir)
+    assert performance.record_weekly_performance(engine, lake, registry, now=NOW, n_boot=20) == {
+        home.champion: 2, home.challenger: 0}
+    stored = read_models.stored_performance(engine, home.champion)
+    computed = performance.performance_over_time(engine, lake, registry, model_version=home.champion, now=NOW, n_boot=20)
+    assert stored.computed_at == NOW and stored.weeks.equals(computed)
+    later = NOW + timedelta(days=1)
+    performance.record_weekly_performance(engine, lake, registry, now=later, n_boot=20, model_versions=[home.champion])
+    again = read_models.stored_performance(engine, home.champion)
+    assert again.computed_at == later and again.weeks.height == 2  # replaced, not added to
+    nothing = read_models.stored_performance(engine, home.challenger)
+    assert (nothing.computed_at, nothing.weeks.height, nothing.weeks.schema) == (None, 0, pl.Schema(read_models.PERFORMANCE_SCHEMA))
 
-    def look(now: datetime) -> pl.DataFrame:
-        return read_models.performance_over_time(engine, lake, registry, model_version=home.champion, now=now, n_boot=20)
 
-    first, again = look(NOW), look(NOW + timedelta(minutes=30))
-    assert len(calls) == 1 and first.equals(again)
-    look(NOW + timedelta(hours=1))  # the hour turned: outcomes may have become known
-    assert len(calls) == 2
+def test_the_statuses_the_store_allows_are_the_ones_weekly_performance_gives():
+    from riskcast.store.tables import PERFORMANCE_STATUSES
+
+    given = (performance.STATUS_MEASURED, performance.STATUS_NO_EVENTS, performance.STATUS_PENDING,
+             performance.STATUS_NO_NON_EVENTS)  # fmt: skip
+    assert sorted(given) == sorted(PERFORMANCE_STATUSES)
+
 
 # ------------------------------------------------------------------------------------ audits
 
@@ -629,6 +636,18 @@ def test_a_version_in_the_url_is_shown_and_an_unknown_one_is_refused(home, app):
     sign_in(client, "dana")
     assert f'"value":"{home.challenger}"' in page_layout(client, f"/model/{home.challenger}").replace(" ", "")
     assert "There is no model version with that name." in page_layout(client, "/model/v9999-20260101T0000-xgboost")
+
+
+def test_the_model_page_reads_the_stored_weeks_and_says_the_nightly_job_computes_them(home, app, engine, registry):
+    client = app.server.test_client()
+    sign_in(client, "dana")
+    waiting = dash_call(client, "model-over-time.figure", {"model-version.value": home.challenger}).get_data(as_text=True)
+    assert "computed by the nightly job" in waiting
+    performance.record_weekly_performance(engine, Lake(home.settings.lake_dir), registry, now=NOW, n_boot=20,
+                                          model_versions=[home.champion])  # fmt: skip
+    shown = dash_call(client, "model-over-time.figure", {"model-version.value": home.champion}).get_json()["response"]
+    assert len(shown["model-over-time-table"]["rowData"]) == 2
+    assert "computed by the nightly job" not in json.dumps(shown) and "known when the nightly job computed" in json.dumps(shown)
 
 
 def test_a_version_without_reports_says_which_command_writes_them(home, app):

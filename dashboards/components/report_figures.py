@@ -180,11 +180,15 @@ def tradeoff_figure(tradeoff: read_models.ThresholdTradeoff) -> go.Figure:
     return figure
 
 
-def over_time_figure(performance: pl.DataFrame) -> go.Figure:
+def over_time_figure(
+    performance: pl.DataFrame,
+    *,
+    empty_text: str = "This version has no scores yet, so there is nothing to follow over time.",
+) -> go.Figure:
     """Weekly AUROC and AUPRC with their intervals; weeks without enough outcomes are
-    marked as such, with no point."""
+    marked as such, with no point; `empty_text` when there is no week to draw."""
     if performance.height == 0:
-        return empty_figure("This version has no scores yet, so there is nothing to follow over time.")
+        return empty_figure(empty_text)
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=("AUROC by week", "AUPRC by week"))
     weeks = performance["week_start"].to_list()
     tops: list[float] = []

@@ -29,6 +29,7 @@ from riskcast.dashboards.components.report_figures import (
     tradeoff_figure,
 )
 from riskcast.dashboards.components.report_text import finite, interval_text, number_text, percent_text, threshold_text
+from riskcast.dashboards.components.text import ago_text, clock_text
 from riskcast.dashboards.context import context
 from riskcast.errors import RiskcastError
 
@@ -67,6 +68,10 @@ ABLATION_TEXT = {
     "clock only": "hours since admission alone",
     "physiology only": "without how often and how long ago things were measured",
 }
+NOT_COMPUTED_TEXT = (
+    "Weekly performance is computed by the nightly job, and it has not computed this version's yet "
+    "(or the version has no scores in the last weeks)."
+)
 STATUS_TEXT = {
     read_models.STATUS_NO_EVENTS: "not enough outcomes yet (no hour followed by an event)",
     read_models.STATUS_PENDING: "not enough outcomes yet (outcomes still pending)",
@@ -389,16 +394,20 @@ def show_reports(version: str | None) -> tuple:
     Input("model-version", "value"),
 )
 def show_over_time(version: str | None) -> tuple:
-    """Weekly AUROC and AUPRC of the chosen version's scores, against the outcomes known now."""
+    """Weekly AUROC and AUPRC of the chosen version's scores, as the nightly job computed and
+    stored them (against the outcomes known then): read, never computed here."""
     if _page_user() is None:
         raise PreventUpdate
     context_ = context()
     chosen = read_models.known_version(context_.registry, version)
     if chosen is None:
         raise PreventUpdate
+    stored = read_models.stored_performance(context_.engine, chosen)
+    performance = stored.weeks
+    if stored.computed_at is None:
+        return over_time_figure(performance, empty_text=NOT_COMPUTED_TEXT), [], NOT_COMPUTED_TEXT
     now = context_.clock()
-    performance = read_models.performance_over_time(context_.engine, context_.lake, context_.registry,
-                                                     model_version=chosen, now=now)  # fmt: skip
+    computed = f"{clock_text(stored.computed_at, context_.zone, now=now)}, {ago_text(stored.computed_at, now)}"
     rows = []
     for r in performance.iter_rows(named=True):
         measured = r["status"] == read_models.STATUS_MEASURED
@@ -417,7 +426,8 @@ def show_over_time(version: str | None) -> tuple:
         )
     note = (
         f"Each hour the model scored, labelled as in training (an event within the model's horizon after it), using "
-        f"only outcomes known now; hours of patients still in hospital whose horizon has not passed are pending. "
+        f"only outcomes known when the nightly job computed these weeks ({computed}); hours of "
+        f"patients still in hospital whose horizon had not passed are pending. "
         f"Weeks start on Monday 00:00 UTC; 95% patient-bootstrap intervals. These are the "
         f"patients the model really scored, which may include patients it was trained on."
     )

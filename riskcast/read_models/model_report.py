@@ -9,9 +9,9 @@ already written and shapes it for one question:
 - the held-out evaluation: the one sealed into the model's directory (its card), and the
   trade-off between sensitivity, PPV and alert burden: reports/tradeoff-<version>.json (both
   written by `riskcast train`, on the model's held-out patients);
-- AUROC and AUPRC per week of the scores in the store's `scores` table, against the
-  outcomes in the lake (labels exactly as training makes them, riskcast.labels), with
-  patient-bootstrap intervals; a week whose labels hold no event says so instead of a number;
+- AUROC and AUPRC per week of the scores the model gave, as the nightly job computed and
+  stored them (riskcast.pipeline.performance; the store's `weekly_performance` table): the
+  page reads the rows and never runs the bootstrap itself.
 
 Every file is read through riskcast.pipeline.reports (the one owner of report files), which
 hands over typed objects; what is left here is shaping them for the page. Report files may be
@@ -25,28 +25,31 @@ Every time is UTC-aware (polars Datetime("us", "UTC")); `now` is always passed i
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from riskcast.catalog import Catalog, load_catalog
-from riskcast.evaluate import AlertMetrics, EvaluationReport, discrimination
-from riskcast.labels import make_labels
-from riskcast.lake import Lake
+from riskcast.evaluate import AlertMetrics, EvaluationReport
 from riskcast.model import ModelRegistry
-from riskcast.pipeline.external import model_outcome
+from riskcast.pipeline.performance import (
+    PERFORMANCE_SCHEMA,
+    PERFORMANCE_WEEKS,
+    STATUS_MEASURED,
+    STATUS_NO_EVENTS,
+    STATUS_NO_NON_EVENTS,
+    STATUS_PENDING,
+)
 from riskcast.pipeline.reports import PromiseCheck, ReportStore
 from riskcast.pipeline.training import ABLATIONS, BASELINE_COLUMNS
 from riskcast.read_models.report_values import UTC, integer_or_none, number_or_none, records_frame, text_or_none
 from riskcast.read_models.scores import variable_label
-from riskcast.store.tables import scores
+from riskcast.store.weekly_performance import read_weekly_performance
 
 
 MODEL_SCORE = "risk"
@@ -108,23 +111,6 @@ TRADEOFF_SCHEMA: dict[str, pl.DataType] = {
     "sensitivity": pl.Float64(),
     "ppv": pl.Float64(),
     "encounter_sensitivity": pl.Float64(),
-}
-
-PERFORMANCE_SCHEMA: dict[str, pl.DataType] = {
-    "week_start": UTC,
-    "n_scored": pl.Int64(),
-    "n_insufficient": pl.Int64(),
-    "n_labelled": pl.Int64(),
-    "n_pending": pl.Int64(),
-    "n_positive": pl.Int64(),
-    "n_patients": pl.Int64(),
-    "auroc": pl.Float64(),
-    "auroc_low": pl.Float64(),
-    "auroc_high": pl.Float64(),
-    "auprc": pl.Float64(),
-    "auprc_low": pl.Float64(),
-    "auprc_high": pl.Float64(),
-    "status": pl.String(),
 }
 
 
@@ -401,186 +387,28 @@ def threshold_tradeoff(
         current=evaluation.operating_point if evaluation is not None else None,
     )
 
-WEEK = "1w"
 
-STATUS_MEASURED = "measured"
+@dataclass(frozen=True)
+class StoredPerformance:
+    """A version's weekly performance as the nightly job last computed and stored it.
 
-STATUS_NO_EVENTS = "no_events_yet"
-"""Labelled hours, but none followed by an event within the horizon: AUROC is undefined."""
-
-STATUS_PENDING = "outcomes_pending"
-"""Every scored hour is still inside its horizon for a patient still in hospital."""
-
-STATUS_NO_NON_EVENTS = "no_non_events"
-
-
-def weekly_performance(
-    scored: pl.DataFrame,
-    outcomes: pl.DataFrame | pl.LazyFrame,
-    encounters: pl.DataFrame | pl.LazyFrame,
-    *,
-    outcome: str,
-    horizon_hours: float,
-    now: datetime,
-    n_boot: int = 100,
-    seed: int = 0,
-) -> pl.DataFrame:
-    """AUROC and AUPRC of the scores a model gave, per calendar week (Monday 00:00 UTC).
-
-    `scored`: encounter_id, patient_id, scored_at (UTC), risk (null for insufficient data).
-    Each scored hour is labelled as training labels it (riskcast.labels.make_labels): 1 when
-    the encounter's first `outcome` event falls in (scored_at, scored_at + horizon]; hours
-    at or after the event are dropped; 0 when no event falls in the horizon and the stay is
-    observed through it; otherwise pending (a patient still in hospital whose horizon has
-    not passed at `now`). Only what is known at `now` counts: later events and discharges
-    are ignored. Intervals: `n_boot` patient-bootstrap resamples (riskcast.evaluate).
-
-    Returns PERFORMANCE_SCHEMA, oldest week first. `status` is "measured", or, with null
-    metrics, "no_events_yet" (no labelled hour was followed by an event), "outcomes_pending"
-    (no labelled hour yet) or "no_non_events".
+    `weeks`: one row per calendar week (PERFORMANCE_SCHEMA), oldest first; empty before the
+    nightly job first ran (or when the version had no scores in its window). `computed_at`:
+    when it was computed (the outcomes known then are the ones counted); None when empty.
     """
-    if scored.height == 0:
-        return pl.DataFrame(schema=PERFORMANCE_SCHEMA)
-    now_literal = pl.lit(now, dtype=UTC)
-    known_outcomes = outcomes.lazy().filter(pl.col("event_time") <= now_literal)
-    known_stays = encounters.lazy().select(
-        "encounter_id",
-        pl.when(pl.col("discharge_time") <= now_literal).then(pl.col("discharge_time")).alias("discharge_time"),
-    )
-    rated = scored.filter(pl.col("risk").is_not_null())
-    labels = make_labels(
-        rated.select("encounter_id", pl.col("scored_at").alias("time")),
-        known_outcomes,
-        known_stays,
-        outcome=outcome,
-        horizon_hours=horizon_hours,
-        as_of=now,
-    )
-    labelled = rated.join(
-        labels.select("encounter_id", pl.col("time").alias("scored_at"), "label"), on=["encounter_id", "scored_at"], how="inner"
-    ).with_columns(pl.col("scored_at").dt.truncate(WEEK).alias("week_start"))
-    counts = (
-        scored.with_columns(pl.col("scored_at").dt.truncate(WEEK).alias("week_start"))
-        .group_by("week_start")
-        .agg(
-            pl.col("risk").is_not_null().sum().cast(pl.Int64).alias("n_scored"),
-            pl.col("risk").is_null().sum().cast(pl.Int64).alias("n_insufficient"),
-        )
-    )
-    label_counts = labelled.group_by("week_start").agg(
-        pl.col("label").is_not_null().sum().cast(pl.Int64).alias("n_labelled"),
-        pl.col("label").is_null().sum().cast(pl.Int64).alias("n_pending"),
-        (pl.col("label") == 1).sum().cast(pl.Int64).alias("n_positive"),
-        pl.col("patient_id").filter(pl.col("label").is_not_null()).n_unique().cast(pl.Int64).alias("n_patients"),
-    )
-    rows = []
-    weekly = counts.join(label_counts, on="week_start", how="left").sort("week_start")
-    for week in weekly.iter_rows(named=True):
-        row = {name: week.get(name) for name in PERFORMANCE_SCHEMA}
-        for name in ("n_labelled", "n_pending", "n_positive", "n_patients"):
-            row[name] = row[name] or 0
-        # Hours that did not survive labelling (at or after the event) are neither labelled nor pending.
-        if row["n_labelled"] == 0:
-            row["status"] = STATUS_PENDING
-        elif row["n_positive"] == 0:
-            row["status"] = STATUS_NO_EVENTS
-        elif row["n_positive"] == row["n_labelled"]:
-            row["status"] = STATUS_NO_NON_EVENTS
-        else:
-            frame = labelled.filter(pl.col("week_start") == week["week_start"], pl.col("label").is_not_null())
-            result = discrimination(frame, score="risk", label="label", cluster="patient_id", n_boot=n_boot, seed=seed)
-            row |= {
-                "auroc": number_or_none(result.auroc), "auroc_low": number_or_none(result.auroc_ci[0]),
-                "auroc_high": number_or_none(result.auroc_ci[1]), "auprc": number_or_none(result.auprc),
-                "auprc_low": number_or_none(result.auprc_ci[0]), "auprc_high": number_or_none(result.auprc_ci[1]),
-                "status": STATUS_MEASURED,
-            }  # fmt: skip
-        rows.append(row)
-    return records_frame(rows, PERFORMANCE_SCHEMA)
 
-PERFORMANCE_WEEKS = 12
-PERFORMANCE_CACHE_SIZE = 32
-"""How many weekly-performance frames performance_over_time keeps (one per version, store,
-lake and hour; a frame is a dozen rows)."""
-
-_performance_cache: OrderedDict[tuple[Any, ...], pl.DataFrame] = OrderedDict()
-_performance_cache_lock = threading.Lock()
+    version: str
+    weeks: pl.DataFrame
+    computed_at: datetime | None
 
 
-def _performance_key(
-    engine: Engine, lake: Lake, registry: ModelRegistry, *, model_version: str, since: datetime, now: datetime,
-    weeks: int, n_boot: int, seed: int,
-) -> tuple[Any, ...]:
-    """What performance_over_time's answer depends on: the version's scores in the window (the
-    latest scoring run that wrote one, and how many), the lake's committed batches, the hour of
-    `now` (scores describe whole hours and horizons are whole hours, so a label can only turn
-    from pending to known on the hour) and the options."""
-    with engine.connect() as connection:
-        latest_run, n_scores = connection.execute(
-            select(func.max(scores.c.run_id), func.count()).where(
-                scores.c.model_version == model_version, scores.c.scored_at >= since, scores.c.scored_at <= now
-            )
-        ).one()
-    batches = lake.committed_batch_ids()
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    return (
-        id(engine), str(engine.url), str(lake.root), str(registry.models_dir), model_version, latest_run, n_scores,
-        len(batches), batches[-1] if batches else None, hour, weeks, n_boot, seed,
-    )  # fmt: skip
-
-
-def performance_over_time(
-    engine: Engine,
-    lake: Lake,
-    registry: ModelRegistry,
-    *,
-    model_version: str,
-    now: datetime,
-    weeks: int = PERFORMANCE_WEEKS,
-    n_boot: int = 100,
-    seed: int = 0,
-) -> pl.DataFrame:
-    """weekly_performance of the scores `model_version` gave in the last `weeks` calendar
-    weeks up to `now` (store `scores`), against the outcomes in `lake`, for the outcome and
-    horizon the model was trained for. Empty (PERFORMANCE_SCHEMA) before any score, or when
-    the lake is empty.
-
-    The bootstrap takes seconds, and the Model page asks again on every click of its version
-    picker, so the answer is kept (PERFORMANCE_CACHE_SIZE frames) until a scoring run writes
-    the version's scores, a batch reaches the lake or the hour turns (_performance_key): a
-    second click on the same version shows the same frame without recomputing it."""
-    if known_version(registry, model_version) is None or lake.is_empty():
-        return pl.DataFrame(schema=PERFORMANCE_SCHEMA)
-    this_week = pl.Series([now], dtype=UTC).dt.truncate(WEEK)[0]
-    since = this_week - timedelta(weeks=max(1, weeks) - 1)
-    key = _performance_key(engine, lake, registry, model_version=model_version, since=since, now=now, weeks=weeks,
-                           n_boot=n_boot, seed=seed)  # fmt: skip
-    with _performance_cache_lock:
-        if key in _performance_cache:
-            _performance_cache.move_to_end(key)
-            return _performance_cache[key]
-    outcome, horizon_hours = model_outcome(registry, model_version)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(scores.c.encounter_id, scores.c.patient_id, scores.c.scored_at, scores.c.risk).where(
-                scores.c.model_version == model_version, scores.c.scored_at >= since, scores.c.scored_at <= now
-            )
-        ).all()
-    scored = pl.DataFrame(
-        [tuple(row) for row in rows],
-        schema={"encounter_id": pl.String(), "patient_id": pl.String(), "scored_at": UTC, "risk": pl.Float64()},
-        orient="row",
-    )
-    frame = weekly_performance(
-        scored, lake.scan("outcomes"), lake.scan("encounters"), outcome=outcome, horizon_hours=horizon_hours,
-        now=now, n_boot=n_boot, seed=seed,
-    )  # fmt: skip
-    with _performance_cache_lock:
-        _performance_cache[key] = frame
-        _performance_cache.move_to_end(key)
-        while len(_performance_cache) > PERFORMANCE_CACHE_SIZE:
-            _performance_cache.popitem(last=False)
-    return frame
+def stored_performance(engine: Engine, model_version: str) -> StoredPerformance:
+    """`model_version`'s weekly AUROC and AUPRC as the nightly job stored them
+    (riskcast.pipeline.performance.record_weekly_performance): the Model page reads this
+    instead of running the patient bootstrap on every click."""
+    stored = read_weekly_performance(engine, model_version)
+    computed_at = stored["computed_at"].max() if stored.height else None
+    return StoredPerformance(version=model_version, weeks=stored.select(list(PERFORMANCE_SCHEMA)), computed_at=computed_at)
 
 
 __all__ = [
@@ -592,7 +420,6 @@ __all__ = [
     "ModelCard",
     "OperatingPointSummary",
     "PERFORMANCE_SCHEMA",
-    "PERFORMANCE_CACHE_SIZE",
     "PERFORMANCE_WEEKS",
     "PromiseCheck",
     "RELIABILITY_SCHEMA",
@@ -602,13 +429,12 @@ __all__ = [
     "STATUS_PENDING",
     "TOP_VARIABLES_SCHEMA",
     "TRADEOFF_SCHEMA",
+    "StoredPerformance",
     "ThresholdTradeoff",
-    "WEEK",
     "evaluation_report",
     "known_version",
     "model_card",
     "model_versions",
-    "performance_over_time",
+    "stored_performance",
     "threshold_tradeoff",
-    "weekly_performance",
 ]
