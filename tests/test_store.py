@@ -33,17 +33,20 @@ from riskcast.store import (
     fail_unfinished_runs,
     finish_run,
     head_revision,
+    latest_scored_hour,
     latest_scores,
     metadata,
     open_store,
     read_weekly_performance,
     replace_weekly_performance,
+    scores_at_hour,
     session_factory,
     start_run,
     write_quarantine,
     write_scores,
     write_session,
 )
+from riskcast.store.records import LATEST_SCORES_SCHEMA
 from riskcast.store.tables import Alert, alerts, drivers, models, quarantine, runs, score_revisions, scores
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -525,3 +528,17 @@ def test_a_versions_weekly_performance_is_replaced_whole_and_read_back_oldest_fi
 def test_a_weekly_performance_status_the_page_cannot_show_is_refused(store: Engine) -> None:
     with pytest.raises(ValueError, match=r"unknown status\(es\) \['great'\]"):
         replace_weekly_performance(store, "v1", weeks_frame("great"), computed_at=NOW)
+
+
+def test_the_latest_scored_hour_and_its_scores_are_of_one_version_and_the_wards_asked(store: Engine) -> None:
+    hours = [NOW - timedelta(hours=1), NOW]
+    run_id = start_run(store, "score", now=NOW)
+    write_scores(store, run_id, "v1", hourly_scores(hours), two_drivers_each(hourly_scores(hours)), now=NOW)
+    w2 = hourly_scores(hours, encounters=("E3",), ward="W2")
+    write_scores(store, run_id, "v1", w2, two_drivers_each(w2), now=NOW)
+    assert latest_scored_hour(store, model_version="v1") == NOW
+    assert latest_scored_hour(store, model_version="v2") is None
+    everyone = scores_at_hour(store, model_version="v1", scored_at=NOW)
+    assert everyone.select("ward", "encounter_id").rows() == [("W1", "E1"), ("W1", "E2"), ("W2", "E3")]
+    assert set(everyone["scored_at"].to_list()) == {NOW} and everyone.columns == list(LATEST_SCORES_SCHEMA)
+    assert scores_at_hour(store, model_version="v1", scored_at=NOW, wards=["W2"])["encounter_id"].to_list() == ["E3"]

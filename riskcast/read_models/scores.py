@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select
 
 from riskcast.catalog import Catalog
 from riskcast.model import ModelRegistry
+from riskcast.store import records
 from riskcast.store.tables import scores
 
 UTC = pl.Datetime("us", "UTC")
@@ -98,10 +99,7 @@ def latest_scored_hour(engine: Engine, *, model_version: str | None) -> datetime
     encounters scored at this hour are the ones the read models count as admitted."""
     if model_version is None:
         return None
-    with engine.connect() as connection:
-        return connection.execute(
-            select(func.max(scores.c.scored_at)).where(scores.c.model_version == model_version)
-        ).scalar_one_or_none()
+    return records.latest_scored_hour(engine, model_version=model_version)
 
 
 def scored_wards(engine: Engine, *, model_version: str | None) -> list[str]:

@@ -15,6 +15,7 @@ from riskcast.lake import Lake
 from riskcast.read_models.open_alerts import NEEDS_ACTION_STATES, open_alerts
 from riskcast.read_models.scores import PREVIOUS_WITHIN_HOURS, UTC, latest_scored_hour, missing_labels, risk_trend, rows_frame
 from riskcast.score_status import ScoreStatus
+from riskcast.store.records import scores_at_hour
 from riskcast.store.tables import drivers, scores
 
 BOARD_SCHEMA: dict[str, pl.DataType] = {
@@ -71,10 +72,6 @@ def ward_board(
     if latest is None:
         return pl.DataFrame(schema=BOARD_SCHEMA)
     ward_filter = [] if wards is None else [scores.c.ward.in_(sorted(wards))]
-    current_query = select(
-        scores.c.id, scores.c.encounter_id, scores.c.patient_id, scores.c.ward, scores.c.scored_at,
-        scores.c.risk, scores.c.status, scores.c.missing,
-    ).where(scores.c.model_version == model_version, scores.c.scored_at == latest, *ward_filter)  # fmt: skip
     position = (
         func.row_number()
         .over(partition_by=scores.c.encounter_id, order_by=(scores.c.scored_at.desc(), scores.c.id.desc()))
@@ -98,11 +95,9 @@ def ward_board(
         .order_by(drivers.c.score_id, drivers.c.rank)
     )
     with engine.connect() as connection:
-        current = rows_frame(
-            connection.execute(current_query).all(),
-            {"score_id": pl.Int64(), "encounter_id": pl.String(), "patient_id": pl.String(), "ward": pl.String(),
-             "scored_at": UTC, "risk": pl.Float64(), "status": pl.String(), "missing": pl.String()},
-        )  # fmt: skip
+        current = scores_at_hour(connection, model_version=model_version, scored_at=latest, wards=wards).select(
+            "score_id", "encounter_id", "patient_id", "ward", "scored_at", "risk", "status", "missing"
+        )
         previous = rows_frame(
             connection.execute(previous_query).all(), {"encounter_id": pl.String(), "previous_risk": pl.Float64()}
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -391,6 +391,35 @@ def _keep_revised(connection: Connection, model_version: str, frame: pl.DataFram
         for r in revised.iter_rows(named=True)
     ])  # fmt: skip
     return revised.height
+
+
+def latest_scored_hour(bind: Engine | Connection, *, model_version: str) -> datetime | None:
+    """The latest hour (UTC) `model_version` scored; None before its first score. The scorer
+    scores every encounter admitted at an hour, so the encounters scored at this one are the
+    admitted ones (riskcast.admission)."""
+    with _reading(bind) as connection:
+        return connection.execute(
+            select(func.max(scores.c.scored_at)).where(scores.c.model_version == model_version)
+        ).scalar_one_or_none()
+
+
+def scores_at_hour(
+    bind: Engine | Connection,
+    *,
+    model_version: str,
+    scored_at: datetime,
+    wards: Collection[str] | None = None,
+) -> pl.DataFrame:
+    """The scores `model_version` gave for hour `scored_at`, one row per encounter (columns:
+    LATEST_SCORES_SCHEMA), of encounters scored on `wards` when given; sorted by ward, then
+    encounter_id. With latest_scored_hour: who is admitted, and how they are doing."""
+    query = select(scores.c.id.label("score_id"), *[scores.c[name] for name in LATEST_SCORES_SCHEMA if name != "score_id"])
+    query = query.where(scores.c.model_version == model_version, scores.c.scored_at == scored_at)
+    if wards is not None:
+        query = query.where(scores.c.ward.in_(sorted(wards)))
+    with _reading(bind) as connection:
+        rows = connection.execute(query.order_by(scores.c.ward, scores.c.encounter_id)).all()
+    return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")
 
 
 def latest_scores(
