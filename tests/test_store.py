@@ -30,6 +30,7 @@ from riskcast.errors import StoreError
 from riskcast.store import (
     connect,
     current_revision,
+    encounter_scores,
     fail_unfinished_runs,
     finish_run,
     head_revision,
@@ -542,3 +543,14 @@ def test_the_latest_scored_hour_and_its_scores_are_of_one_version_and_the_wards_
     assert everyone.select("ward", "encounter_id").rows() == [("W1", "E1"), ("W1", "E2"), ("W2", "E3")]
     assert set(everyone["scored_at"].to_list()) == {NOW} and everyone.columns == list(LATEST_SCORES_SCHEMA)
     assert scores_at_hour(store, model_version="v1", scored_at=NOW, wards=["W2"])["encounter_id"].to_list() == ["E3"]
+
+
+def test_an_encounters_scores_are_oldest_first_and_newest_keeps_the_last_ones(store: Engine) -> None:
+    hours = [NOW - timedelta(hours=2), NOW - timedelta(hours=1), NOW]
+    run_id = start_run(store, "score", now=NOW)
+    frame = hourly_scores(hours)
+    write_scores(store, run_id, "v1", frame, two_drivers_each(frame), now=NOW)
+    assert encounter_scores(store, "E1", model_version="v1")["scored_at"].to_list() == hours
+    assert encounter_scores(store, "E1", model_version="v1", newest=2)["scored_at"].to_list() == hours[1:]
+    assert encounter_scores(store, "E1", model_version="v1", since=hours[2])["scored_at"].to_list() == hours[2:]
+    assert encounter_scores(store, "E1", model_version="v2").height == 0

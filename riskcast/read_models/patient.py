@@ -25,7 +25,8 @@ from riskcast.read_models.scores import (
     rows_frame,
     variable_label,
 )
-from riskcast.store.tables import drivers, scores
+from riskcast.store.records import encounter_scores
+from riskcast.store.tables import drivers
 
 HISTORY_POINTS_SCHEMA: dict[str, pl.DataType] = {
     "score_id": pl.Int64(),
@@ -112,34 +113,25 @@ def patient_header(
     if model_version is None:
         return None
     catalog = catalog or load_catalog()
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(
-                scores.c.encounter_id, scores.c.patient_id, scores.c.ward, scores.c.site, scores.c.scored_at,
-                scores.c.risk, scores.c.status, scores.c.missing,
-            )
-            .where(scores.c.model_version == model_version, scores.c.encounter_id == encounter_id)
-            .order_by(scores.c.scored_at.desc(), scores.c.id.desc())
-            .limit(2)
-        ).all()  # fmt: skip
+    rows = encounter_scores(engine, encounter_id, model_version=model_version, newest=2).reverse().to_dicts()
     if not rows:
         return None
     now_row = rows[0]
     previous_risk = None
-    if len(rows) > 1 and now_row.scored_at - rows[1].scored_at <= timedelta(hours=PREVIOUS_WITHIN_HOURS):
-        previous_risk = rows[1].risk
+    if len(rows) > 1 and now_row["scored_at"] - rows[1]["scored_at"] <= timedelta(hours=PREVIOUS_WITHIN_HOURS):
+        previous_risk = rows[1]["risk"]
     return PatientHeader(
-        encounter_id=now_row.encounter_id,
-        patient_id=now_row.patient_id,
-        ward=now_row.ward,
-        site=now_row.site,
-        scored_at=now_row.scored_at,
-        risk=now_row.risk,
-        status=now_row.status,
-        missing=missing_labels(now_row.missing, catalog),
+        encounter_id=now_row["encounter_id"],
+        patient_id=now_row["patient_id"],
+        ward=now_row["ward"],
+        site=now_row["site"],
+        scored_at=now_row["scored_at"],
+        risk=now_row["risk"],
+        status=now_row["status"],
+        missing=missing_labels(now_row["missing"], catalog),
         previous_risk=previous_risk,
-        trend=pl.select(risk_trend(pl.lit(now_row.risk, dtype=pl.Float64), pl.lit(previous_risk, dtype=pl.Float64))).item(),
-        admitted=now_row.scored_at == latest_scored_hour(engine, model_version=model_version),
+        trend=pl.select(risk_trend(pl.lit(now_row["risk"], dtype=pl.Float64), pl.lit(previous_risk, dtype=pl.Float64))).item(),
+        admitted=now_row["scored_at"] == latest_scored_hour(engine, model_version=model_version),
     )
 
 
@@ -150,14 +142,8 @@ def risk_history(
     first; hours scored at or after `since` when given. Risk is null for insufficient data."""
     if model_version is None:
         return pl.DataFrame(schema=HISTORY_POINTS_SCHEMA)
-    query = select(scores.c.id, scores.c.scored_at, scores.c.risk, scores.c.status).where(
-        scores.c.model_version == model_version, scores.c.encounter_id == encounter_id
-    )
-    if since is not None:
-        query = query.where(scores.c.scored_at >= since)
-    with engine.connect() as connection:
-        rows = connection.execute(query.order_by(scores.c.scored_at, scores.c.id)).all()
-    return rows_frame(rows, HISTORY_POINTS_SCHEMA)
+    history = encounter_scores(engine, encounter_id, model_version=model_version, since=since)
+    return history.select(list(HISTORY_POINTS_SCHEMA))
 
 
 def encounter_alerts(engine: Engine, encounter_id: str) -> pl.DataFrame:

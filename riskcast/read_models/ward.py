@@ -13,7 +13,14 @@ from sqlalchemy import Engine, func, select
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.lake import Lake
 from riskcast.read_models.open_alerts import NEEDS_ACTION_STATES, open_alerts
-from riskcast.read_models.scores import PREVIOUS_WITHIN_HOURS, UTC, latest_scored_hour, missing_labels, risk_trend, rows_frame
+from riskcast.read_models.scores import (
+    PREVIOUS_WITHIN_HOURS,
+    UTC,
+    latest_scored_hour,
+    missing_labels,
+    risk_trend,
+    rows_frame,
+)
 from riskcast.score_status import ScoreStatus
 from riskcast.store.records import scores_at_hour
 from riskcast.store.tables import drivers, scores

@@ -10,6 +10,7 @@ migrations in riskcast/store/migrations; tables are described in riskcast.store.
 """
 
 from riskcast.store.records import (
+    encounter_scores,
     fail_unfinished_runs,
     finish_run,
     latest_scored_hour,
@@ -37,6 +38,7 @@ __all__ = [
     "alembic_config",
     "connect",
     "current_revision",
+    "encounter_scores",
     "fail_unfinished_runs",
     "finish_run",
     "head_revision",

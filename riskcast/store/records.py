@@ -422,6 +422,34 @@ def scores_at_hour(
     return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")
 
 
+def encounter_scores(
+    bind: Engine | Connection,
+    encounter_id: str,
+    *,
+    model_version: str,
+    since: datetime | None = None,
+    newest: int | None = None,
+) -> pl.DataFrame:
+    """The scores `model_version` gave encounter `encounter_id` (columns LATEST_SCORES_SCHEMA),
+    oldest first: hours scored at or after `since` when given; only the `newest` latest ones
+    when given (the patient page's header needs the last two, its chart every one)."""
+    if newest is not None and newest < 0:
+        raise ValueError(f"encounter_scores: newest must be >= 0, got {newest}")
+    query = select(scores.c.id.label("score_id"), *[scores.c[name] for name in LATEST_SCORES_SCHEMA if name != "score_id"])
+    query = query.where(scores.c.model_version == model_version, scores.c.encounter_id == encounter_id)
+    if since is not None:
+        query = query.where(scores.c.scored_at >= since)
+    if newest is not None:
+        query = query.order_by(scores.c.scored_at.desc(), scores.c.id.desc()).limit(newest)
+    else:
+        query = query.order_by(scores.c.scored_at, scores.c.id)
+    with _reading(bind) as connection:
+        rows = connection.execute(query).all()
+    if newest is not None:
+        rows = rows[::-1]
+    return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")
+
+
 def latest_scores(
     bind: Engine | Connection,
     *,
