@@ -7,22 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 
 import polars as pl
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from riskcast import monitoring
 from riskcast.catalog import Catalog, load_catalog
 from riskcast.lake import Lake
 from riskcast.monitoring import DEFAULT_LOOKBACK_HOURS, FRESHNESS_SCHEMA
-from riskcast.read_models.scores import UTC, rows_frame
-from riskcast.store.tables import job_runs, quarantine, runs
-
-QUARANTINE_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
-    "table_name": pl.String(),
-    "rule": pl.String(),
-    "rows": pl.Int64(),
-    "batches": pl.Int64(),
-    "last_at": UTC,
-}
+from riskcast.read_models.scores import UTC
+from riskcast.store import records
+from riskcast.store.records import QUARANTINE_SUMMARY_SCHEMA
+from riskcast.store.tables import job_runs, runs
 
 RUNS_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -50,21 +44,9 @@ def feed_freshness(
 
 
 def quarantine_summary(engine: Engine) -> pl.DataFrame:
-    """Quarantined input rows per table and rule (columns QUARANTINE_SUMMARY_SCHEMA), most first."""
-    query = (
-        select(
-            quarantine.c.table_name,
-            quarantine.c.rule,
-            func.count().label("rows"),
-            func.count(func.distinct(quarantine.c.batch_id)).label("batches"),
-            func.max(quarantine.c.created_at).label("last_at"),
-        )
-        .group_by(quarantine.c.table_name, quarantine.c.rule)
-        .order_by(func.count().desc(), quarantine.c.table_name, quarantine.c.rule)
-    )
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return rows_frame(rows, QUARANTINE_SUMMARY_SCHEMA)
+    """Quarantined input rows per table and rule (columns QUARANTINE_SUMMARY_SCHEMA), most
+    first: riskcast.store.records.quarantine_summary, the store's named query."""
+    return records.quarantine_summary(engine)
 
 
 def recent_runs(engine: Engine, *, limit: int = 20) -> pl.DataFrame:

@@ -237,6 +237,35 @@ def write_quarantine(bind: Engine | Connection, batch_id: str, frame: pl.DataFra
     return len(rows)
 
 
+QUARANTINE_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "table_name": pl.String(),
+    "rule": pl.String(),
+    "rows": pl.Int64(),
+    "batches": pl.Int64(),
+    "last_at": UTC_DATETIME,
+}
+
+
+def quarantine_summary(bind: Engine | Connection) -> pl.DataFrame:
+    """The store's quarantined input rows counted per table and rule, with how many batches
+    they came in and the latest (columns QUARANTINE_SUMMARY_SCHEMA), most rows first: beside
+    write_quarantine, its one writer, the one reader of the quarantine copy."""
+    query = (
+        select(
+            quarantine.c.table_name,
+            quarantine.c.rule,
+            func.count().label("rows"),
+            func.count(func.distinct(quarantine.c.batch_id)).label("batches"),
+            func.max(quarantine.c.created_at).label("last_at"),
+        )
+        .group_by(quarantine.c.table_name, quarantine.c.rule)
+        .order_by(func.count().desc(), quarantine.c.table_name, quarantine.c.rule)
+    )
+    with _reading(bind) as connection:
+        rows = connection.execute(query).all()
+    return pl.DataFrame([tuple(row) for row in rows], schema=QUARANTINE_SUMMARY_SCHEMA, orient="row")
+
+
 def write_scores(
     bind: Engine | Connection,
     run_id: int,
