@@ -16,8 +16,8 @@ Three figures, median of --runs (default 5) runs, every run printed:
    timed by the browser's Performance API: the POST to /_dash-update-component from its start
    to the end of its response (performance.getEntriesByType("resource")). The same request made
    during each first render (the largest _dash-update-component response) is reported too.
-3. server read -- riskcast.pipeline.views.ward_board as the refresh callback calls it (with the
-   lake and catalogue), plus views.scoring_freshness, timed in this process.
+3. server read -- riskcast.read_models.ward_board as the refresh callback calls it (with the
+   lake and catalogue), plus read_models.scoring_freshness, timed in this process.
 
 Set-up (timed once, not part of the runs): a temporary riskcast home; a synthetic cohort
 (generate_cohort(--encounters, admitted_fraction=--admitted-fraction), about 500 admitted at
@@ -156,7 +156,7 @@ def build_home(home: Path, *, encounters: int, admitted_fraction: float, seed: i
 # --------------------------------------------------------------------------- measurements
 def server_read(context_: Any, *, runs: int) -> dict[str, Any]:
     """ward_board + scoring_freshness as the refresh callback calls them, timed `runs` times."""
-    from riskcast.pipeline import views
+    from riskcast import read_models
 
     model = context_.model()
     board_runs: list[float] = []
@@ -166,11 +166,11 @@ def server_read(context_: Any, *, runs: int) -> dict[str, Any]:
         gc.collect()
         now = context_.clock()
         started = time.perf_counter()
-        board = views.ward_board(context_.engine, model_version=model.version, now=now, wards=None,
+        board = read_models.ward_board(context_.engine, model_version=model.version, now=now, wards=None,
                                  lake=context_.lake, catalog=context_.catalog)  # fmt: skip
         board_runs.append(time.perf_counter() - started)
         started = time.perf_counter()
-        views.scoring_freshness(context_.engine, model_version=model.version, now=now)
+        read_models.scoring_freshness(context_.engine, model_version=model.version, now=now)
         fresh_runs.append(time.perf_counter() - started)
         height = board.height
         print(f"  server read run {run + 1}: ward_board {board_runs[-1] * 1000:7.1f} ms ({height} rows), "
@@ -351,8 +351,8 @@ def print_table(env: dict[str, Any], results: dict[str, Any]) -> None:
         row(f"refresh callback POST, triggered ({browser['refresh_response_bytes'] / 1024:.0f} KiB)", browser["refresh_callback_ms"])
     else:
         print(f"| {'browser figures skipped: ' + browser['skipped'][:37]:<62} | {'—':>9} | {'':>15} |")
-    row("server: views.ward_board (all wards, lake + catalogue)", results["server_read"]["ward_board_s"], 1000)
-    row("server: views.scoring_freshness", results["server_read"]["scoring_freshness_s"], 1000)
+    row("server: read_models.ward_board (all wards, lake + catalogue)", results["server_read"]["ward_board_s"], 1000)
+    row("server: read_models.scoring_freshness", results["server_read"]["scoring_freshness_s"], 1000)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from riskcast.dashboards.auth import DashboardUser
 from riskcast.dashboards.components.text import clock_text
 from riskcast.dashboards.context import context
 from riskcast.errors import AlertError
-from riskcast.pipeline.views import alert_scope
+from riskcast.read_models import alert_scope
 
 ACTIONS = ("acknowledge", "snooze", "resolve")
 MAX_ALERT_ID = 2**31 - 1

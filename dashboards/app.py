@@ -2,9 +2,10 @@
 
 This module only builds the shell (Dash Pages, the sign-in gate, the session, the log
 filter, the handler of unexpected errors); each file in pages/ registers itself and owns its
-layout and callbacks, and every page asks riskcast.pipeline.views for its data when it is
+layout and callbacks, and every page asks riskcast.read_models for its data when it is
 drawn (nothing is loaded here).
 
+    from riskcast import read_models
     from riskcast.dashboards.app import serve
     serve(settings, port=8050)          # prints the URL and, on first run, demo sign-ins
 
@@ -39,7 +40,6 @@ from riskcast.dashboards.context import EXTENSION, DashboardContext, SecurityOpt
 from riskcast.dashboards.sessions import SessionCookies
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
-from riskcast.pipeline import views
 from riskcast.store import open_store
 
 HERE = Path(__file__).parent
@@ -149,7 +149,7 @@ def _demo_nurse_ward(context_: DashboardContext) -> str | None:
     """The ward of the most urgent open alert, else the first ward scored: where a demo nurse
     has something to see."""
     model = context_.model()
-    board = views.ward_board(context_.engine, model_version=model.version, now=context_.clock())
+    board = read_models.ward_board(context_.engine, model_version=model.version, now=context_.clock())
     if board.height == 0:
         return None
     with_alert = board.filter(board["needs_action"])

@@ -27,7 +27,7 @@ from riskcast.errors import ConfigError
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.reports import ReportStore
-from riskcast.pipeline.views import ModelInUse, model_in_use
+from riskcast.read_models import ModelInUse, model_in_use
 
 EXTENSION = "riskcast"
 

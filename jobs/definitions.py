@@ -262,10 +262,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_nightly(ctx: JobContext) -> dict[str, Any]:
-    """Score the hour (champion; the newest challenger in shadow), evaluate, audit fairness."""
+    """Score the hour (champion; the newest challenger in shadow), evaluate, compute and store
+    every version's weekly performance (what the Model page shows), audit fairness."""
     from riskcast.lake import Lake
     from riskcast.model import ModelRegistry
     from riskcast.pipeline.external import evaluate_model
+    from riskcast.pipeline.performance import record_weekly_performance
     from riskcast.pipeline.reports import ReportStore
     from riskcast.pipeline.scoring import score_admitted
 
@@ -298,6 +300,11 @@ def run_nightly(ctx: JobContext) -> dict[str, Any]:
     out = ReportStore.of(settings, registry).write_nightly_evaluation(champion, at, meta | {"evaluation": report_dict})
     counts["evaluation"] = _evaluation_counts(report_dict) | {"report": str(out)}
     ctx.step("evaluated")
+
+    counts["performance"] = record_weekly_performance(
+        ctx.engine, lake, registry, now=ctx.now(), n_boot=int(ctx.option("performance_bootstrap", 100))
+    )
+    ctx.step("performance stored")
 
     counts["audit"] = _fairness_audit(ctx, registry, lake, champion)
     return counts
@@ -425,7 +432,7 @@ JOBS: dict[str, JobDefinition] = {
         JobDefinition("score", run_score, "score every admitted patient at the hour; raise alerts"),
         JobDefinition("escalate", run_escalate, "escalate unacknowledged alerts; reopen ended snoozes"),
         JobDefinition("monitor", run_monitor, "feed freshness, drift and alert rate; system alerts"),
-        JobDefinition("nightly", run_nightly, "score, evaluate the champion, audit fairness"),
+        JobDefinition("nightly", run_nightly, "score, evaluate the champion, store weekly performance, audit fairness"),
         JobDefinition("retrain", run_retrain, "train, evaluate, audit and shadow-score a challenger; promotion gates"),
         JobDefinition("housekeeping", run_housekeeping, "retention of scratch, quarantine rows and job runs"),
     )

@@ -41,7 +41,7 @@ JOB_OPTIONS: dict[str, frozenset[str]] = {
     "escalate": frozenset(),
     "monitor": frozenset({"lookback_hours", "window_hours", "reference_days", "psi_alert", "min_values",
                           "alert_rate_ratio", "min_patient_days", "alert_on_non_essential"}),
-    "nightly": frozenset({"bootstrap", "shadow_challengers"}),
+    "nightly": frozenset({"bootstrap", "performance_bootstrap", "shadow_challengers"}),
     "retrain": frozenset({"bootstrap", "engine", "outcome", "horizon_hours", "alerts_per_100_patient_days",
                           "test_fraction", "temporal", "seed", "ablations", "promote_when_gates_pass"}),
     "housekeeping": frozenset({"scratch_days", "quarantine_days", "job_runs_days", "archive_days"}),

@@ -6,7 +6,7 @@ or later than `at`. A patient discharged exactly at `at` has left. Times are UTC
 
 The scorer scores exactly these encounters at each hour (riskcast.pipeline.scoring), so the
 encounters scored in the latest scoring run are the admitted ones as of that hour: that is
-how the read models (riskcast.pipeline.views), which see the store rather than the lake,
+how the read models (riskcast.read_models), which see the store rather than the lake,
 tell who is still on the ward. The monitor's feed check asks this module too.
 """
 

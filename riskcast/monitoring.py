@@ -2,7 +2,7 @@
 
 The one definition of each. The monitor (riskcast.pipeline.monitor, run by the scheduler's
 monitor job) turns their problems into system alerts; the dashboard's data-health page
-(riskcast.pipeline.views.feed_freshness) shows the same freshness frame, so the page and the
+(riskcast.read_models.feed_freshness) shows the same freshness frame, so the page and the
 alerts never disagree on which feed is stale. Nothing here reads files, the database or the
 clock: `at` is passed in.
 

@@ -529,3 +529,15 @@ def test_count_raised_counts_alerts_of_a_kind_raised_for_hours_in_the_window(sto
     window = dict(start=HOUR - timedelta(hours=24), end=HOUR)
     assert count_raised(store, kind=AlertKind.RISK, **window) == 2
     assert count_raised(store, kind=AlertKind.SYSTEM, **window) == 1
+
+
+def test_list_alerts_keeps_wards_and_encounters_and_puts_risk_before_data_before_system(store: Engine) -> None:
+    run(store, scores(("E1", HOUR, None)), now=NOW - timedelta(minutes=30))  # stale data, no risk
+    run(store, scores(("E2", HOUR, 0.35)))
+    run(store, scores(("E9", HOUR, 0.90), ward="W3"))
+    sync_system_alert(store, "feed:W1", "ward W1: feed stale", raised_for=HOUR, now=NOW, ward="W1")
+    open_w1 = list_alerts(store, wards=["W1", "W2"], states=OPEN_STATES, kind_first=True)
+    assert open_w1["kind"].to_list() == ["risk", "stale_data", "system"]
+    # Without kind_first the two alerts without a risk are in update order: the system one is newer.
+    assert list_alerts(store, wards=["W1"])["kind"].to_list() == ["risk", "system", "stale_data"]
+    assert list_alerts(store, encounter_ids=["E9", "E1"])["encounter_id"].to_list() == ["E9", "E1"]

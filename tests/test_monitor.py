@@ -11,6 +11,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from riskcast import read_models
 from riskcast.alerts.policy import load_policy
 from riskcast.alerts.state import open_system_subjects, process_scores, system_alerts_frame
 from riskcast.config import Settings
@@ -18,7 +19,6 @@ from riskcast.contracts import QUARANTINE_SCHEMA
 from riskcast.errors import ConfigError
 from riskcast.lake import LAKE_SCHEMAS, Lake
 from riskcast.model import ModelRegistry, RiskModel
-from riskcast.pipeline import views
 from riskcast.pipeline.monitor import MonitorOptions, monitor_data_health
 from riskcast.store import finish_run, open_store, start_run, write_scores
 
@@ -69,7 +69,7 @@ def monitor(settings: Settings, engine, *, at: datetime = AT, **options):
 def test_the_monitor_and_the_data_health_page_judge_the_same_feeds_stale(home: Settings) -> None:
     engine = open_store(home.database_url)
     report = monitor(home, engine)
-    page = views.feed_freshness(Lake(home.lake_dir), now=AT)
+    page = read_models.feed_freshness(Lake(home.lake_dir), now=AT)
     stale_on_page = page.filter(pl.col("stale")).select("ward", "variable").rows()
     assert stale_on_page == [(r["ward"], r["variable"]) for r in report.feeds["stale"]] == [("C", "*"), ("A", "heart_rate")]
     assert open_system_subjects(engine, prefix="feed:") == {"feed:A", "feed:C"}

@@ -1,4 +1,4 @@
-"""The data scientists' read models (riskcast.pipeline.report_views) and the model and
+"""The data scientists' read models (riskcast.read_models) and the model and
 fairness pages' role checks, without a browser.
 
 A small home is built in the test: a tiny registered model (trained on random numbers; its
@@ -26,6 +26,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sqlalchemy import insert
 
+from riskcast import read_models
 from riskcast.config import Settings
 from riskcast.contracts import QUARANTINE_SCHEMA
 from riskcast.dashboards import auth
@@ -35,7 +36,7 @@ from riskcast.evaluate import AlertMetrics, BaselineComparison, CalibrationResul
 from riskcast.fairness import Gate, GateConfig, audit
 from riskcast.lake import LAKE_SCHEMAS, Lake
 from riskcast.model import ModelRegistry, RiskModel
-from riskcast.pipeline import report_views
+from riskcast.pipeline import performance
 from riskcast.pipeline.reports import HeldOutEvaluation, PromiseCheck, ReportStore, TradeoffCurve
 from riskcast.store import finish_run, open_store, start_run, write_scores
 from riskcast.store.tables import audits
@@ -95,7 +96,7 @@ def _scored() -> pl.DataFrame:
 def weekly(**options: Any) -> pl.DataFrame:
     encounters, outcomes = _stay_frames()
     arguments = {"outcome": "deterioration", "horizon_hours": HORIZON, "now": NOW, "n_boot": 20} | options
-    return report_views.weekly_performance(_scored(), outcomes, encounters, **arguments)
+    return performance.weekly_performance(_scored(), outcomes, encounters, **arguments)
 
 
 def week(frame: pl.DataFrame, start: datetime) -> dict[str, Any]:
@@ -306,19 +307,19 @@ def reports(home: Home, registry: ModelRegistry) -> ReportStore:
 
 
 def test_model_versions_are_newest_first_with_the_champion_marked(home, registry):
-    versions = report_views.model_versions(registry)
+    versions = read_models.model_versions(registry)
     assert versions["version"].to_list() == [home.challenger, home.champion]
     assert versions["is_champion"].to_list() == [False, True]
 
 
 def test_a_version_from_a_url_must_be_registered(home, registry):
-    assert report_views.known_version(registry, home.champion) == home.champion
+    assert read_models.known_version(registry, home.champion) == home.champion
     for version in ("../../etc", "", None, 3, "v9999-20260101T0000-xgboost"):
-        assert report_views.known_version(registry, version) is None
+        assert read_models.known_version(registry, version) is None
 
 
 def test_the_model_card_gives_use_data_limits_and_top_variables_in_words(home, registry):
-    card = report_views.model_card(registry, home.champion)
+    card = read_models.model_card(registry, home.champion)
     assert card.intended_use == CARD_METADATA["intended_use"]
     assert (card.outcome, card.horizon_hours, card.data["test_patients"]) == ("deterioration", HORIZON, 12)
     assert card.limits == tuple(CARD_METADATA["limits"])
@@ -330,7 +331,7 @@ def test_the_model_card_gives_use_data_limits_and_top_variables_in_words(home, r
 
 
 def test_discrimination_lists_the_model_then_baselines_then_ablations_once_each(home, reports):
-    table = report_views.evaluation_report(reports, home.champion).discrimination
+    table = read_models.evaluation_report(reports, home.champion).discrimination
     assert table["score"].to_list() == ["risk", "NEWS2", "qSOFA", "clock only", "physiology only"]
     assert table["kind"].to_list() == ["model", "baseline", "baseline", "ablation", "ablation"]
     model = table.row(0, named=True)
@@ -338,13 +339,13 @@ def test_discrimination_lists_the_model_then_baselines_then_ablations_once_each(
 
 
 def test_the_reliability_curve_keeps_every_bin_in_risk_order(home, reports):
-    curve = report_views.evaluation_report(reports, home.champion).reliability
+    curve = read_models.evaluation_report(reports, home.champion).reliability
     assert curve["mean_predicted"].to_list() == [0.01, 0.05, 0.30]
     assert curve["observed_rate"].to_list() == [0.0, 0.04, 0.35]
 
 
 def test_the_promise_check_and_the_comparison_with_news2_are_read(home, reports):
-    evaluation = report_views.evaluation_report(reports, home.champion)
+    evaluation = read_models.evaluation_report(reports, home.champion)
     assert evaluation.promise_check.kept is True and evaluation.promise_check.observed_ppv == 0.12
     assert evaluation.comparisons["baseline"].to_list() == ["NEWS2"]
     assert evaluation.comparisons.row(0, named=True)["model_sensitivity"] == 0.58
@@ -354,7 +355,7 @@ def test_the_evaluation_is_the_model_cards_not_the_export(home, reports, tmp_pat
     """The export in reports/ is for people: a page reads the version's own copy, so an edited
     or deleted export changes nothing."""
     elsewhere = ReportStore(reports.registry, tmp_path / "no-reports")
-    evaluation = report_views.evaluation_report(elsewhere, home.champion)
+    evaluation = read_models.evaluation_report(elsewhere, home.champion)
     assert evaluation.path == home.settings.models_dir / home.champion / "model_card.json"
     assert evaluation.n_patients == 12 and evaluation.promise_check.kept is True
 
@@ -370,7 +371,7 @@ def test_numbers_that_are_not_there_read_as_null_never_as_zero(tmp_path):
     report["discrimination"]["risk"] |= {"auroc_ci": [None, None], "auprc": None}
     report["calibration"] |= {"brier": None, "reliability": []}
     version = _card_with(registry, report)
-    evaluation = report_views.evaluation_report(ReportStore(registry), version)
+    evaluation = read_models.evaluation_report(ReportStore(registry), version)
     row = evaluation.discrimination.row(0, named=True)
     assert row["auroc"] == 0.85 and row["auroc_low"] is None and row["auprc"] is None
     assert evaluation.reliability.height == 0 and evaluation.promise_check is None and evaluation.brier is None
@@ -378,16 +379,16 @@ def test_numbers_that_are_not_there_read_as_null_never_as_zero(tmp_path):
 
 def test_a_version_without_an_evaluation_has_none_and_a_broken_one_names_its_file(tmp_path):
     registry = ModelRegistry(tmp_path / "models")
-    assert report_views.evaluation_report(ReportStore(registry), "v1") is None
+    assert read_models.evaluation_report(ReportStore(registry), "v1") is None
     damaged = REPORT.to_dict()
     del damaged["calibration"]["ece"]
     version = _card_with(registry, damaged)
     with pytest.raises(RegistryError, match=rf"{version}/model_card\.json: its held-out evaluation is not one `riskcast "
                                             r"train` wrote \(calibration\.ece is missing\); train a new model"):
-        report_views.evaluation_report(ReportStore(registry), version)
+        read_models.evaluation_report(ReportStore(registry), version)
     (registry.path_of(version) / "model_card.json").write_text("{not json")
     with pytest.raises(RegistryError, match=rf"{version!r} is incomplete: model_card.json is not JSON.*`riskcast train`"):
-        report_views.evaluation_report(ReportStore(registry), version)
+        read_models.evaluation_report(ReportStore(registry), version)
 
 
 def test_an_unreadable_tradeoff_names_its_file_and_what_to_run(home, tmp_path):
@@ -395,11 +396,11 @@ def test_an_unreadable_tradeoff_names_its_file_and_what_to_run(home, tmp_path):
     reports.tradeoff_path(home.champion).write_text("{not json")
     with pytest.raises(EvaluationError, match=r"tradeoff-.*\.json: the threshold trade-off is not valid JSON \(line 1.*"
                                               r"run `riskcast train`"):
-        report_views.threshold_tradeoff(reports, home.champion)
+        read_models.threshold_tradeoff(reports, home.champion)
 
 
 def test_the_tradeoff_runs_from_fewest_alerts_and_marks_the_current_threshold(home, reports):
-    tradeoff = report_views.threshold_tradeoff(reports, home.champion)
+    tradeoff = read_models.threshold_tradeoff(reports, home.champion)
     assert tradeoff.model["alerts_per_100_patient_days"].to_list() == [5.0, 14.0, 30.0]
     assert tradeoff.model["encounter_sensitivity"].to_list() == [0.5, None, 0.9]
     assert tradeoff.news2["threshold"].to_list() == [3.0, 5.0, 7.0]
@@ -407,8 +408,8 @@ def test_the_tradeoff_runs_from_fewest_alerts_and_marks_the_current_threshold(ho
 
 
 def test_a_version_without_reports_has_none(home, reports):
-    assert report_views.evaluation_report(reports, home.challenger) is None
-    assert report_views.threshold_tradeoff(reports, home.challenger) is None
+    assert read_models.evaluation_report(reports, home.challenger) is None
+    assert read_models.threshold_tradeoff(reports, home.challenger) is None
 
 
 # ------------------------------------------------------------------------- performance by week
@@ -431,7 +432,7 @@ def test_hours_at_or_after_the_event_and_insufficient_data_are_not_rated():
 
 def test_a_week_without_events_says_not_enough_outcomes_instead_of_a_number():
     current = week(weekly(), WEEK_B)
-    assert current["status"] == report_views.STATUS_NO_EVENTS
+    assert current["status"] == read_models.STATUS_NO_EVENTS
     assert current["auroc"] is None and current["auprc"] is None
 
 
@@ -445,20 +446,46 @@ def test_only_outcomes_known_now_count():
 
 
 def test_performance_over_time_reads_the_versions_scores_from_the_store(home, engine, registry):
-    frame = report_views.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.champion,
-                                               now=NOW, n_boot=20)  # fmt: skip
+    frame = performance.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.champion,
+                                              now=NOW, n_boot=20)  # fmt: skip
     assert frame["week_start"].to_list() == [WEEK_A, WEEK_B]
-    assert frame["status"].to_list() == ["measured", report_views.STATUS_NO_EVENTS]
-    empty = report_views.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.challenger,
-                                               now=NOW)  # fmt: skip
+    assert frame["status"].to_list() == ["measured", read_models.STATUS_NO_EVENTS]
+    empty = performance.performance_over_time(engine, Lake(home.settings.lake_dir), registry, model_version=home.challenger,
+                                              now=NOW)  # fmt: skip
     assert empty.height == 0
+
+
+
+def test_the_nightly_job_stores_the_weeks_the_model_page_reads(home, engine, registry):
+    """record_weekly_performance (the nightly job) computes each version's weeks and stores
+    them; stored_performance (the Model page) reads the same numbers back, without a bootstrap."""
+    lake = Lake(home.settings.lake_dir)
+    assert performance.record_weekly_performance(engine, lake, registry, now=NOW, n_boot=20) == {
+        home.champion: 2, home.challenger: 0}
+    stored = read_models.stored_performance(engine, home.champion)
+    computed = performance.performance_over_time(engine, lake, registry, model_version=home.champion, now=NOW, n_boot=20)
+    assert stored.computed_at == NOW and stored.weeks.equals(computed)
+    later = NOW + timedelta(days=1)
+    performance.record_weekly_performance(engine, lake, registry, now=later, n_boot=20, model_versions=[home.champion])
+    again = read_models.stored_performance(engine, home.champion)
+    assert again.computed_at == later and again.weeks.height == 2  # replaced, not added to
+    nothing = read_models.stored_performance(engine, home.challenger)
+    assert (nothing.computed_at, nothing.weeks.height, nothing.weeks.schema) == (None, 0, pl.Schema(read_models.PERFORMANCE_SCHEMA))
+
+
+def test_the_statuses_the_store_allows_are_the_ones_weekly_performance_gives():
+    from riskcast.store.tables import PERFORMANCE_STATUSES
+
+    given = (performance.STATUS_MEASURED, performance.STATUS_NO_EVENTS, performance.STATUS_PENDING,
+             performance.STATUS_NO_NON_EVENTS)  # fmt: skip
+    assert sorted(given) == sorted(PERFORMANCE_STATUSES)
 
 
 # ------------------------------------------------------------------------------------ audits
 
 
 def test_audit_history_is_newest_first_with_gate_counts(home, engine):
-    history = report_views.audit_history(engine)
+    history = read_models.audit_history(engine)
     assert history["audit_id"].to_list() == list(reversed(home.audit_ids))
     latest = history.row(0, named=True)
     assert latest["report_name"] == f"audit-{home.champion}-9.html"
@@ -466,7 +493,7 @@ def test_audit_history_is_newest_first_with_gate_counts(home, engine):
 
 
 def test_audit_trend_has_one_row_per_audit_and_feature_oldest_first(home, engine):
-    trend = report_views.audit_trend(engine)
+    trend = read_models.audit_trend(engine)
     assert trend.select("audit_id", "feature").rows() == [(home.audit_ids[0], "sex"), (home.audit_ids[0], "site"),
                                                           (home.audit_ids[1], "sex"), (home.audit_ids[1], "site")]  # fmt: skip
     sex = trend.filter(pl.col("feature") == "sex").row(0, named=True)
@@ -475,7 +502,7 @@ def test_audit_trend_has_one_row_per_audit_and_feature_oldest_first(home, engine
 
 
 def test_the_audit_detail_has_groups_with_intervals_and_gates_failures_first(home, engine, reports):
-    detail = report_views.audit_detail(engine, reports)
+    detail = read_models.audit_detail(engine, reports)
     assert detail.audit_id == home.audit_ids[1] and detail.verdict == "warn"
     groups = detail.groups.filter(pl.col("feature") == "sex")
     assert groups["group"].to_list() == ["female", "male", "other"]
@@ -488,7 +515,7 @@ def test_the_audit_detail_has_groups_with_intervals_and_gates_failures_first(hom
 
 
 def test_a_suppressed_group_carries_no_number_even_when_its_json_has_one(home, engine, reports, tmp_path):
-    detail = report_views.audit_detail(engine, reports)
+    detail = read_models.audit_detail(engine, reports)
     other = detail.groups.filter(pl.col("group") == "other").row(0, named=True)
     numbers = {k: v for k, v in other.items() if k not in ("feature", "group", "suppressed", "reference")}
     assert other["suppressed"] and all(v is None for v in numbers.values())
@@ -500,13 +527,13 @@ def test_a_suppressed_group_carries_no_number_even_when_its_json_has_one(home, e
     copy = tmp_path / "reports"
     copy.mkdir()
     (copy / detail.json_path.name).write_text(json.dumps(leaky))
-    leaked = report_views.audit_detail(engine, ReportStore(reports.registry, copy)).groups.filter(pl.col("group") == "other").row(0, named=True)
+    leaked = read_models.audit_detail(engine, ReportStore(reports.registry, copy)).groups.filter(pl.col("group") == "other").row(0, named=True)
     assert leaked["n_patients"] is None and leaked["sensitivity"] is None
 
 
 def test_an_audit_whose_json_is_gone_or_no_audit_at_all_is_none(home, engine, reports, tmp_path):
-    assert report_views.audit_detail(engine, ReportStore(reports.registry, tmp_path)) is None
-    assert report_views.audit_detail(engine, reports, model_version=home.challenger) is None
+    assert read_models.audit_detail(engine, ReportStore(reports.registry, tmp_path)) is None
+    assert read_models.audit_detail(engine, reports, model_version=home.challenger) is None
 
 
 def test_an_unreadable_audit_report_names_its_file_and_what_to_run(home, engine, reports, tmp_path):
@@ -514,15 +541,15 @@ def test_an_unreadable_audit_report_names_its_file_and_what_to_run(home, engine,
     (tmp_path / f"audit-{home.champion}-9.json").write_text('{"meta": {}}')
     with pytest.raises(EvaluationError, match=rf"audit-{home.champion}-9\.json: not an audit report written by riskcast "
                                               r"\(audit is missing\); run `riskcast audit` again"):
-        report_views.audit_detail(engine, copy)
+        read_models.audit_detail(engine, copy)
 
 
 def test_the_html_report_is_only_ever_a_file_in_the_reports_folder(home, engine, reports, tmp_path):
-    path = report_views.audit_report_file(engine, reports, home.audit_ids[0])
+    path = read_models.audit_report_file(engine, reports, home.audit_ids[0])
     assert path == home.settings.reports_dir / f"audit-{home.champion}-7.html"
-    assert report_views.audit_report_file(engine, ReportStore(reports.registry, tmp_path), home.audit_ids[0]) is None
+    assert read_models.audit_report_file(engine, ReportStore(reports.registry, tmp_path), home.audit_ids[0]) is None
     for audit_id in (999, "1", None, True):
-        assert report_views.audit_report_file(engine, reports, audit_id) is None
+        assert read_models.audit_report_file(engine, reports, audit_id) is None
 
 
 # ------------------------------------------------------------------------------ pages and roles
@@ -609,6 +636,18 @@ def test_a_version_in_the_url_is_shown_and_an_unknown_one_is_refused(home, app):
     sign_in(client, "dana")
     assert f'"value":"{home.challenger}"' in page_layout(client, f"/model/{home.challenger}").replace(" ", "")
     assert "There is no model version with that name." in page_layout(client, "/model/v9999-20260101T0000-xgboost")
+
+
+def test_the_model_page_reads_the_stored_weeks_and_says_the_nightly_job_computes_them(home, app, engine, registry):
+    client = app.server.test_client()
+    sign_in(client, "dana")
+    waiting = dash_call(client, "model-over-time.figure", {"model-version.value": home.challenger}).get_data(as_text=True)
+    assert "computed by the nightly job" in waiting
+    performance.record_weekly_performance(engine, Lake(home.settings.lake_dir), registry, now=NOW, n_boot=20,
+                                          model_versions=[home.champion])  # fmt: skip
+    shown = dash_call(client, "model-over-time.figure", {"model-version.value": home.champion}).get_json()["response"]
+    assert len(shown["model-over-time-table"]["rowData"]) == 2
+    assert "computed by the nightly job" not in json.dumps(shown) and "known when the nightly job computed" in json.dumps(shown)
 
 
 def test_a_version_without_reports_says_which_command_writes_them(home, app):

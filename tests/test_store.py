@@ -30,18 +30,24 @@ from riskcast.errors import StoreError
 from riskcast.store import (
     connect,
     current_revision,
+    encounter_scores,
     fail_unfinished_runs,
     finish_run,
     head_revision,
+    latest_scored_hour,
     latest_scores,
     metadata,
     open_store,
+    read_weekly_performance,
+    replace_weekly_performance,
+    scores_at_hour,
     session_factory,
     start_run,
     write_quarantine,
     write_scores,
     write_session,
 )
+from riskcast.store.records import LATEST_SCORES_SCHEMA
 from riskcast.store.tables import Alert, alerts, drivers, models, quarantine, runs, score_revisions, scores
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -487,3 +493,64 @@ def test_quarantine_rows_keep_their_table_line_rule_and_record(store: Engine) ->
         '{"unit":"mmHg"}',
     )
     assert row.created_at == NOW
+
+
+# --- weekly performance -------------------------------------------------------------------
+
+
+def weeks_frame(*statuses: str) -> pl.DataFrame:
+    """One week a status, from Monday 24 Feb 2025; a number only where it was measured."""
+    measured = [status == "measured" for status in statuses]
+    return pl.DataFrame(
+        {
+            "week_start": [NOW.replace(day=24, month=2, hour=0) + timedelta(weeks=i) for i in range(len(statuses))],
+            **{name: [10 * (i + 1) for i in range(len(statuses))]
+               for name in ("n_scored", "n_insufficient", "n_labelled", "n_pending", "n_positive", "n_patients")},
+            **{name: [0.8 if m else None for m in measured]
+               for name in ("auroc", "auroc_low", "auroc_high", "auprc", "auprc_low", "auprc_high")},
+            "status": list(statuses),
+        },
+        schema_overrides={"week_start": pl.Datetime("us", "UTC")},
+    )  # fmt: skip
+
+
+def test_a_versions_weekly_performance_is_replaced_whole_and_read_back_oldest_first(store: Engine) -> None:
+    assert replace_weekly_performance(store, "v1", weeks_frame("measured", "outcomes_pending"), computed_at=NOW) == 2
+    replace_weekly_performance(store, "v2", weeks_frame("no_events_yet"), computed_at=NOW)
+    later = NOW + timedelta(days=1)
+    assert replace_weekly_performance(store, "v1", weeks_frame("measured"), computed_at=later) == 1
+    v1 = read_weekly_performance(store, "v1")
+    assert v1.select("status", "auroc", "computed_at").rows() == [("measured", 0.8, later)]
+    assert read_weekly_performance(store, "v2")["status"].to_list() == ["no_events_yet"]  # another version untouched
+    assert replace_weekly_performance(store, "v2", weeks_frame(), computed_at=later) == 0
+    assert read_weekly_performance(store, "v2").height == 0
+
+
+def test_a_weekly_performance_status_the_page_cannot_show_is_refused(store: Engine) -> None:
+    with pytest.raises(ValueError, match=r"unknown status\(es\) \['great'\]"):
+        replace_weekly_performance(store, "v1", weeks_frame("great"), computed_at=NOW)
+
+
+def test_the_latest_scored_hour_and_its_scores_are_of_one_version_and_the_wards_asked(store: Engine) -> None:
+    hours = [NOW - timedelta(hours=1), NOW]
+    run_id = start_run(store, "score", now=NOW)
+    write_scores(store, run_id, "v1", hourly_scores(hours), two_drivers_each(hourly_scores(hours)), now=NOW)
+    w2 = hourly_scores(hours, encounters=("E3",), ward="W2")
+    write_scores(store, run_id, "v1", w2, two_drivers_each(w2), now=NOW)
+    assert latest_scored_hour(store, model_version="v1") == NOW
+    assert latest_scored_hour(store, model_version="v2") is None
+    everyone = scores_at_hour(store, model_version="v1", scored_at=NOW)
+    assert everyone.select("ward", "encounter_id").rows() == [("W1", "E1"), ("W1", "E2"), ("W2", "E3")]
+    assert set(everyone["scored_at"].to_list()) == {NOW} and everyone.columns == list(LATEST_SCORES_SCHEMA)
+    assert scores_at_hour(store, model_version="v1", scored_at=NOW, wards=["W2"])["encounter_id"].to_list() == ["E3"]
+
+
+def test_an_encounters_scores_are_oldest_first_and_newest_keeps_the_last_ones(store: Engine) -> None:
+    hours = [NOW - timedelta(hours=2), NOW - timedelta(hours=1), NOW]
+    run_id = start_run(store, "score", now=NOW)
+    frame = hourly_scores(hours)
+    write_scores(store, run_id, "v1", frame, two_drivers_each(frame), now=NOW)
+    assert encounter_scores(store, "E1", model_version="v1")["scored_at"].to_list() == hours
+    assert encounter_scores(store, "E1", model_version="v1", newest=2)["scored_at"].to_list() == hours[1:]
+    assert encounter_scores(store, "E1", model_version="v1", since=hours[2])["scored_at"].to_list() == hours[2:]
+    assert encounter_scores(store, "E1", model_version="v2").height == 0

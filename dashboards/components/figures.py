@@ -1,5 +1,5 @@
 """Plotly figures: a patient's risk over time, and their vitals. Drawing only: the frames
-come from riskcast.pipeline.views. Times are shown as wall-clock times in the display zone.
+come from riskcast.read_models. Times are shown as wall-clock times in the display zone.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def risk_figure(
     """Risk (%) per scored hour, the raise and clear thresholds, hours with insufficient data
     shaded (no point: never drawn as low risk), and alert events as markers.
 
-    `history`: scored_at, risk, status (views.risk_history). `markers`: at, action, actor,
-    role, reason, risk_at (views.alert_markers).
+    `history`: scored_at, risk, status (read_models.risk_history). `markers`: at, action, actor,
+    role, reason, risk_at (read_models.alert_markers).
     """
     if history.height == 0:
         return empty_figure("No scores for this patient yet.")
@@ -155,7 +155,7 @@ def risk_figure(
 def vitals_figure(observations: pl.DataFrame, *, catalog: Catalog, zone: ZoneInfo) -> go.Figure:
     """One small panel per vital sign charted (catalogue order), sharing the time axis.
 
-    `observations`: views.encounter_observations, vitals only.
+    `observations`: read_models.encounter_observations, vitals only.
     """
     present = [name for name in catalog.vitals if name in set(observations["variable"].to_list())]
     if not present:

@@ -1,6 +1,6 @@
 """Plotly figures of the model and fairness reports: discrimination, calibration, the threshold
 trade-off and performance by week (the Model page); one metric by group and the audits' trend
-(the Fairness page). Drawing only: the frames come from riskcast.pipeline.report_views, and
+(the Fairness page). Drawing only: the frames come from riskcast.read_models, and
 every number is shown as it is given (a missing one is left out, never drawn as 0).
 """
 
@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
+from riskcast import read_models
 from riskcast.dashboards.components.figures import FONT, RISK_COLOUR, empty_figure
 from riskcast.dashboards.components.report_text import (
     METRIC_DIGITS,
@@ -26,7 +27,6 @@ from riskcast.dashboards.components.report_text import (
     threshold_text,
 )
 from riskcast.dashboards.components.text import clock_text
-from riskcast.pipeline import report_views
 
 BASELINE_COLOUR = "#6b7385"
 ABLATION_COLOUR = "#8a6d00"
@@ -121,7 +121,7 @@ def reliability_figure(reliability: pl.DataFrame) -> go.Figure:
     return figure
 
 
-def tradeoff_figure(tradeoff: report_views.ThresholdTradeoff) -> go.Figure:
+def tradeoff_figure(tradeoff: read_models.ThresholdTradeoff) -> go.Figure:
     """Hourly sensitivity and PPV, and the share of events flagged within 48 h, against
     alert episodes per 100 patient-days; NEWS2 at 3/5/7 and the current threshold marked."""
     model = tradeoff.model.drop_nulls("alerts_per_100_patient_days")
@@ -180,11 +180,15 @@ def tradeoff_figure(tradeoff: report_views.ThresholdTradeoff) -> go.Figure:
     return figure
 
 
-def over_time_figure(performance: pl.DataFrame) -> go.Figure:
+def over_time_figure(
+    performance: pl.DataFrame,
+    *,
+    empty_text: str = "This version has no scores yet, so there is nothing to follow over time.",
+) -> go.Figure:
     """Weekly AUROC and AUPRC with their intervals; weeks without enough outcomes are
-    marked as such, with no point."""
+    marked as such, with no point; `empty_text` when there is no week to draw."""
     if performance.height == 0:
-        return empty_figure("This version has no scores yet, so there is nothing to follow over time.")
+        return empty_figure(empty_text)
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=("AUROC by week", "AUPRC by week"))
     weeks = performance["week_start"].to_list()
     tops: list[float] = []
@@ -204,7 +208,7 @@ def over_time_figure(performance: pl.DataFrame) -> go.Figure:
         highs = [h for h in performance[f"{metric}_high"].to_list() + values if h is not None]
         top = 1.0 if metric == "auroc" or not highs else min(1.0, max(highs) * 1.15)
         tops.append(top)
-        pending = performance.filter(pl.col("status") != report_views.STATUS_MEASURED)
+        pending = performance.filter(pl.col("status") != read_models.STATUS_MEASURED)
         if pending.height:
             middle = 0.7 if metric == "auroc" else top / 2
             figure.add_trace(
@@ -233,7 +237,7 @@ def groups_figure(groups: pl.DataFrame, metric: str, *, overall: pl.DataFrame, s
     value as a line; suppressed groups named on the axis with no bar."""
     if groups.height == 0:
         return empty_figure("No groups for this feature.")
-    label = report_views.GROUP_METRIC_LABELS[metric]
+    label = read_models.GROUP_METRIC_LABELS[metric]
     names = [g + (" (reference)" if r else "") for g, r in zip(groups["group"].to_list(), groups["reference"].to_list(), strict=True)]
     reported = [not s for s in groups["suppressed"].to_list()]
     values = [v if ok else None for v, ok in zip(groups[metric].to_list(), reported, strict=True)]

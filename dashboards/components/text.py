@@ -1,5 +1,5 @@
 """Numbers and times as ward staff read them: risk in whole percent, local clock times,
-"12 min ago". Formatting only; the values come from riskcast.pipeline.views."""
+"12 min ago". Formatting only; the values come from riskcast.read_models."""
 
 from __future__ import annotations
 

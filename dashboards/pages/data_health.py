@@ -16,12 +16,12 @@ import dash
 from dash import Input, Output, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
+from riskcast import read_models
 from riskcast.dashboards import auth
 from riskcast.dashboards.components.grids import grid
 from riskcast.dashboards.components.notices import not_allowed
 from riskcast.dashboards.components.text import ago_text, clock_text, hours_text, zone_name
 from riskcast.dashboards.context import context
-from riskcast.pipeline import views
 
 PAGE = "data-health"
 REFRESH_SECONDS = 60
@@ -98,7 +98,7 @@ def refresh(_ticks: int | None) -> tuple:
     context_ = context()
     now = context_.clock()
     zone = context_.zone
-    freshness = views.feed_freshness(context_.lake, now=now, catalog=context_.catalog)
+    freshness = read_models.feed_freshness(context_.lake, now=now, catalog=context_.catalog)
     fresh_rows = [
         {
             "key": f"{r['ward']}|{r['variable']}",
@@ -113,13 +113,13 @@ def refresh(_ticks: int | None) -> tuple:
         }
         for r in freshness.iter_rows(named=True)
     ]
-    quarantine = views.quarantine_summary(context_.engine)
+    quarantine = read_models.quarantine_summary(context_.engine)
     quarantine_rows = [
         {"key": f"{r['table_name']}|{r['rule']}", "table_name": r["table_name"], "rule": r["rule"], "rows": r["rows"],
          "batches": r["batches"], "last": clock_text(r["last_at"], zone, now=now)}
         for r in quarantine.iter_rows(named=True)
     ]  # fmt: skip
-    runs = views.recent_runs(context_.engine, limit=20)
+    runs = read_models.recent_runs(context_.engine, limit=20)
     run_rows = [
         {
             "key": f"{i}",

@@ -4,7 +4,7 @@ patients, by sex, age band, race and ethnicity, site and ward, on its held-out p
 Per group: the metrics with their 95% patient-bootstrap intervals (a group too small to
 report shows "suppressed", never a number); the gate verdicts with their reasons in words;
 how the verdicts and the disparities moved across audits; and the audit's self-contained
-HTML report to download. Everything is read through riskcast.pipeline.report_views from
+HTML report to download. Everything is read through riskcast.read_models from
 the store's `audits` table and the audits' JSON reports (`riskcast audit` writes both);
 nurses cannot open this page.
 """
@@ -18,6 +18,7 @@ import polars as pl
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
+from riskcast import read_models
 from riskcast.dashboards import auth
 from riskcast.dashboards.components.figures import GRAPH_CONFIG, empty_figure
 from riskcast.dashboards.components.grids import grid
@@ -27,7 +28,6 @@ from riskcast.dashboards.components.report_text import SUPPRESSED, feature_text,
 from riskcast.dashboards.components.text import clock_text
 from riskcast.dashboards.context import context
 from riskcast.errors import RiskcastError
-from riskcast.pipeline import report_views
 
 PAGE = "fairness"
 """Who may read the audits while auth.ROLE_PAGES does not list this page yet."""
@@ -56,7 +56,7 @@ GROUP_COLUMNS: list[dict[str, Any]] = [
     {"field": "patients", "headerName": "Patients", "minWidth": 130, "cellClassRules": SUPPRESSED_CELL},
     {"field": "events", "headerName": "Events", "minWidth": 130, "cellClassRules": SUPPRESSED_CELL},
     *[
-        {"field": metric, "headerName": SHORT_NAMES[metric], "headerTooltip": report_views.GROUP_METRIC_LABELS[metric],
+        {"field": metric, "headerName": SHORT_NAMES[metric], "headerTooltip": read_models.GROUP_METRIC_LABELS[metric],
          "minWidth": 140, "cellClassRules": SUPPRESSED_CELL}
         for metric in SHOWN_METRICS
     ],
@@ -116,14 +116,14 @@ def layout(audit: str | None = None, **_: Any) -> html.Div:
     if _page_user() is None:
         return not_allowed()
     context_ = context()
-    history = report_views.audit_history(context_.engine)
+    history = read_models.audit_history(context_.engine)
     head = html.Div([html.H1("Fairness"), html.Div(id="fairness-summary", className="rc-muted")])
     if history.height == 0:
         return html.Div([html.Div(head, className="rc-page-head"), notice(NO_AUDIT)], id="fairness-none")
     options = [{"label": _audit_label(row, context_.zone), "value": row["audit_id"]} for row in history.iter_rows(named=True)]
     asked = int(audit) if isinstance(audit, str) and audit.isdigit() else None
     chosen = asked if asked in history["audit_id"].to_list() else options[0]["value"]
-    metric_options = [{"label": report_views.GROUP_METRIC_LABELS[m], "value": m} for m in SHOWN_METRICS]
+    metric_options = [{"label": read_models.GROUP_METRIC_LABELS[m], "value": m} for m in SHOWN_METRICS]
     return html.Div(
         [
             html.Div(
@@ -202,7 +202,7 @@ def _chosen_audit(audit_id: Any) -> int | None:
     return audit_id
 
 
-def _verdict_block(detail: report_views.AuditDetail, context_: Any) -> list:
+def _verdict_block(detail: read_models.AuditDetail, context_: Any) -> list:
     gates = detail.gates
     counts = {v: gates.filter(pl.col("verdict") == v).height for v in ("fail", "warn", "pass")}
     findings = gates.filter(pl.col("verdict") != "pass")
@@ -260,7 +260,7 @@ def show_audit(audit_id: Any, feature: str | None) -> tuple:
         raise PreventUpdate
     context_ = context()
     try:
-        detail = report_views.audit_detail(context_.engine, context_.reports, audit_id=chosen)
+        detail = read_models.audit_detail(context_.engine, context_.reports, audit_id=chosen)
     except RiskcastError as exc:
         message = html.P(str(exc), className="rc-message-error")
         return "", message, [], None, [], "", True
@@ -300,7 +300,7 @@ def show_groups(audit_id: Any, feature: str | None, metric: str | None) -> tuple
         raise PreventUpdate
     context_ = context()
     try:
-        detail = report_views.audit_detail(context_.engine, context_.reports, audit_id=chosen)
+        detail = read_models.audit_detail(context_.engine, context_.reports, audit_id=chosen)
     except RiskcastError:
         detail = None
     if detail is None or feature is None:
@@ -329,8 +329,8 @@ def show_history(audit_id: Any) -> tuple:
     if _page_user() is None:
         raise PreventUpdate
     context_ = context()
-    history = report_views.audit_history(context_.engine)
-    trend = report_views.audit_trend(context_.engine)
+    history = read_models.audit_history(context_.engine)
+    trend = read_models.audit_trend(context_.engine)
     rows = [
         {"key": str(r["audit_id"]), "when": clock_text(r["created_at"], context_.zone), "model_version": r["model_version"],
          "verdict": str(r["verdict"]).upper(),
@@ -357,7 +357,7 @@ def download_report(_clicks: int | None, audit_id: Any) -> Any:
     if chosen is None:
         raise PreventUpdate
     context_ = context()
-    path = report_views.audit_report_file(context_.engine, context_.reports, chosen)
+    path = read_models.audit_report_file(context_.engine, context_.reports, chosen)
     if path is None:
         raise PreventUpdate
     return dcc.send_file(str(path), filename=path.name, type="text/html")

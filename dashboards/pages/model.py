@@ -5,7 +5,7 @@ week by week on the patients it really scored, and the trade-off between sensiti
 PPV and alert burden, so the alert budget can be chosen by looking.
 
 `/model` shows the champion; `/model/<version>` (or the picker) any registered version.
-Everything is read through riskcast.pipeline.report_views; nurses cannot open this page.
+Everything is read through riskcast.read_models; nurses cannot open this page.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import polars as pl
 from dash import Input, Output, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
+from riskcast import read_models
 from riskcast.dashboards import auth
 from riskcast.dashboards.components.figures import GRAPH_CONFIG, empty_figure
 from riskcast.dashboards.components.grids import grid
@@ -28,9 +29,9 @@ from riskcast.dashboards.components.report_figures import (
     tradeoff_figure,
 )
 from riskcast.dashboards.components.report_text import finite, interval_text, number_text, percent_text, threshold_text
+from riskcast.dashboards.components.text import ago_text, clock_text
 from riskcast.dashboards.context import context
 from riskcast.errors import RiskcastError
-from riskcast.pipeline import report_views
 
 PAGE = "model"
 """Who may read model reports while auth.ROLE_PAGES does not list this page yet."""
@@ -67,10 +68,14 @@ ABLATION_TEXT = {
     "clock only": "hours since admission alone",
     "physiology only": "without how often and how long ago things were measured",
 }
+NOT_COMPUTED_TEXT = (
+    "Weekly performance is computed by the nightly job, and it has not computed this version's yet "
+    "(or the version has no scores in the last weeks)."
+)
 STATUS_TEXT = {
-    report_views.STATUS_NO_EVENTS: "not enough outcomes yet (no hour followed by an event)",
-    report_views.STATUS_PENDING: "not enough outcomes yet (outcomes still pending)",
-    report_views.STATUS_NO_NON_EVENTS: "not enough outcomes yet (every hour followed by an event)",
+    read_models.STATUS_NO_EVENTS: "not enough outcomes yet (no hour followed by an event)",
+    read_models.STATUS_PENDING: "not enough outcomes yet (outcomes still pending)",
+    read_models.STATUS_NO_NON_EVENTS: "not enough outcomes yet (every hour followed by an event)",
 }
 
 
@@ -101,13 +106,13 @@ def layout(version: str | None = None, **_: Any) -> html.Div:
     if _page_user() is None:
         return not_allowed()
     context_ = context()
-    versions = report_views.model_versions(context_.registry)
+    versions = read_models.model_versions(context_.registry)
     if versions.height == 0:
         return html.Div(
             [html.Div(html.H1("Model"), className="rc-page-head"),
              notice("No model yet: run `riskcast train` to train and register one.")]
         )  # fmt: skip
-    chosen = report_views.known_version(context_.registry, version)
+    chosen = read_models.known_version(context_.registry, version)
     if version is not None and chosen is None:
         return notice("There is no model version with that name.", link=("Show the champion", "/model"))
     if chosen is None:
@@ -176,7 +181,7 @@ def layout(version: str | None = None, **_: Any) -> html.Div:
 # ---------------------------------------------------------------------------- blocks
 
 
-def _card_block(card: report_views.ModelCard | None, *, is_champion: bool) -> list:
+def _card_block(card: read_models.ModelCard | None, *, is_champion: bool) -> list:
     if card is None:
         return [html.P("This version has no model card (model_card.json).", className="rc-muted")]
     data = card.data
@@ -227,7 +232,7 @@ def _card_block(card: report_views.ModelCard | None, *, is_champion: bool) -> li
     return block
 
 
-def _promise_block(evaluation: report_views.EvaluationSummary | None, path: Any) -> list:
+def _promise_block(evaluation: read_models.EvaluationSummary | None, path: Any) -> list:
     if evaluation is None:
         return [_missing_report("evaluation report", path, "riskcast train")]
     point, check = evaluation.operating_point, evaluation.promise_check
@@ -282,7 +287,7 @@ def _promise_block(evaluation: report_views.EvaluationSummary | None, path: Any)
     return block
 
 
-def _comparison_text(evaluation: report_views.EvaluationSummary | None) -> list:
+def _comparison_text(evaluation: read_models.EvaluationSummary | None) -> list:
     if evaluation is None or evaluation.comparisons.height == 0:
         return []
     items = []
@@ -318,21 +323,21 @@ def show_reports(version: str | None) -> tuple:
     if _page_user() is None:
         raise PreventUpdate
     context_ = context()
-    chosen = report_views.known_version(context_.registry, version)
+    chosen = read_models.known_version(context_.registry, version)
     if chosen is None:
         raise PreventUpdate
     reports = context_.reports
     problems: list[str] = []
     try:
-        card = report_views.model_card(context_.registry, chosen, catalog=context_.catalog)
+        card = read_models.model_card(context_.registry, chosen, catalog=context_.catalog)
     except RiskcastError as exc:
         card, problems = None, [*problems, str(exc)]
     try:
-        evaluation = report_views.evaluation_report(reports, chosen)
+        evaluation = read_models.evaluation_report(reports, chosen)
     except RiskcastError as exc:
         evaluation, problems = None, [*problems, str(exc)]
     try:
-        tradeoff = report_views.threshold_tradeoff(reports, chosen, evaluation=evaluation)
+        tradeoff = read_models.threshold_tradeoff(reports, chosen, evaluation=evaluation)
     except RiskcastError as exc:
         tradeoff, problems = None, [*problems, str(exc)]
     is_champion = chosen == context_.model().version
@@ -389,19 +394,23 @@ def show_reports(version: str | None) -> tuple:
     Input("model-version", "value"),
 )
 def show_over_time(version: str | None) -> tuple:
-    """Weekly AUROC and AUPRC of the chosen version's scores, against the outcomes known now."""
+    """Weekly AUROC and AUPRC of the chosen version's scores, as the nightly job computed and
+    stored them (against the outcomes known then): read, never computed here."""
     if _page_user() is None:
         raise PreventUpdate
     context_ = context()
-    chosen = report_views.known_version(context_.registry, version)
+    chosen = read_models.known_version(context_.registry, version)
     if chosen is None:
         raise PreventUpdate
+    stored = read_models.stored_performance(context_.engine, chosen)
+    performance = stored.weeks
+    if stored.computed_at is None:
+        return over_time_figure(performance, empty_text=NOT_COMPUTED_TEXT), [], NOT_COMPUTED_TEXT
     now = context_.clock()
-    performance = report_views.performance_over_time(context_.engine, context_.lake, context_.registry,
-                                                     model_version=chosen, now=now)  # fmt: skip
+    computed = f"{clock_text(stored.computed_at, context_.zone, now=now)}, {ago_text(stored.computed_at, now)}"
     rows = []
     for r in performance.iter_rows(named=True):
-        measured = r["status"] == report_views.STATUS_MEASURED
+        measured = r["status"] == read_models.STATUS_MEASURED
         waiting = STATUS_TEXT.get(r["status"], "not enough outcomes yet")
         rows.append(
             {
@@ -417,7 +426,8 @@ def show_over_time(version: str | None) -> tuple:
         )
     note = (
         f"Each hour the model scored, labelled as in training (an event within the model's horizon after it), using "
-        f"only outcomes known now; hours of patients still in hospital whose horizon has not passed are pending. "
+        f"only outcomes known when the nightly job computed these weeks ({computed}); hours of "
+        f"patients still in hospital whose horizon had not passed are pending. "
         f"Weeks start on Monday 00:00 UTC; 95% patient-bootstrap intervals. These are the "
         f"patients the model really scored, which may include patients it was trained on."
     )

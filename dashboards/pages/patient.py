@@ -18,6 +18,7 @@ import polars as pl
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from riskcast import read_models
 from riskcast.alerts.state import alert_history
 from riskcast.dashboards import auth
 from riskcast.dashboards.actions import act_on_alert, valid_alert_id
@@ -38,7 +39,6 @@ from riskcast.dashboards.components.text import (
     value_text,
 )
 from riskcast.dashboards.context import DashboardContext, context
-from riskcast.pipeline import views
 from riskcast.score_status import ScoreStatus
 
 PAGE = "patient"
@@ -68,11 +68,11 @@ HISTORY_COLUMNS = [
 ]
 
 
-def _visible_header(context_: DashboardContext, user: auth.DashboardUser, encounter_id: Any) -> views.PatientHeader | None:
+def _visible_header(context_: DashboardContext, user: auth.DashboardUser, encounter_id: Any) -> read_models.PatientHeader | None:
     """The encounter's header when it exists and is on the user's wards, else None."""
     if not isinstance(encounter_id, str) or not encounter_id or len(encounter_id) > 200:
         return None
-    header = views.patient_header(context_.engine, encounter_id, model_version=context_.model().version,
+    header = read_models.patient_header(context_.engine, encounter_id, model_version=context_.model().version,
                                   catalog=context_.catalog)  # fmt: skip
     if header is None or not user.may_see_ward(header.ward):
         return None
@@ -143,7 +143,7 @@ def layout(encounter_id: str | None = None, **_: Any) -> html.Div:
     )  # fmt: skip
 
 
-def _header_block(header: views.PatientHeader, alerts: pl.DataFrame, context_: DashboardContext, now: Any) -> list:
+def _header_block(header: read_models.PatientHeader, alerts: pl.DataFrame, context_: DashboardContext, now: Any) -> list:
     zone = context_.zone
     insufficient = header.status == ScoreStatus.INSUFFICIENT_DATA
     risk_class = "rc-risk-big rc-cell-insufficient" if insufficient else "rc-risk-big"
@@ -175,7 +175,7 @@ def _header_block(header: views.PatientHeader, alerts: pl.DataFrame, context_: D
     return block
 
 
-def _drivers_block(comparison: views.DriverComparison, context_: DashboardContext, now: Any) -> list:
+def _drivers_block(comparison: read_models.DriverComparison, context_: DashboardContext, now: Any) -> list:
     zone = context_.zone
 
     def listing(frame: pl.DataFrame, empty: str) -> html.Ul | html.P:
@@ -223,7 +223,7 @@ def _change_words(label: str, now_text: str | None, then_text: str | None) -> st
 
 
 def _lab_rows(observations: pl.DataFrame, context_: DashboardContext, now: Any) -> list[dict[str, Any]]:
-    latest = views.latest_values(observations.filter(pl.col("kind") == "lab"))
+    latest = read_models.latest_values(observations.filter(pl.col("kind") == "lab"))
     return [
         {
             "variable": r["variable"],
@@ -284,21 +284,21 @@ def refresh(_ticks: int | None, _done: int | None, encounter_id: Any, chosen_ale
     now = context_.clock()
     model = context_.model()
     engine = context_.engine
-    alerts = views.encounter_alerts(engine, header.encounter_id)
-    history = views.risk_history(engine, header.encounter_id, model_version=model.version,
+    alerts = read_models.encounter_alerts(engine, header.encounter_id)
+    history = read_models.risk_history(engine, header.encounter_id, model_version=model.version,
                                  since=header.scored_at - timedelta(hours=CHART_HOURS))  # fmt: skip
-    markers = views.alert_markers(engine, header.encounter_id, model_version=model.version).filter(
+    markers = read_models.alert_markers(engine, header.encounter_id, model_version=model.version).filter(
         pl.col("at") >= header.scored_at - timedelta(hours=CHART_HOURS)
     )
     policy = context_.policy_for(header.ward, model)
     figure = risk_figure(history, markers, raise_threshold=policy.raise_threshold if policy else None,
                          clear_threshold=policy.clear_threshold if policy else None, zone=context_.zone)  # fmt: skip
-    comparison = views.driver_comparison(engine, header.encounter_id, model_version=model.version, hours=CHANGE_HOURS,
+    comparison = read_models.driver_comparison(engine, header.encounter_id, model_version=model.version, hours=CHANGE_HOURS,
                                          catalog=context_.catalog)  # fmt: skip
-    observations = views.encounter_observations(context_.lake, header.encounter_id, until=now, hours=VITALS_HOURS,
+    observations = read_models.encounter_observations(context_.lake, header.encounter_id, until=now, hours=VITALS_HOURS,
                                                 catalog=context_.catalog)  # fmt: skip
     if observations.height == 0:  # the data's own present may lag the clock (a demo, a paused feed)
-        observations = views.encounter_observations(context_.lake, header.encounter_id, until=header.scored_at,
+        observations = read_models.encounter_observations(context_.lake, header.encounter_id, until=header.scored_at,
                                                     hours=VITALS_HOURS, catalog=context_.catalog)  # fmt: skip
     vitals = vitals_figure(observations.filter(pl.col("kind") == "vital"), catalog=context_.catalog, zone=context_.zone)
     events = alert_history(engine, encounter_id=header.encounter_id)
@@ -342,7 +342,7 @@ def choose(alert_id: object, options: object, encounter_id: Any) -> tuple:
     alert_id = valid_alert_id(alert_id)
     if alert_id is None:
         return "No open alert for this patient.", True, True, True
-    alerts = views.encounter_alerts(context_.engine, header.encounter_id).filter(pl.col("alert_id") == alert_id)
+    alerts = read_models.encounter_alerts(context_.engine, header.encounter_id).filter(pl.col("alert_id") == alert_id)
     if alerts.height == 0:
         return "No open alert for this patient.", True, True, True
     row = alerts.row(0, named=True)

@@ -15,6 +15,7 @@ import polars as pl
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from riskcast import read_models
 from riskcast.dashboards import auth
 from riskcast.dashboards.actions import act_on_alert, valid_alert_id
 from riskcast.dashboards.components import alert_actions
@@ -34,7 +35,6 @@ from riskcast.dashboards.components.text import (
     zone_name,
 )
 from riskcast.dashboards.context import context
-from riskcast.pipeline import views
 from riskcast.score_status import ScoreStatus
 
 PAGE = "ward"
@@ -125,7 +125,7 @@ def layout(**_: Any) -> html.Div:
         return not_allowed()
     context_ = context()
     model = context_.model()
-    wards = [w for w in views.scored_wards(context_.engine, model_version=model.version) if user.may_see_ward(w)]
+    wards = [w for w in read_models.scored_wards(context_.engine, model_version=model.version) if user.may_see_ward(w)]
     if user.visible_wards is not None:
         wards = sorted(set(wards) | set(user.visible_wards))
     options = [{"label": w, "value": w} for w in wards]
@@ -238,9 +238,9 @@ def refresh(_ticks: int | None, ward: str | None, _done: int | None) -> tuple:
         wards: tuple[str, ...] | None = (ward,)
     else:
         wards = user.visible_wards
-    board = views.ward_board(context_.engine, model_version=model.version, now=now, wards=wards, lake=context_.lake,
+    board = read_models.ward_board(context_.engine, model_version=model.version, now=now, wards=wards, lake=context_.lake,
                              catalog=context_.catalog)  # fmt: skip
-    freshness = views.scoring_freshness(context_.engine, model_version=model.version, now=now)
+    freshness = read_models.scoring_freshness(context_.engine, model_version=model.version, now=now)
     zone = context_.zone
     if freshness.scored_hour is None:
         banner = "No scores yet: the scoring job has not run."

@@ -135,8 +135,11 @@ SYSTEM_ALERTS_SCHEMA: dict[str, pl.DataType] = {
     "updated_at": _UTC,
     "reason": pl.String(),
 }
-# Most urgent first in list_alerts.
-_STATE_ORDER = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
+STATE_URGENCY: dict[str, int] = {"escalated": 0, "new": 1, "snoozed": 2, "acknowledged": 3, "resolved": 4}
+"""Most urgent first in list_alerts: the one order of alert states, for the CLI and the boards."""
+KIND_URGENCY: dict[str, int] = {"risk": 0, "stale_data": 1, "system": 2}
+"""Within a state, risk alerts before overdue vitals before system alerts (list_alerts with
+`kind_first`, as the ward board and the patient page list them)."""
 
 _T = TypeVar("_T")
 
@@ -889,14 +892,20 @@ def list_alerts(
     engine: Engine,
     *,
     ward: str | None = None,
+    wards: Collection[str] | None = None,
+    encounter_ids: Collection[str] | None = None,
     states: Iterable[str] | None = None,
+    kind_first: bool = False,
     limit: int | None = None,
 ) -> pl.DataFrame:
     """Alerts (columns: ALERTS_SCHEMA), most urgent first: escalated, new, snoozed,
-    acknowledged, resolved; then highest risk, then most recently updated.
+    acknowledged, resolved (STATE_URGENCY); then, with `kind_first`, risk before stale-data
+    before system (KIND_URGENCY); then highest risk, then most recently updated.
 
-    `ward` keeps one ward (the ward the alert was raised on); `states` keeps those states
-    (e.g. OPEN_STATES); `limit` keeps the first rows.
+    `ward` keeps one ward and `wards` any of several (the ward the alert was raised on);
+    `encounter_ids` keeps those encounters; `states` keeps those states (e.g. OPEN_STATES);
+    `limit` keeps the first rows. The one query of the alerts table for the CLI and the
+    dashboard's read models alike.
     """
     query = select(
         alerts.c.id, alerts.c.encounter_id, alerts.c.patient_id, alerts.c.ward, alerts.c.kind, alerts.c.state,
@@ -905,6 +914,10 @@ def list_alerts(
     )  # fmt: skip
     if ward is not None:
         query = query.where(alerts.c.ward == ward)
+    if wards is not None:
+        query = query.where(alerts.c.ward.in_(sorted(wards)))
+    if encounter_ids is not None:
+        query = query.where(alerts.c.encounter_id.in_(list(encounter_ids)))
     if states is not None:
         wanted = [str(state) for state in states]
         unknown = sorted(set(wanted) - {s.value for s in AlertState})
@@ -915,9 +928,11 @@ def list_alerts(
         if limit < 0:
             raise ValueError(f"list_alerts: limit must be >= 0, got {limit}")
         query = query.limit(limit)
-    urgency = case(_STATE_ORDER, value=alerts.c.state, else_=len(_STATE_ORDER))
+    urgency = [case(STATE_URGENCY, value=alerts.c.state, else_=len(STATE_URGENCY))]
+    if kind_first:
+        urgency.append(case(KIND_URGENCY, value=alerts.c.kind, else_=len(KIND_URGENCY)))
     query = query.order_by(
-        urgency, alerts.c.risk.is_(None), alerts.c.risk.desc(), alerts.c.updated_at.desc(), alerts.c.id.desc()
+        *urgency, alerts.c.risk.is_(None), alerts.c.risk.desc(), alerts.c.updated_at.desc(), alerts.c.id.desc()
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
@@ -972,7 +987,9 @@ def count_raised(engine: Engine, *, kind: AlertKind, start: datetime, end: datet
 __all__ = [
     "ALERTS_SCHEMA",
     "HISTORY_SCHEMA",
+    "KIND_URGENCY",
     "MAX_ATTEMPTS",
+    "STATE_URGENCY",
     "SYSTEM_ALERTS_SCHEMA",
     "SYSTEM_PATIENT",
     "SYSTEM_REASON_MAX_CHARS",

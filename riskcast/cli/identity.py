@@ -63,7 +63,7 @@ def authenticated_actor(engine: Engine, username: str, password: str) -> Command
 def may_act_on_alert(actor: CommandLineActor, engine: Engine, alert_id: int) -> None:
     """ConfigError unless the user's role may act on alerts and the alert is on their wards
     (the dashboard's own rules: riskcast.dashboards.auth.DashboardUser)."""
-    from riskcast.pipeline.views import alert_scope
+    from riskcast.read_models import alert_scope
 
     user = actor.user
     if not user.may_act:

@@ -15,6 +15,7 @@ from riskcast.config import Settings
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.performance import record_weekly_performance
 from riskcast.pipeline.reports import ReportStore
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.store_sync import sync_models
@@ -118,6 +119,8 @@ def run_demo(
         hour = max(now, DEFAULT_NOW).replace(minute=0, second=0, microsecond=0)
         progress(f"scoring the admitted patients at {hour.isoformat()} (the demo clock's hour)")
         scored = score_admitted(lake, registry, engine, at=hour, now=now, model_version=version)
+        # What the nightly job would store for the Model page, so the demo's page has its weeks.
+        record_weekly_performance(engine, lake, registry, now=now, model_versions=[version])
     finally:
         engine.dispose()
     return DemoSummary(

@@ -113,7 +113,7 @@ TRADEOFF_POINTS = 40
 def tradeoff_curve(scored: pl.DataFrame, *, score: str = "risk", points: int = TRADEOFF_POINTS) -> list[dict[str, Any]]:
     """Sensitivity, PPV and alert burden across thresholds, for choosing an alert budget by eye:
     the model's rows of the tradeoff file `train` writes (read back as
-    riskcast.pipeline.report_views.threshold_tradeoff).
+    riskcast.read_models.threshold_tradeoff).
 
     Thresholds are quantiles of the score among the riskier rows (where alerting happens),
     measured on held-out patients.

@@ -10,9 +10,12 @@ migrations in riskcast/store/migrations; tables are described in riskcast.store.
 """
 
 from riskcast.store.records import (
+    encounter_scores,
     fail_unfinished_runs,
     finish_run,
+    latest_scored_hour,
     latest_scores,
+    scores_at_hour,
     start_run,
     write_quarantine,
     write_scores,
@@ -29,17 +32,23 @@ from riskcast.store.session import (
     write_transaction,
 )
 from riskcast.store.tables import metadata
+from riskcast.store.weekly_performance import read_weekly_performance, replace_weekly_performance
 
 __all__ = [
     "alembic_config",
     "connect",
     "current_revision",
+    "encounter_scores",
     "fail_unfinished_runs",
     "finish_run",
     "head_revision",
+    "latest_scored_hour",
     "latest_scores",
     "metadata",
     "open_store",
+    "read_weekly_performance",
+    "replace_weekly_performance",
+    "scores_at_hour",
     "session_factory",
     "start_run",
     "upgrade",

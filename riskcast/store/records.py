@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -237,6 +237,35 @@ def write_quarantine(bind: Engine | Connection, batch_id: str, frame: pl.DataFra
     return len(rows)
 
 
+QUARANTINE_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "table_name": pl.String(),
+    "rule": pl.String(),
+    "rows": pl.Int64(),
+    "batches": pl.Int64(),
+    "last_at": UTC_DATETIME,
+}
+
+
+def quarantine_summary(bind: Engine | Connection) -> pl.DataFrame:
+    """The store's quarantined input rows counted per table and rule, with how many batches
+    they came in and the latest (columns QUARANTINE_SUMMARY_SCHEMA), most rows first: beside
+    write_quarantine, its one writer, the one reader of the quarantine copy."""
+    query = (
+        select(
+            quarantine.c.table_name,
+            quarantine.c.rule,
+            func.count().label("rows"),
+            func.count(func.distinct(quarantine.c.batch_id)).label("batches"),
+            func.max(quarantine.c.created_at).label("last_at"),
+        )
+        .group_by(quarantine.c.table_name, quarantine.c.rule)
+        .order_by(func.count().desc(), quarantine.c.table_name, quarantine.c.rule)
+    )
+    with _reading(bind) as connection:
+        rows = connection.execute(query).all()
+    return pl.DataFrame([tuple(row) for row in rows], schema=QUARANTINE_SUMMARY_SCHEMA, orient="row")
+
+
 def write_scores(
     bind: Engine | Connection,
     run_id: int,
@@ -391,6 +420,63 @@ def _keep_revised(connection: Connection, model_version: str, frame: pl.DataFram
         for r in revised.iter_rows(named=True)
     ])  # fmt: skip
     return revised.height
+
+
+def latest_scored_hour(bind: Engine | Connection, *, model_version: str) -> datetime | None:
+    """The latest hour (UTC) `model_version` scored; None before its first score. The scorer
+    scores every encounter admitted at an hour, so the encounters scored at this one are the
+    admitted ones (riskcast.admission)."""
+    with _reading(bind) as connection:
+        return connection.execute(
+            select(func.max(scores.c.scored_at)).where(scores.c.model_version == model_version)
+        ).scalar_one_or_none()
+
+
+def scores_at_hour(
+    bind: Engine | Connection,
+    *,
+    model_version: str,
+    scored_at: datetime,
+    wards: Collection[str] | None = None,
+) -> pl.DataFrame:
+    """The scores `model_version` gave for hour `scored_at`, one row per encounter (columns:
+    LATEST_SCORES_SCHEMA), of encounters scored on `wards` when given; sorted by ward, then
+    encounter_id. With latest_scored_hour: who is admitted, and how they are doing."""
+    query = select(scores.c.id.label("score_id"), *[scores.c[name] for name in LATEST_SCORES_SCHEMA if name != "score_id"])
+    query = query.where(scores.c.model_version == model_version, scores.c.scored_at == scored_at)
+    if wards is not None:
+        query = query.where(scores.c.ward.in_(sorted(wards)))
+    with _reading(bind) as connection:
+        rows = connection.execute(query.order_by(scores.c.ward, scores.c.encounter_id)).all()
+    return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")
+
+
+def encounter_scores(
+    bind: Engine | Connection,
+    encounter_id: str,
+    *,
+    model_version: str,
+    since: datetime | None = None,
+    newest: int | None = None,
+) -> pl.DataFrame:
+    """The scores `model_version` gave encounter `encounter_id` (columns LATEST_SCORES_SCHEMA),
+    oldest first: hours scored at or after `since` when given; only the `newest` latest ones
+    when given (the patient page's header needs the last two, its chart every one)."""
+    if newest is not None and newest < 0:
+        raise ValueError(f"encounter_scores: newest must be >= 0, got {newest}")
+    query = select(scores.c.id.label("score_id"), *[scores.c[name] for name in LATEST_SCORES_SCHEMA if name != "score_id"])
+    query = query.where(scores.c.model_version == model_version, scores.c.encounter_id == encounter_id)
+    if since is not None:
+        query = query.where(scores.c.scored_at >= since)
+    if newest is not None:
+        query = query.order_by(scores.c.scored_at.desc(), scores.c.id.desc()).limit(newest)
+    else:
+        query = query.order_by(scores.c.scored_at, scores.c.id)
+    with _reading(bind) as connection:
+        rows = connection.execute(query).all()
+    if newest is not None:
+        rows = rows[::-1]
+    return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")
 
 
 def latest_scores(

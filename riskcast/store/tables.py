@@ -57,6 +57,7 @@ ALERT_ACTIONS = ("raised", "acknowledged", "snoozed", "escalated", "resolved", "
 AUDIT_VERDICTS = ("pass", "warn", "fail")
 USER_ROLES = ("nurse", "physician", "data_scientist", "admin")
 AUTH_EVENTS = ("signed_in", "sign_in_failed", "sign_in_throttled", "signed_out", "sessions_revoked")
+PERFORMANCE_STATUSES = ("measured", "no_events_yet", "outcomes_pending", "no_non_events")
 
 
 def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
@@ -303,6 +304,40 @@ class Audit(Base):
     report_path: Mapped[str | None]
 
 
+class WeeklyPerformance(Base):
+    """AUROC and AUPRC of the scores one model version gave in one calendar week (Monday 00:00
+    UTC), against the outcomes known when the nightly job computed them (`computed_at`), with
+    patient-bootstrap intervals: what the Model page shows, so that it does not bootstrap on
+    every click. One row per version and week; each nightly computation replaces the version's
+    rows. The metrics are null unless `status` is "measured" (riskcast.read_models.model_report
+    says what each status means).
+    """
+
+    __tablename__ = "weekly_performance"
+    __table_args__ = (
+        UniqueConstraint("model_version", "week_start"),
+        _one_of("status", PERFORMANCE_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_version: Mapped[str]
+    week_start: Mapped[datetime]
+    computed_at: Mapped[datetime]
+    n_scored: Mapped[int]
+    n_insufficient: Mapped[int]
+    n_labelled: Mapped[int]
+    n_pending: Mapped[int]
+    n_positive: Mapped[int]
+    n_patients: Mapped[int]
+    auroc: Mapped[float | None]
+    auroc_low: Mapped[float | None]
+    auroc_high: Mapped[float | None]
+    auprc: Mapped[float | None]
+    auprc_low: Mapped[float | None]
+    auprc_high: Mapped[float | None]
+    status: Mapped[str]
+
+
 class User(Base):
     """A dashboard user; `wards` lists the wards they may see (JSON list of names)."""
 
@@ -393,6 +428,7 @@ quarantine: Table = QuarantineRow.__table__  # type: ignore[assignment]
 alerts: Table = Alert.__table__  # type: ignore[assignment]
 alert_events: Table = AlertEvent.__table__  # type: ignore[assignment]
 audits: Table = Audit.__table__  # type: ignore[assignment]
+weekly_performance: Table = WeeklyPerformance.__table__  # type: ignore[assignment]
 users: Table = User.__table__  # type: ignore[assignment]
 dashboard_sessions: Table = DashboardSession.__table__  # type: ignore[assignment]
 auth_events: Table = AuthEvent.__table__  # type: ignore[assignment]

@@ -25,6 +25,7 @@ import polars as pl
 import pytest
 from werkzeug.serving import make_server
 
+from riskcast import read_models
 from riskcast.alerts.state import alert_history, list_alerts
 from riskcast.clock import shifted_clock
 from riskcast.config import Settings
@@ -32,7 +33,6 @@ from riskcast.dashboards import auth
 from riskcast.dashboards.app import create_app
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
-from riskcast.pipeline import views
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.training import train_and_register
@@ -93,7 +93,7 @@ def served(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     nurse_ward = str(waiting["ward"].mode().sort()[0])
     alert_encounter = str(waiting.filter(pl.col("ward") == nurse_ward)["encounter_id"][0])
     elsewhere = waiting.filter(pl.col("ward") != nurse_ward)
-    board = views.ward_board(engine, model_version=ModelRegistry(settings.models_dir).champion(), now=DEFAULT_NOW)
+    board = read_models.ward_board(engine, model_version=ModelRegistry(settings.models_dir).champion(), now=DEFAULT_NOW)
     other = board.filter(pl.col("ward") != nurse_ward)["encounter_id"][0]
     auth.add_user(engine, "nina", role="nurse", wards=[nurse_ward], password=PASSWORD, now=DEFAULT_NOW)
     auth.add_user(engine, "phil", role="physician", password=PASSWORD, now=DEFAULT_NOW)
@@ -155,7 +155,7 @@ def test_ward_and_patient_views_render_for_the_screenshots(browser, served, tmp_
 
 def test_a_nurse_signs_in_and_sees_her_ward_most_urgent_first(browser, served):
     sign_in(browser, served, "nina")
-    expected = views.ward_board(
+    expected = read_models.ward_board(
         served.engine, model_version=ModelRegistry(served.settings.models_dir).champion(), now=DEFAULT_NOW,
         wards=[served.nurse_ward],
     )["encounter_id"].to_list()  # fmt: skip
@@ -239,7 +239,7 @@ CRAFTED_ENCOUNTER = "Y](https://evil.example/phish)"
 def _score_a_crafted_encounter(served: Served) -> None:
     """A score, in the latest hour, for an encounter whose id is a Markdown link (on a ward of its own)."""
     version = ModelRegistry(served.settings.models_dir).champion()
-    hour = views.latest_scored_hour(served.engine, model_version=version)
+    hour = read_models.latest_scored_hour(served.engine, model_version=version)
     utc = pl.Datetime("us", "UTC")
     frame = pl.DataFrame(
         [(CRAFTED_ENCOUNTER, "P-crafted", "zz-crafted-ward", "north", hour, 0.02, "scored", "")],

@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from werkzeug.serving import make_server
 
+from riskcast import read_models
 from riskcast.alerts.state import list_alerts
 from riskcast.clock import ShiftedClock, shifted_clock
 from riskcast.config import Settings
@@ -27,7 +28,6 @@ from riskcast.jobs.schedule import DEMO_SCHEDULE_FILE, load_schedule
 from riskcast.jobs.scheduler import RiskcastScheduler
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
-from riskcast.pipeline import views
 from riskcast.pipeline.demo_feed import write_demo_feed
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.pipeline.scoring import score_admitted
@@ -105,8 +105,8 @@ def test_a_dropped_file_of_observations_shows_as_new_alerts_on_the_ward_board(br
     after = latest_scores(live.engine).filter(pl.col("encounter_id").is_in(fed)).select("encounter_id", "risk")
     risen = before.join(after, on="encounter_id", suffix="_after")
     assert risen.height == FED_PATIENTS and (risen["risk_after"] > risen["risk"]).all(), risen
-    model = views.model_in_use(ModelRegistry(live.settings.models_dir))
-    board = views.ward_board(live.engine, model_version=model.version, now=live.clock())
+    model = read_models.model_in_use(ModelRegistry(live.settings.models_dir))
+    board = read_models.ward_board(live.engine, model_version=model.version, now=live.clock())
     for encounter in shown:
         row = board.filter(pl.col("encounter_id") == encounter).row(0, named=True)
         assert row["needs_action"] and row["risk"] >= model.threshold

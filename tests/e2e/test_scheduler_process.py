@@ -360,6 +360,7 @@ def test_nightly_scores_evaluates_and_audits_the_champion(tmp_path: Path, traine
     assert counts["score"]["admitted"] > 0 and counts["score"]["written"] == counts["score"]["admitted"]
     assert 0.5 < counts["evaluation"]["auroc"] <= 1 and Path(counts["evaluation"]["report"]).exists()
     assert counts["audit"].get("verdict") in ("pass", "warn", "fail") or counts["audit"]["skipped"]
+    assert counts["score"]["model_version"] in counts["performance"]  # the Model page's weeks, stored
 
 
 def test_scoring_closes_a_discharged_patients_alert_but_shadow_scoring_does_not(tmp_path: Path, trained: Path) -> None:
