@@ -5,7 +5,6 @@ filter, the handler of unexpected errors); each file in pages/ registers itself 
 layout and callbacks, and every page asks riskcast.read_models for its data when it is
 drawn (nothing is loaded here).
 
-    from riskcast import read_models
     from riskcast.dashboards.app import serve
     serve(settings, port=8050)          # prints the URL and, on first run, demo sign-ins
 
@@ -38,6 +37,7 @@ from riskcast.dashboards import access_log, auth, signin
 from riskcast.dashboards.components.shell import shell
 from riskcast.dashboards.context import EXTENSION, DashboardContext, SecurityOptions
 from riskcast.dashboards.sessions import SessionCookies
+from riskcast import read_models
 from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.store import open_store
