@@ -36,6 +36,7 @@ from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.audit import audit_model
 from riskcast.pipeline.ingest import ingest_paths
+from riskcast.pipeline.performance import record_weekly_performance
 from riskcast.pipeline.scoring import score_admitted
 from riskcast.pipeline.training import INTENDED_USE, train_and_register
 from riskcast.store import open_store
@@ -80,6 +81,8 @@ def _build_home(home: Path) -> tuple[Settings, str, int, int]:
         for hours in SCORED_HOURS_BEFORE_NOW:
             at = DEFAULT_NOW - timedelta(hours=hours)
             score_admitted(lake, registry, engine, at=at, now=at + timedelta(minutes=5))
+        # what the nightly job stores for the Model page's weekly table
+        record_weekly_performance(engine, lake, registry, now=DEFAULT_NOW, n_boot=20)
         suppressed = audit_model(settings, registry, now=DEFAULT_NOW - timedelta(hours=2), engine=engine, n_boot=20)
         reported = audit_model(settings, registry, now=DEFAULT_NOW - timedelta(hours=1), engine=engine,
                                gates_path=_small_groups_gates(home / "small-groups.yaml"))  # fmt: skip
