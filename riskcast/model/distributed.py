@@ -73,16 +73,22 @@ def _partition(source: RowSource, index: int, n_features: int) -> pd.DataFrame:
     return frame
 
 
+def _by_rank(workers: dict[str, Any]) -> list[str]:
+    """Worker addresses in xgboost.dask's rank order: its tracker sorts the task ids
+    "[xgboost.dask-{name}]:{address}" (xgboost/dask/__init__.py), so ranks follow the names."""
+    return sorted(workers, key=lambda address: f"[xgboost.dask-{workers[address].get('name')}]:{address}")
+
+
 def _dask_frame(client: Any, source: RowSource, n_features: int) -> Any:
-    """The chunks as one Dask DataFrame, chunk i held by the i-th worker in address order (round robin).
+    """The chunks as one Dask DataFrame, chunk i held by the worker of rank i mod n (round robin).
 
     Pinning the chunks makes a fit repeatable: xgboost.dask trains each worker on the
-    partitions it holds and ranks workers by address, so the same chunks on the same ranks
-    give the same quantile sketch and the same trees, where placement left to the scheduler
-    changes from run to run."""
+    partitions it holds and merges their quantile sketches in rank order, so the same chunks
+    on the same ranks give the same sketch and the same trees, where placement left to the
+    scheduler (or to address order, which is not rank order) changes from run to run."""
     import dask.dataframe as dd
 
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = _by_rank(client.scheduler_info()["workers"])
     if not workers:
         raise ModelError("the Dask cluster has no workers: start at least one `dask worker` for its scheduler")
     meta = pd.DataFrame({**{f"f{i}": pd.Series(dtype=np.float32) for i in range(n_features)},
