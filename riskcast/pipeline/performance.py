@@ -27,7 +27,7 @@ from riskcast.lake import Lake
 from riskcast.model import ModelRegistry
 from riskcast.pipeline.external import model_outcome
 from riskcast.store.tables import scores
-from riskcast.store.weekly_performance import replace_weekly_performance
+from riskcast.store.weekly_performance import WEEKLY_PERFORMANCE_SCHEMA, replace_weekly_performance
 
 UTC = pl.Datetime("us", "UTC")
 
@@ -40,21 +40,9 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# what performance_over_time returns: the stored weeks' columns, less when they were computed
 PERFORMANCE_SCHEMA: dict[str, pl.DataType] = {
-    "week_start": UTC,
-    "n_scored": pl.Int64(),
-    "n_insufficient": pl.Int64(),
-    "n_labelled": pl.Int64(),
-    "n_pending": pl.Int64(),
-    "n_positive": pl.Int64(),
-    "n_patients": pl.Int64(),
-    "auroc": pl.Float64(),
-    "auroc_low": pl.Float64(),
-    "auroc_high": pl.Float64(),
-    "auprc": pl.Float64(),
-    "auprc_low": pl.Float64(),
-    "auprc_high": pl.Float64(),
-    "status": pl.String(),
+    name: dtype for name, dtype in WEEKLY_PERFORMANCE_SCHEMA.items() if name != "computed_at"
 }
 
 WEEK = "1w"

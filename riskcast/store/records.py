@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, insert, select,
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.errors import StoreError
-from riskcast.store.session import write_transaction
+from riskcast.store.binding import reading, writing
 from riskcast.store.tables import drivers, models, quarantine, runs, score_revisions, scores
 
 QUARANTINE_COLUMNS = ("table", "source_file", "source_line", "rule", "detail", "record")
@@ -47,28 +46,6 @@ LATEST_SCORES_SCHEMA: dict[str, pl.DataType] = {
     "missing": pl.String(),
     "created_at": UTC_DATETIME,
 }
-
-
-@contextmanager
-def _writing(bind: Engine | Connection) -> Iterator[Connection]:
-    """A connection inside a transaction: a new write transaction, or the caller's."""
-    if isinstance(bind, Engine):
-        with write_transaction(bind) as connection:
-            yield connection
-    elif bind.in_transaction():
-        yield bind
-    else:
-        with bind.begin():
-            yield bind
-
-
-@contextmanager
-def _reading(bind: Engine | Connection) -> Iterator[Connection]:
-    if isinstance(bind, Engine):
-        with bind.connect() as connection:
-            yield connection
-    else:
-        yield bind
 
 
 def _dialect_insert(connection: Connection, table: Any) -> Any:
@@ -105,7 +82,7 @@ def start_run(
     now: datetime,
 ) -> int:
     """Record that a run of `kind` (ingest, score, train, ...) started at `now`; its id."""
-    with _writing(bind) as connection:
+    with writing(bind) as connection:
         result = connection.execute(
             insert(runs).values(
                 kind=kind,
@@ -131,7 +108,7 @@ def finish_run(
     """Mark run `run_id` succeeded or failed at `now`; `details` are merged into the run's."""
     if status not in FINISHED_RUN_STATUSES:
         raise ValueError(f"finish_run status must be one of {list(FINISHED_RUN_STATUSES)}, got {status!r}")
-    with _writing(bind) as connection:
+    with writing(bind) as connection:
         current = connection.execute(select(runs.c.details).where(runs.c.id == run_id)).one_or_none()
         if current is None:
             raise StoreError(f"runs: no run with id {run_id}")
@@ -182,7 +159,7 @@ def fail_unfinished_runs(
     process that is gone (same host, its pid no longer exists; or started more than
     RUN_PRESUMED_DEAD_AFTER ago) as failed with `error`. A live run is left alone. Returns how
     many were marked."""
-    with _writing(bind) as connection:
+    with writing(bind) as connection:
         candidates = connection.execute(
             select(runs.c.id, runs.c.details, runs.c.started_at).where(
                 runs.c.kind == kind,
@@ -225,7 +202,7 @@ def write_quarantine(bind: Engine | Connection, batch_id: str, frame: pl.DataFra
         .with_columns(created_at=pl.lit(now, dtype=UTC_DATETIME))
         .to_dicts()
     )
-    with _writing(bind) as connection:
+    with writing(bind) as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"riskcast.quarantine:{batch_id}"}
@@ -261,7 +238,7 @@ def quarantine_summary(bind: Engine | Connection) -> pl.DataFrame:
         .group_by(quarantine.c.table_name, quarantine.c.rule)
         .order_by(func.count().desc(), quarantine.c.table_name, quarantine.c.rule)
     )
-    with _reading(bind) as connection:
+    with reading(bind) as connection:
         rows = connection.execute(query).all()
     return pl.DataFrame([tuple(row) for row in rows], schema=QUARANTINE_SUMMARY_SCHEMA, orient="row")
 
@@ -336,7 +313,7 @@ def write_scores(
         model_version=pl.lit(model_version),
         created_at=pl.lit(now, dtype=UTC_DATETIME),
     ).to_dicts()
-    with _writing(bind) as connection:
+    with writing(bind) as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                                {"key": f"riskcast:scores:{model_version}"})
@@ -426,7 +403,7 @@ def latest_scored_hour(bind: Engine | Connection, *, model_version: str) -> date
     """The latest hour (UTC) `model_version` scored; None before its first score. The scorer
     scores every encounter admitted at an hour, so the encounters scored at this one are the
     admitted ones (riskcast.admission)."""
-    with _reading(bind) as connection:
+    with reading(bind) as connection:
         return connection.execute(
             select(func.max(scores.c.scored_at)).where(scores.c.model_version == model_version)
         ).scalar_one_or_none()
@@ -446,7 +423,7 @@ def scores_at_hour(
     query = query.where(scores.c.model_version == model_version, scores.c.scored_at == scored_at)
     if wards is not None:
         query = query.where(scores.c.ward.in_(sorted(wards)))
-    with _reading(bind) as connection:
+    with reading(bind) as connection:
         rows = connection.execute(query.order_by(scores.c.ward, scores.c.encounter_id)).all()
     return pl.DataFrame([tuple(row) for row in rows], schema=LATEST_SCORES_SCHEMA, orient="row")
 
@@ -472,7 +449,7 @@ def encounter_scores(
         query = query.order_by(scores.c.scored_at.desc(), scores.c.id.desc()).limit(newest)
     else:
         query = query.order_by(scores.c.scored_at, scores.c.id)
-    with _reading(bind) as connection:
+    with reading(bind) as connection:
         rows = connection.execute(query).all()
     if newest is not None:
         rows = rows[::-1]
@@ -494,7 +471,7 @@ def latest_scores(
     encounters whose latest score was on that ward (a patient who moved away drops out).
     Sorted by ward, then encounter_id.
     """
-    with _reading(bind) as connection:
+    with reading(bind) as connection:
         if model_version is None:
             model_version = connection.execute(
                 select(models.c.version).where(models.c.is_champion.is_(True))
