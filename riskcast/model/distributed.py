@@ -10,7 +10,10 @@ local fit, so a Dask-trained model is registered and judged like any other.
 `lightgbm.dask` has no supported early stopping, so distributed training is XGBoost only.
 
 Addresses: "tcp://host:8786" (a running `dask scheduler`), or "local" / "local:N" for a
-`distributed.LocalCluster` of N worker processes on this machine (default 2).
+`distributed.LocalCluster` of N worker processes on this machine (default 2), started without
+work stealing. A scheduler of your own gives repeatable fits when it is started without it too
+(`DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING=False dask scheduler`): under load the scheduler
+otherwise moves a task, and with it a partition, to another worker, and the trees change.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from riskcast.errors import ModelError
 from riskcast.model.engines import BoosterSettings, RowSource, Trained, XGBoostEngine
 
 LOCAL = "local"
+STEALING = "distributed.scheduler.work-stealing"
 
 
 def parse_address(address: str) -> tuple[str, int | None]:
@@ -48,9 +52,14 @@ def dask_client(address: str) -> Iterator[Any]:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - dask is a dependency
         raise ModelError("Dask is not installed: pip install 'dask[distributed]'") from exc
+    import dask
+
     where, workers = parse_address(address)
     if where == LOCAL:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+        # Without work stealing every task runs where its pinned chunk is, so the fit is
+        # repeatable on a busy machine too (a stolen task moves a partition to another rank).
+        with dask.config.set({STEALING: False}), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             yield client
         return
