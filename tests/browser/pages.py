@@ -13,9 +13,13 @@ WAIT_SECONDS = 40
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, *, seconds: float = WAIT_SECONDS) -> Any:
+    """Poll `condition` until it holds. An element gone stale while it was read (the grid
+    re-rendered between finding a row and reading it) is a page still changing: poll again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds, poll_frequency=0.2).until(condition, message=f"waiting for {what}")
+    return WebDriverWait(driver, seconds, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, message=f"waiting for {what}")
 
 
 def css(driver: Any, selector: str) -> list[Any]:
