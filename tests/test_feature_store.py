@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from riskcast.features.families import FAMILIES
 from riskcast.lake import Lake
 from riskcast.pipeline.ingest import ingest_paths
 from riskcast.synth import generate_cohort, write_cohort
+from waiting import wait_until
 
 NOW = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
 ROWS_PER_SHARD = 4_000
@@ -210,15 +210,15 @@ def test_kill_9_during_a_refresh_leaves_the_old_store_readable_and_the_next_refr
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     manifest = before.folder / "manifest.json"
-    deadline = time.monotonic() + 300
+
+    def part_way() -> bool:
+        shards = json.loads(manifest.read_text())["shards"]
+        refreshed = sum(1 for r in shards.values() if len(r["batches"]) == 2)
+        assert process.poll() is None, "the refresh finished before it could be killed"
+        return 1 <= refreshed < before.n_shards - 1
+
     try:
-        while time.monotonic() < deadline:
-            shards = json.loads(manifest.read_text())["shards"]
-            refreshed = sum(1 for r in shards.values() if len(r["batches"]) == 2)
-            if 1 <= refreshed < before.n_shards - 1:
-                break
-            assert process.poll() is None, "the refresh finished before it could be killed"
-            time.sleep(0.05)
+        wait_until(part_way, timeout=300, what="the refresh to have rebuilt some shards but not all")
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()

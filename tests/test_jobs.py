@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -52,6 +51,7 @@ from riskcast.pipeline.ingest import ingest_paths
 from riskcast.store import open_store
 from riskcast.store.tables import alert_events, quarantine
 from riskcast.synth import generate_cohort, write_cohort
+from waiting import wait_until
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 2, 2, 10, 0, tzinfo=UTC)
@@ -262,10 +262,13 @@ def test_threads_racing_for_one_lease_get_it_exactly_once(store: Engine) -> None
 def test_a_heartbeat_keeps_a_lease_past_its_length_and_release_frees_it(store: Engine) -> None:
     lease = JobLease(store, "retrain", lease_seconds=0.3, holder="host-a:1:aaa")
     assert lease.acquire()
-    deadline = time.monotonic() + 0.9
-    while time.monotonic() < deadline:
+    acquired = lock_info(store, "retrain").acquired_at
+
+    def renewed_past_three_lengths() -> bool:
         assert not try_acquire(store, "retrain", holder="host-b:1:bbb", lease_seconds=1, now=datetime.now(UTC))
-        time.sleep(0.1)
+        return lock_info(store, "retrain").expires_at - acquired > timedelta(seconds=3 * 0.3)
+
+    wait_until(renewed_past_three_lengths, timeout=30, what="the heartbeat to renew the lease past its length")
     lease.release()
     assert lock_info(store, "retrain") is None and not lease.lost
 
@@ -356,10 +359,8 @@ def test_the_scheduler_finishes_a_run_a_dead_process_left_running(home: Settings
     service = RiskcastScheduler(schedule, home, engine=home_store)
     service.start_background()
     try:
-        deadline = time.monotonic() + 10
-        while get_job_run(home_store, "housekeeping", scheduled).status == "running":
-            assert time.monotonic() < deadline, "the interrupted run was not finished"
-            time.sleep(0.1)
+        wait_until(lambda: get_job_run(home_store, "housekeeping", scheduled).status != "running", timeout=10,
+                   what="the interrupted run to be finished")
     finally:
         service.stop(wait=True)
     run = get_job_run(home_store, "housekeeping", scheduled)
@@ -376,10 +377,8 @@ def test_a_run_missed_while_no_scheduler_ran_is_caught_up_once_at_start(home: Se
     service = RiskcastScheduler(schedule, home, engine=home_store)
     service.start_background()
     try:
-        deadline = time.monotonic() + 10
-        while (run := get_job_run(home_store, "housekeeping", due)) is None or run.status != "succeeded":
-            assert time.monotonic() < deadline, "the missed run was not caught up"
-            time.sleep(0.1)
+        wait_until(lambda: (run := get_job_run(home_store, "housekeeping", due)) is not None
+                   and run.status == "succeeded", timeout=10, what="the missed run to be caught up")
     finally:
         service.stop(wait=True)
     assert get_job_run(home_store, "housekeeping", due - timedelta(hours=1)) is None  # coalesced into one

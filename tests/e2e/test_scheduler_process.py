@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from riskcast.pipeline.training import train_and_register
 from riskcast.store import open_store
 from riskcast.store.tables import alert_events, alerts, drivers, quarantine, runs, scores
 from riskcast.synth import DEFAULT_NOW, generate_cohort, write_cohort
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -149,16 +149,10 @@ def schedulers() -> Iterator[list[Scheduler]]:
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, logs: list[Scheduler] = ()) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            output = "\n".join(f"--- {s.log_path.name}\n{s.log()[-3000:]}" for s in logs)
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{output}")
-        time.sleep(0.1)
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds with
+    the schedulers' logs."""
+    return wait_until(condition, timeout=timeout, what=what,
+                      detail=lambda: "".join(f"\n--- {s.log_path.name}\n{s.log()[-3000:]}" for s in logs))
 
 
 def runs_of(engine: Engine, job: str) -> list[JobRunRecord]:
