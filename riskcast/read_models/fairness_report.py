@@ -140,13 +140,8 @@ def audit_history(engine: Engine, *, model_version: str | None = None, limit: in
     """The latest `limit` fairness audits (store `audits`), newest first; of `model_version`
     only when given. Columns AUDITS_SCHEMA: the gate counts, patients and events come from
     each audit's summary; `report_name` is its HTML report's file name in the reports folder."""
-    query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(limit)
-    if model_version is not None:
-        query = query.where(audits.c.model_version == model_version)
-    with engine.connect() as connection:
-        records = connection.execute(query).all()
     rows = []
-    for record in records:
+    for record in _audit_records(engine, model_version=model_version, newest_first=True, limit=limit):
         summary = mapping_or_empty(record.summary)
         rows.append(
             {"audit_id": record.id, "model_version": record.model_version, "run_id": record.run_id,
@@ -157,17 +152,25 @@ def audit_history(engine: Engine, *, model_version: str | None = None, limit: in
     return records_frame(rows, AUDITS_SCHEMA)
 
 
+def _audit_records(engine: Engine, *, model_version: str | None, newest_first: bool,
+                   limit: int | None = None) -> list[Any]:
+    """The store's audits in creation order (ties by id), of `model_version` when given."""
+    order = (audits.c.created_at.desc(), audits.c.id.desc()) if newest_first else (audits.c.created_at, audits.c.id)
+    query = select(audits).order_by(*order)
+    if model_version is not None:
+        query = query.where(audits.c.model_version == model_version)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as connection:
+        return list(connection.execute(query).all())
+
+
 def audit_trend(engine: Engine, *, model_version: str | None = None) -> pl.DataFrame:
     """How each feature's verdict and disparity summaries moved across audits, oldest first
     (one row per audit and feature; columns AUDIT_TREND_SCHEMA), from the audits' summaries.
     Intersections (features joined by " & ") are included as their own features."""
-    query = select(audits).order_by(audits.c.created_at, audits.c.id)
-    if model_version is not None:
-        query = query.where(audits.c.model_version == model_version)
-    with engine.connect() as connection:
-        records = connection.execute(query).all()
     rows = []
-    for record in records:
+    for record in _audit_records(engine, model_version=model_version, newest_first=False):
         for feature, entry in mapping_or_empty(mapping_or_empty(record.summary).get("features")).items():
             entry = mapping_or_empty(entry)
             row: dict[str, Any] = {
@@ -279,13 +282,12 @@ def audit_detail(
     JSON report from the reports folder; None when there is no such audit or its JSON report
     is gone. Raises EvaluationError, naming the file and what to run, when the report exists
     but cannot be read."""
-    query = select(audits).order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(1)
     if audit_id is not None:
-        query = select(audits).where(audits.c.id == audit_id)
-    elif model_version is not None:
-        query = query.where(audits.c.model_version == model_version)
-    with engine.connect() as connection:
-        record = connection.execute(query).one_or_none()
+        with engine.connect() as connection:
+            record = connection.execute(select(audits).where(audits.c.id == audit_id)).one_or_none()
+    else:
+        latest = _audit_records(engine, model_version=model_version, newest_first=True, limit=1)
+        record = latest[0] if latest else None
     if record is None:
         return None
     json_path = reports.audit_json_path(record.report_path, record.model_version, record.run_id)
