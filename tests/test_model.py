@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from scipy.special import expit
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 
 from riskcast.errors import ModelError, RegistryError
 from riskcast.model import (
@@ -174,6 +175,35 @@ def test_sklearn_clone_gives_an_unfitted_copy_with_the_same_params(fitted):
 
 def test_early_stopping_stops_before_the_round_limit(fitted):
     assert 1 <= fitted.n_rounds_ < fitted.n_estimators
+
+
+def _prefix_margins(model: RiskModel, X: np.ndarray, rounds: int) -> np.ndarray:
+    """The booster's raw margin on X using only its first `rounds` trees."""
+    if model.engine == "xgboost":
+        import xgboost as xgb
+
+        return model.booster_[:rounds].predict(xgb.DMatrix(X), output_margin=True)
+    return model.booster_.predict(X, num_iteration=rounds, raw_score=True)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stopping_on_auroc_keeps_the_round_with_the_best_validation_auroc(engine, cohort):
+    X, y, groups = cohort
+    params = {"engine": engine, "n_estimators": 40, "scale_pos_weight": None, "stopping_metric": "auc"}
+    stopped = quick_model(**params, early_stopping_rounds=40).fit(X, y, groups=groups)
+    every_round = quick_model(**params, early_stopping_rounds=None).fit(X, y, groups=groups)
+    rows = stopped.split_.validation
+    X_val = X.to_numpy(dtype=np.float32)[rows]
+    aurocs = [roc_auc_score(y[rows], _prefix_margins(every_round, X_val, k)) for k in range(1, 41)]
+    assert every_round.n_rounds_ == 40
+    assert aurocs[stopped.n_rounds_ - 1] == pytest.approx(max(aurocs), abs=1e-6)
+    assert aurocs[stopped.n_rounds_ - 1] > aurocs[-1]  # stopping chose: the last round ranks worse
+
+
+def test_an_unknown_stopping_metric_is_rejected_naming_the_choices(cohort):
+    X, y, groups = cohort
+    with pytest.raises(ModelError, match="stopping_metric must be one of .*'auc'"):
+        quick_model(stopping_metric="brier").fit(X, y, groups=groups)
 
 
 def test_class_weight_auto_is_negatives_over_positives_in_training_rows(fitted, cohort):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from riskcast.errors import ModelError
-from riskcast.model.engines import BoosterSettings, RowSource, Trained, XGBoostEngine
+from riskcast.model.engines import BoosterSettings, RowSource, Trained, XGBoostEngine, stopping_metric_name
 
 LOCAL = "local"
 STEALING = "distributed.scheduler.work-stealing"
@@ -121,7 +121,7 @@ class DaskXGBoostEngine(XGBoostEngine):
 
         params = {
             "objective": "binary:logistic",
-            "eval_metric": "logloss",
+            "eval_metric": stopping_metric_name(settings.stopping_metric, "xgboost"),
             "tree_method": "hist",
             "device": settings.device,
             "learning_rate": settings.learning_rate,

@@ -26,6 +26,22 @@ import numpy as np
 from riskcast.errors import ModelError
 
 
+# Early-stopping metrics in engine-neutral names -> each library's own name. Log loss watches
+# the probabilities; AUROC and AUPRC watch only the ranking, which calibration does not change.
+STOPPING_METRICS = {
+    "logloss": {"xgboost": "logloss", "lightgbm": "binary_logloss"},
+    "auc": {"xgboost": "auc", "lightgbm": "auc"},
+    "aucpr": {"xgboost": "aucpr", "lightgbm": "average_precision"},
+}
+
+
+def stopping_metric_name(metric: str, engine: str) -> str:
+    """The library's name for early-stopping metric `metric` (one of STOPPING_METRICS)."""
+    if metric not in STOPPING_METRICS:
+        raise ModelError(f"stopping_metric must be one of {tuple(STOPPING_METRICS)} (got {metric!r})")
+    return STOPPING_METRICS[metric][engine]
+
+
 @dataclass(frozen=True)
 class BoosterSettings:
     """Hyperparameters in engine-neutral names (see RiskModel for their meaning)."""
@@ -42,6 +58,7 @@ class BoosterSettings:
     n_jobs: int | None
     device: str
     reg_lambda: float = 1.0
+    stopping_metric: str = "logloss"  # what early stopping watches on the validation rows (STOPPING_METRICS)
     external_memory: bool = False
     external_memory_validation: bool = False  # the early-stopping rows page too (at scale, a fifth of the data)
     cache_dir: str | None = None  # where ExtMemQuantileDMatrix keeps its pages
@@ -80,7 +97,7 @@ class XGBoostEngine:
 
         params = {
             "objective": "binary:logistic",
-            "eval_metric": "logloss",
+            "eval_metric": stopping_metric_name(settings.stopping_metric, "xgboost"),
             "tree_method": "hist",
             "device": settings.device,
             "learning_rate": settings.learning_rate,
@@ -180,7 +197,7 @@ class LightGBMEngine:
 
         params = {
             "objective": "binary",
-            "metric": "binary_logloss",
+            "metric": stopping_metric_name(settings.stopping_metric, "lightgbm"),
             "device_type": settings.device,
             "learning_rate": settings.learning_rate,
             "num_leaves": settings.num_leaves,

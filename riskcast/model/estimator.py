@@ -44,7 +44,7 @@ from riskcast.model.dataset import (
     assign_roles,
     index_dataset,
 )
-from riskcast.model.engines import BoosterSettings, Engine, engine_for
+from riskcast.model.engines import BoosterSettings, Engine, engine_for, stopping_metric_name
 from riskcast.model.inputs import (
     DataFingerprint,
     binary_labels,
@@ -148,6 +148,9 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     reg_lambda : L2 penalty on leaf weights (xgboost lambda, lightgbm lambda_l2).
     early_stopping_rounds : stop after this many rounds without validation improvement;
         None trains all n_estimators rounds.
+    stopping_metric : what early stopping watches on the validation patients: "logloss"
+        (the probabilities), "auc" or "aucpr" (the ranking only; calibration fixes the
+        probabilities afterwards).
     validation_fraction, calibration_fraction : fractions of PATIENTS held out for early
         stopping and for calibration + threshold choice.
     calibration : "isotonic" | "platt" | "none".
@@ -207,6 +210,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         colsample: float = 0.8,
         reg_lambda: float = 1.0,
         early_stopping_rounds: int | None = 50,
+        stopping_metric: str = "logloss",
         validation_fraction: float = 0.2,
         calibration: str = "isotonic",
         calibration_fraction: float = 0.2,
@@ -232,6 +236,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         self.colsample = colsample
         self.reg_lambda = reg_lambda
         self.early_stopping_rounds = early_stopping_rounds
+        self.stopping_metric = stopping_metric
         self.validation_fraction = validation_fraction
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
@@ -250,6 +255,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         engine_for(self.engine)
+        stopping_metric_name(self.stopping_metric, self.engine)
         if self.calibration not in (*CALIBRATION_METHODS, "auto"):
             raise ModelError(f"calibration must be one of {(*CALIBRATION_METHODS, 'auto')} (got {self.calibration!r})")
         if self.threshold_rule not in THRESHOLD_RULES:
@@ -388,6 +394,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             colsample=float(self.colsample),
             reg_lambda=float(self.reg_lambda),
             early_stopping_rounds=self.early_stopping_rounds,
+            stopping_metric=str(self.stopping_metric),
             random_state=int(self.random_state),
             n_jobs=self.n_jobs,
             device=choice.device,
