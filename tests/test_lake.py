@@ -224,24 +224,25 @@ def test_a_manifest_whose_write_never_finished_is_ignored_and_cleaned(tmp_path):
 # --- the write lock ---------------------------------------------------------------------------
 
 HOLD_THE_LOCK = """
-import sys, time
+import sys
 from pathlib import Path
 from riskcast.lake import Lake
 with Lake(Path(sys.argv[1])).writing():
     print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.read()  # hold until the test closes our stdin (or kills us)
 """
 
 
-def hold_in_another_process(root, seconds: float) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(root), str(seconds)], stdout=subprocess.PIPE, text=True)
+def hold_in_another_process(root) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder
 
 
 def test_a_writer_waits_for_another_process_then_gives_up_naming_it(tmp_path):
     lake = Lake(tmp_path / "lake")
-    holder = hold_in_another_process(lake.root, 30)
+    holder = hold_in_another_process(lake.root)
     try:
         with pytest.raises(LakeError, match=rf"being written by another process \(pid {holder.pid}\)"):
             with lake.writing(timeout=0.5):

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from riskcast.model import ModelRegistry, RiskModel, save_model
 from riskcast.pipeline.audit import heldout_predictions
 from riskcast.pipeline.external import model_outcome
 from riskcast.lake import Lake
+from waiting import wait_until
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 CARD = {"intended_use": "test", "data": "synthetic", "metrics": {}, "limits": []}
@@ -143,11 +143,11 @@ def test_kill_9_of_riskcast_train_while_it_stages_leaves_no_version_and_no_crash
     train = subprocess.Popen([sys.executable, "-m", "riskcast", "--home", str(home), "train", "--test-fraction", "0.3"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 300
-        while not _hidden(models):  # poll for the stage: kill the moment it appears
+        def staged() -> bool:
             assert train.poll() is None, f"train ended before staging: {train.stderr.read()}"
-            assert time.monotonic() < deadline, "train did not stage a version within 300 s"
-            time.sleep(0.001)
+            return bool(_hidden(models))
+
+        wait_until(staged, timeout=300, what="train to stage a version", poll=0.001)  # kill the moment it appears
         os.kill(train.pid, signal.SIGKILL)
     finally:
         train.kill()
