@@ -88,7 +88,8 @@ def run_cohort(cohort: str, steps: list[str]) -> dict[str, dict[str, Any]]:
     folder = OUT / "scale" / cohort
     shutil.rmtree(folder, ignore_errors=True)
     home = folder / "home"
-    home.mkdir(parents=True)
+    folder.mkdir(parents=True)
+    home.mkdir(mode=0o700)  # a home holds patient data: the owner's only, as riskcast itself checks
     results: dict[str, dict[str, Any]] = {}
     for step in steps:
         arguments = step_arguments(step, cohort=cohort, home=home)
