@@ -28,6 +28,7 @@ from riskcast.model import (
     resolve_device,
     save_model,
 )
+from riskcast.model.engines import RoundReporter
 
 ENGINES = ["xgboost", "lightgbm"]
 FEATURES = [f"feature_{i}" for i in range(8)]
@@ -198,6 +199,30 @@ def test_stopping_on_auroc_keeps_the_round_with_the_best_validation_auroc(engine
     assert every_round.n_rounds_ == 40
     assert aurocs[stopped.n_rounds_ - 1] == pytest.approx(max(aurocs), abs=1e-6)
     assert aurocs[stopped.n_rounds_ - 1] > aurocs[-1]  # stopping chose: the last round ranks worse
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_training_reports_its_progress_every_few_rounds(engine, cohort):
+    X, y, groups = cohort
+    heard: list[str] = []
+    model = quick_model(engine=engine, n_estimators=60, early_stopping_rounds=None)
+    model.fit(X, y, groups=groups, progress=heard.append)
+    assert [m.split(":")[0] for m in heard] == ["boosting round 25 of at most 60", "boosting round 50 of at most 60"]
+    assert all("validation logloss" in m and "best" in m for m in heard)
+
+
+def test_round_reporter_keeps_the_best_value_in_the_metric_direction():
+    heard: list[str] = []
+    reporter = RoundReporter(heard.append, limit=10, metric="auc", every=2)
+    for iteration, value in enumerate([0.70, 0.75, 0.74, 0.73]):
+        reporter.record(iteration, value)
+    assert heard == ["boosting round 2 of at most 10: validation auc 0.75000 (best 0.75000 at round 2)",
+                     "boosting round 4 of at most 10: validation auc 0.73000 (best 0.75000 at round 2)"]
+    quiet: list[str] = []
+    no_validation = RoundReporter(quiet.append, limit=4, metric="logloss", every=2)
+    for iteration in range(4):
+        no_validation.record(iteration, None)
+    assert quiet == ["boosting round 2 of at most 4", "boosting round 4 of at most 4"]
 
 
 def test_an_unknown_stopping_metric_is_rejected_naming_the_choices(cohort):

@@ -17,6 +17,7 @@ a reloaded model predicts bit-for-bit the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +41,39 @@ def stopping_metric_name(metric: str, engine: str) -> str:
     if metric not in STOPPING_METRICS:
         raise ModelError(f"stopping_metric must be one of {tuple(STOPPING_METRICS)} (got {metric!r})")
     return STOPPING_METRICS[metric][engine]
+
+
+PROGRESS_EVERY_ROUNDS = 25
+"""How often, in boosting rounds, training says how far it has got."""
+
+Progress = Callable[[str], None]
+
+
+class RoundReporter:
+    """Every `every` rounds, says which round boosting is at and how the early-stopping
+    metric stands on the validation rows (an aggregate: no patient's value is named).
+
+    At hospital scale one round can take seconds and a fit an hour; without this the
+    command is silent for all of it.
+    """
+
+    def __init__(self, progress: Progress, *, limit: int, metric: str, every: int = PROGRESS_EVERY_ROUNDS) -> None:
+        self.progress, self.limit, self.metric, self.every = progress, limit, metric, every
+        self.higher_is_better = metric in ("auc", "aucpr")
+        self.best: float | None = None
+        self.best_round = 0
+
+    def record(self, iteration: int, value: float | None) -> None:
+        """After 0-based round `iteration`, with its validation metric (None: no validation rows)."""
+        round_number = iteration + 1
+        if value is not None and (self.best is None or (value > self.best if self.higher_is_better else value < self.best)):
+            self.best, self.best_round = value, round_number
+        if round_number % self.every:
+            return
+        message = f"boosting round {round_number} of at most {self.limit}"
+        if value is not None and self.best is not None:
+            message += f": validation {self.metric} {value:.5f} (best {self.best:.5f} at round {self.best_round})"
+        self.progress(message)
 
 
 @dataclass(frozen=True)
@@ -91,8 +125,11 @@ class XGBoostEngine:
     booster_file = "booster.ubj"
 
     @staticmethod
-    def train(settings: BoosterSettings, train: RowSource, validation: RowSource | None) -> Trained:
-        """Train with early stopping on `validation` (when given) and cut to the best round."""
+    def train(
+        settings: BoosterSettings, train: RowSource, validation: RowSource | None, *, progress: Progress | None = None
+    ) -> Trained:
+        """Train with early stopping on `validation` (when given) and cut to the best round;
+        `progress` hears every PROGRESS_EVERY_ROUNDS rounds how far it has got."""
         import xgboost as xgb
 
         params = {
@@ -130,6 +167,8 @@ class XGBoostEngine:
             evals=evals,
             early_stopping_rounds=early,
             verbose_eval=False,
+            callbacks=[_xgboost_reporter(RoundReporter(progress, limit=settings.n_estimators,
+                                                       metric=settings.stopping_metric))] if progress else None,
         )
         n_rounds = booster.best_iteration + 1 if early else booster.num_boosted_rounds()
         booster = booster[:n_rounds]
@@ -191,8 +230,11 @@ class LightGBMEngine:
     booster_file = "booster.txt"
 
     @staticmethod
-    def train(settings: BoosterSettings, train: RowSource, validation: RowSource | None) -> Trained:
-        """Train with early stopping on `validation` (when given) and cut to the best round."""
+    def train(
+        settings: BoosterSettings, train: RowSource, validation: RowSource | None, *, progress: Progress | None = None
+    ) -> Trained:
+        """Train with early stopping on `validation` (when given) and cut to the best round;
+        `progress` hears every PROGRESS_EVERY_ROUNDS rounds how far it has got."""
         import lightgbm as lgb
 
         params = {
@@ -213,11 +255,14 @@ class LightGBMEngine:
             "verbose": -1,
         }
         dtrain = _lightgbm_dataset(train, reference=None)
-        valid_sets, callbacks = [], []
+        valid_sets, callbacks, stopping = [], [], False
         if validation is not None:
             valid_sets = [_lightgbm_dataset(validation, reference=dtrain)]
             if settings.early_stopping_rounds:
-                callbacks = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)]
+                callbacks, stopping = [lgb.early_stopping(settings.early_stopping_rounds, verbose=False)], True
+        if progress:
+            callbacks.append(_lightgbm_reporter(RoundReporter(progress, limit=settings.n_estimators,
+                                                              metric=settings.stopping_metric)))
         booster = lgb.train(
             params,
             dtrain,
@@ -226,7 +271,7 @@ class LightGBMEngine:
             valid_names=["validation"] if valid_sets else None,
             callbacks=callbacks,
         )
-        n_rounds = booster.best_iteration if callbacks and booster.best_iteration > 0 else booster.current_iteration()
+        n_rounds = booster.best_iteration if stopping and booster.best_iteration > 0 else booster.current_iteration()
         text = booster.model_to_string(num_iteration=n_rounds)
         return Trained(LightGBMEngine.from_bytes(text.encode("utf-8"), device=settings.device), n_rounds)
 
@@ -268,6 +313,29 @@ class LightGBMEngine:
         import lightgbm as lgb
 
         return lgb.Booster(model_file=str(path))
+
+
+def _xgboost_reporter(reporter: RoundReporter) -> Any:
+    """An xgboost training callback that passes each round's validation metric to `reporter`."""
+    import xgboost as xgb
+
+    class Report(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, dict[str, list[float]]]) -> bool:
+            history = next(iter(evals_log.get("validation", {}).values()), None)
+            reporter.record(epoch, float(history[-1]) if history else None)
+            return False  # never asks to stop: early stopping decides that
+
+    return Report()
+
+
+def _lightgbm_reporter(reporter: RoundReporter) -> Callable[[Any], None]:
+    """A lightgbm callback that passes each round's validation metric to `reporter`."""
+
+    def report(env: Any) -> None:
+        values = [result[2] for result in env.evaluation_result_list or [] if result[0] == "validation"]
+        reporter.record(env.iteration - env.begin_iteration, float(values[0]) if values else None)
+
+    return report
 
 
 def _chunk_iter_class() -> type:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,6 +335,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         groups: Any = None,
         encounter_ids: Any = None,
         hours_per_row: float = 1.0,
+        progress: Callable[[str], None] | None = None,
     ) -> RiskModel:
         """Train, calibrate and choose the threshold; returns self.
 
@@ -347,6 +349,10 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         labels, patients and encounters; y and groups then stay None): the boosters then
         read it chunk by chunk and only one chunk is in memory at a time. Both paths are the
         same code: in-memory inputs are a dataset of one chunk.
+
+        progress: hears every few boosting rounds how far training has got (local engines;
+        on a Dask cluster the rounds run on the workers and only the scheduler's dashboard
+        shows them).
         """
         self._check_params()
         dataset = self._dataset(X, y, groups, encounter_ids)
@@ -408,7 +414,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             if self.dask_address:
                 trained = _train_on_dask(self.dask_address, self.engine, settings, train_rows, validation, len(names))
             else:
-                trained = engine.train(settings, train_rows, validation)
+                trained = engine.train(settings, train_rows, validation, progress=progress)
         finally:
             if scratch is not None:
                 scratch.cleanup()

@@ -479,7 +479,7 @@ def train_and_register(
              f"({', '.join(families)}; {rule}{'' if rule == 'utility' else f' {target:g}'})")
     if search:
         model.search(train)
-    model.fit(train)
+    model.fit(train, progress=progress)
     n_rows, n_patients = model.fingerprint_.rows, model.fingerprint_.patients
     calibration_rows = train.rows_at(model.threshold_rows_, columns=_baseline_sources(generation.features))
     train.release()
