@@ -20,7 +20,6 @@ Nothing happens in `__init__`; learned attributes end in `_`, so `sklearn.clone`
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +61,7 @@ from riskcast.model.operating_point import (
     threshold_for_sensitivity,
     threshold_for_utility,
 )
+from riskcast.model.page_cache import page_cache
 from riskcast.model.splits import PatientSplit, assign_patient_roles
 from riskcast.utility import row_utilities
 
@@ -388,8 +388,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
                               negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
         paged, estimated_gib = self._pages_to_disk(train_rows.n_rows, len(names), what="training")
         paged_validation, _ = self._pages_to_disk(roles.rows(VALIDATION), len(names), what="early-stopping")
-        scratch = (tempfile.TemporaryDirectory(prefix="riskcast-xgb-")
-                   if (paged or paged_validation) and not self.cache_dir else None)
+        scratch = page_cache(self.cache_dir) if paged or paged_validation else None
         settings = BoosterSettings(
             n_estimators=int(self.n_estimators),
             learning_rate=float(self.learning_rate),
@@ -406,7 +405,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             device=choice.device,
             external_memory=paged,
             external_memory_validation=paged_validation,
-            cache_dir=scratch.name if scratch is not None else self.cache_dir,
+            cache_dir=scratch.name if scratch is not None else None,
         )
         validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight)
                       if roles.rows(VALIDATION) else None)
