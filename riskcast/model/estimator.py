@@ -350,9 +350,8 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         read it chunk by chunk and only one chunk is in memory at a time. Both paths are the
         same code: in-memory inputs are a dataset of one chunk.
 
-        progress: hears every few boosting rounds how far training has got (local engines;
-        on a Dask cluster the rounds run on the workers and only the scheduler's dashboard
-        shows them).
+        progress: hears every few boosting rounds how far training has got (local engines
+        only: on a Dask cluster the rounds run on the workers and are not reported).
         """
         self._check_params()
         dataset = self._dataset(X, y, groups, encounter_ids)
