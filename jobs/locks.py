@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.clock import Clock, wall_clock
 from riskcast.errors import StoreError
+from riskcast.processes import process_exists
 from riskcast.store import write_transaction
 from riskcast.store.tables import job_locks
 
@@ -50,16 +51,6 @@ def this_process_holder() -> str:
     return f"{socket.gethostname()}:{pid}:{token}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
 def holder_is_gone(holder: str, *, me: str | None = None) -> bool:
     """True when `holder` is a process on this host that no longer runs.
 
@@ -77,7 +68,7 @@ def holder_is_gone(holder: str, *, me: str | None = None) -> bool:
         return False
     if pid == int(my_pid_text):
         return token != my_token
-    return not _pid_alive(pid)
+    return not process_exists(pid)
 
 
 @dataclass(frozen=True)

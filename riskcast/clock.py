@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from riskcast.errors import ConfigError
+from riskcast.processes import process_exists
 
 Clock = Callable[[], datetime]
 """A function giving the current time, UTC-aware."""
@@ -86,13 +87,7 @@ class ClockFile:
         """Whether the process that saved it says it runs and still exists on this host."""
         if not self.running or self.pid is None or self.host != socket.gethostname():
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_exists(self.pid)
 
 
 def read_clock_file(path: Path) -> ClockFile:

@@ -17,20 +17,10 @@ import tempfile
 from pathlib import Path
 
 from riskcast.errors import ModelError
+from riskcast.processes import process_exists
 
 PAGE_CACHE_PREFIX = "riskcast-xgb-"
 _OWNED = re.compile(rf"^{re.escape(PAGE_CACHE_PREFIX)}(\d+)-")
-
-
-def _running(pid: int) -> bool:
-    """Whether a process with this id exists (another user's counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_orphaned_page_caches(folder: Path) -> list[Path]:
@@ -40,7 +30,7 @@ def remove_orphaned_page_caches(folder: Path) -> list[Path]:
         return removed
     for path in folder.iterdir():
         match = _OWNED.match(path.name)
-        if match and path.is_dir() and not _running(int(match.group(1))):
+        if match and path.is_dir() and not process_exists(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

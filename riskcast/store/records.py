@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, insert, select,
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskcast.errors import StoreError
+from riskcast.processes import process_exists
 from riskcast.store.binding import reading, writing
 from riskcast.store.tables import drivers, models, quarantine, runs, score_revisions, scores
 
@@ -135,13 +136,7 @@ def _is_dead(details: dict[str, Any] | None, started_at: datetime, now: datetime
     if details.get("host") == socket.gethostname() and isinstance(details.get("pid"), int):
         if details["pid"] == os.getpid():
             return False
-        try:
-            os.kill(details["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not process_exists(details["pid"])
     return started_at < now - RUN_PRESUMED_DEAD_AFTER
 
 
