@@ -34,6 +34,8 @@ STOPPING_METRICS = {
     "auc": {"xgboost": "auc", "lightgbm": "auc"},
     "aucpr": {"xgboost": "aucpr", "lightgbm": "average_precision"},
 }
+MAXIMISED_METRICS = frozenset({"auc", "aucpr"})
+"""The stopping metrics that improve upwards (log loss improves downwards)."""
 
 
 def stopping_metric_name(metric: str, engine: str) -> str:
@@ -59,7 +61,7 @@ class RoundReporter:
 
     def __init__(self, progress: Progress, *, limit: int, metric: str, every: int = PROGRESS_EVERY_ROUNDS) -> None:
         self.progress, self.limit, self.metric, self.every = progress, limit, metric, every
-        self.higher_is_better = metric in ("auc", "aucpr")
+        self.higher_is_better = metric in MAXIMISED_METRICS
         self.best: float | None = None
         self.best_round = 0
 
