@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py                                   # 20,000, 50,000, 100,000 and set A
     .venv/bin/python bench/scale.py --sizes 20000 --no-physionet      # one synthetic cohort
     .venv/bin/python bench/scale.py --sizes 20000 --steps synth,ingest
+    .venv/bin/python bench/scale.py --sizes 100000 --no-physionet --train-options="--negative-fraction 0.1"
 
 For each synthetic cohort size, and PhysioNet 2019 training set A
 (`../shared/data/physionet2019/training_setA.tar.gz`, read by `riskcast ingest` as it is),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,8 +45,11 @@ SYNTHETIC_NOW = "2026-01-15T12:00:00Z"  # riskcast.synth.DEFAULT_NOW: the synthe
 OUT = BENCH / "out"
 
 
-def step_arguments(step: str, *, cohort: str, home: Path) -> list[str] | None:
-    """The `riskcast` arguments of one step for a cohort ("20000", ... or "physionet"); None: not run."""
+def step_arguments(step: str, *, cohort: str, home: Path, train_options: tuple[str, ...] = ()) -> list[str] | None:
+    """The `riskcast` arguments of one step for a cohort ("20000", ... or "physionet"); None: not run.
+
+    `train_options` are added to the train step's arguments (e.g. a negative fraction at scale).
+    """
     physionet = cohort == "physionet"
     if step == "synth":
         return None if physionet else ["synth", "--encounters", cohort, "--out", str(home / "cohort")]
@@ -53,7 +58,7 @@ def step_arguments(step: str, *, cohort: str, home: Path) -> list[str] | None:
     if step == "features":
         return ["features"]
     if step == "train":
-        return ["train", "--outcome", "sepsis" if physionet else "deterioration", "--no-ablations"]
+        return ["train", "--outcome", "sepsis" if physionet else "deterioration", "--no-ablations", *train_options]
     if step == "evaluate":
         return ["evaluate"]
     if step == "score":
@@ -83,7 +88,7 @@ def run_step(arguments: list[str], *, home: Path, log: Path) -> dict[str, Any]:
     }
 
 
-def run_cohort(cohort: str, steps: list[str]) -> dict[str, dict[str, Any]]:
+def run_cohort(cohort: str, steps: list[str], train_options: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Every step for one cohort in a fresh home; stops at the first step that fails."""
     folder = OUT / "scale" / cohort
     shutil.rmtree(folder, ignore_errors=True)
@@ -92,7 +97,7 @@ def run_cohort(cohort: str, steps: list[str]) -> dict[str, dict[str, Any]]:
     home.mkdir(mode=0o700)  # a home holds patient data: the owner's only, as riskcast itself checks
     results: dict[str, dict[str, Any]] = {}
     for step in steps:
-        arguments = step_arguments(step, cohort=cohort, home=home)
+        arguments = step_arguments(step, cohort=cohort, home=home, train_options=train_options)
         if arguments is None:
             continue
         result = run_step(arguments, home=home, log=folder / f"{step}.log")
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"synthetic cohort sizes, comma-separated (default {DEFAULT_SIZES}); '' for none")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"steps to run, comma-separated (default {','.join(STEPS)})")
     parser.add_argument("--physionet", action=argparse.BooleanOptionalAction, default=True, help="also run PhysioNet 2019 set A")
+    parser.add_argument("--train-options", default="", help="more `riskcast train` options for every cohort, "
+                        "one string (e.g. \"--negative-fraction 0.1\")")
     parser.add_argument("--json-out", type=Path, default=OUT / "scale.json", help="where the figures go (default bench/out/scale.json)")
     args = parser.parse_args(argv)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
     cohorts = [str(int(s)) for s in args.sizes.split(",") if s.strip()]
+    train_options = tuple(shlex.split(args.train_options))
     if args.physionet:
         if PHYSIONET.exists():
             cohorts.append("physionet")
@@ -142,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for cohort in cohorts:
         print(f"cohort {cohort}", flush=True)
-        results[cohort] = run_cohort(cohort, steps)
+        results[cohort] = run_cohort(cohort, steps, train_options)
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps({"machine": env, "steps": steps, "results": results}, indent=2))
+        args.json_out.write_text(json.dumps({"machine": env, "steps": steps, "train_options": list(train_options),
+                                             "results": results}, indent=2))
     print_table(results, [s for s in steps if any(s in r for r in results.values())])
     print_machine(env)
     print(f"figures: {args.json_out}")
