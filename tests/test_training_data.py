@@ -90,6 +90,12 @@ def test_negative_subsampling_trains_on_fewer_rows_and_calibrates_on_all(data):
     metrics = model.training_metrics_
     assert metrics["train_rows_used"] < 0.4 * metrics["train_rows"]
     assert metrics["calibration_rows"] > 0 and metrics["negative_fraction"] == 0.3
+    # Early stopping watches the same share of negative hours, every positive hour kept.
+    validation_negatives = metrics["validation_rows"] - metrics["validation_positives"]
+    sampled_negatives = metrics["validation_rows_used"] - metrics["validation_positives"]
+    assert 0.15 * validation_negatives < sampled_negatives < 0.45 * validation_negatives
+    every_row = RiskModel(threshold_rule="none", **TRAINING_DEFAULTS).fit(train).training_metrics_
+    assert "validation_rows_used" not in every_row and every_row["validation_rows"] == metrics["validation_rows"]
 
 
 def test_array_datasets_keep_whole_encounters_in_a_chunk():

@@ -36,7 +36,7 @@ def _progress(ctx: click.Context):
               help="Feature families, e.g. 'default', 'all', 'default,-process' or 'values,trends,clocks' "
                    "(see the README's ablation table).")
 @click.option("--negative-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-              help="Train on this share of the negative hours (weighted back); calibration and evaluation see all.")
+              help="Train, and stop early, on this share of the negative hours (weighted back); calibration and evaluation see all.")
 @click.option("--external-memory/--in-memory", default=None,
               help="XGBoost keeps its quantised training matrix in pages on disk, or in memory; by default on "
                    "disk only when it is estimated over --memory-budget-gib. Same trees either way; disk can be slower.")

@@ -168,8 +168,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
     n_jobs : CPU threads for training and prediction; None lets the engine use every core
         (on a small or busy machine, 1 is often faster for small data).
     negative_fraction : train on this share of the negative training rows (each kept one
-        weighted by the inverse), to train faster on years of data; validation, calibration
-        and the threshold always see every row. 1.0 keeps them all.
+        weighted by the inverse), to train faster on years of data. Early stopping watches
+        the same share of the early-stopping patients' negative rows, weighted back alike:
+        the booster scores them every round, so at scale they would cost more than the
+        training rows themselves. Calibration, the threshold and evaluation always see
+        every row. 1.0 keeps them all.
     external_memory : XGBoost keeps its quantised training matrix in pages on disk
         (ExtMemQuantileDMatrix under `cache_dir`, a temporary folder when None) when True,
         in memory when False; "auto" (the default) pages it when the matrix is estimated
@@ -385,8 +388,11 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         engine = engine_for(self.engine)
         train_rows = RoleView(dataset, index, roles, [TRAIN], positive_weight=positive_weight,
                               negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
+        validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight,
+                               negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
+                      if roles.rows(VALIDATION) else None)
         paged, estimated_gib = self._pages_to_disk(train_rows.n_rows, len(names), what="training")
-        paged_validation, _ = self._pages_to_disk(roles.rows(VALIDATION), len(names), what="early-stopping")
+        paged_validation, _ = self._pages_to_disk(validation.n_rows if validation else 0, len(names), what="early-stopping")
         scratch = page_cache(self.cache_dir) if paged or paged_validation else None
         settings = BoosterSettings(
             n_estimators=int(self.n_estimators),
@@ -406,8 +412,6 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             external_memory_validation=paged_validation,
             cache_dir=scratch.name if scratch is not None else None,
         )
-        validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight)
-                      if roles.rows(VALIDATION) else None)
         try:
             if self.dask_address:
                 trained = _train_on_dask(self.dask_address, self.engine, settings, train_rows, validation, len(names))
@@ -443,6 +447,7 @@ class RiskModel(ClassifierMixin, BaseEstimator):
             ))
         if self.negative_fraction < 1.0:
             metrics["negative_fraction"] = float(self.negative_fraction)
+            metrics["validation_rows_used"] = validation.n_rows if validation else 0
             metrics["train_rows_used"] = train_rows.n_rows
         held = _held_out_margins(dataset, roles, engine, self.booster_, n_jobs=self.n_jobs)
         is_validation, is_calibration = held["role"] == VALIDATION, held["role"] == CALIBRATION
