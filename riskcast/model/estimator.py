@@ -386,11 +386,13 @@ class RiskModel(ClassifierMixin, BaseEstimator):
         positive_weight = self._positive_weight(n_train, n_train_pos)
 
         engine = engine_for(self.engine)
-        train_rows = RoleView(dataset, index, roles, [TRAIN], positive_weight=positive_weight,
-                              negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
-        validation = (RoleView(dataset, index, roles, [VALIDATION], positive_weight=positive_weight,
-                               negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
-                      if roles.rows(VALIDATION) else None)
+        def booster_rows(role: int) -> RoleView:
+            """The rows the booster sees of one role: training and early stopping sample alike."""
+            return RoleView(dataset, index, roles, [role], positive_weight=positive_weight,
+                            negative_fraction=float(self.negative_fraction), seed=int(self.random_state))
+
+        train_rows = booster_rows(TRAIN)
+        validation = booster_rows(VALIDATION) if roles.rows(VALIDATION) else None
         paged, estimated_gib = self._pages_to_disk(train_rows.n_rows, len(names), what="training")
         paged_validation, _ = self._pages_to_disk(validation.n_rows if validation else 0, len(names), what="early-stopping")
         scratch = page_cache(self.cache_dir) if paged or paged_validation else None
